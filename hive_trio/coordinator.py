@@ -1,0 +1,655 @@
+"""The coordinator: hive-c0re's `Coordinator`, in trio.
+
+It owns the root nursery, the registry of per-agent child nurseries (one per agent socket), the
+transient spinners, and the paths; it is the one place adapters ask to change anything. Stores and
+the event hub sit below it; socket servers, the dashboard and the CLI sit above and never touch the
+database or build a path themselves.
+
+Kept from hive-c0re: one inbox per agent, HelperEvents from `system`, `kick_agent` after a (re)start,
+broadcast with a hint. Changed: the `TransientGuard` RAII handle becomes a cancel scope that clears the
+spinner however it exits; unregistering an agent cancels its child nursery rather than aborting a task.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager, suppress
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+import attrs
+import trio
+
+from hive_trio.approvals import Approvals
+from hive_trio.broker import Broker
+from hive_trio.config import Config
+from hive_trio.database import Database
+from hive_trio.errors import Busy, Conflict, HiveError, InvalidRequest
+from hive_trio.event_hub import EventHub
+from hive_trio.names import validate_agent_name
+from hive_trio.paths import HivePaths
+from hive_trio.questions import OperatorQuestions
+from hive_trio.records import (
+    BROADCAST,
+    MANAGER_AGENT,
+    OPERATOR,
+    SYSTEM_SENDER,
+    AgentRecord,
+    AgentStatus,
+    Approval,
+    ApprovalAddedEvent,
+    ApprovalResolvedEvent,
+    ApprovalStatus,
+    ContainerRemovedEvent,
+    ContainerStateChangedEvent,
+    DeliveredEvent,
+    HelperApprovalResolved,
+    HelperEvent,
+    HelperQuestionAnswered,
+    HelperQuestionAsked,
+    Message,
+    Question,
+    QuestionAddedEvent,
+    QuestionResolvedEvent,
+    SentEvent,
+    Snapshot,
+    TransientClearedEvent,
+    TransientKind,
+    TransientSetEvent,
+    to_json,
+)
+from hive_trio.roster import Roster
+from hive_trio.state_lock import StateLock
+
+log = logging.getLogger(__name__)
+
+WallClock = Callable[[], float]
+BROADCAST_HINT = "\n\n⚠️ _hint: this was a broadcast and may not need any action from you_"
+MAX_RECV_BATCH = 32
+KICK_TEXT = (
+    "{reason}\n\nYou were just (re)started by the operator. If you were mid-task, read your notes in "
+    "{notes} and pick up where you left off."
+)
+
+
+class ServeSocket(Protocol):
+    """How the sockets layer serves one agent's (or the manager's) socket inside its child nursery."""
+
+    def __call__(
+        self, coordinator: Coordinator, name: str, path: Path, *, task_status: trio.TaskStatus[None]
+    ) -> Awaitable[None]: ...
+
+
+class ApprovalActions(Protocol):
+    """What the lifecycle layer adds to resolving an approval (git tags, rebuilds, spawns)."""
+
+    async def approve(self, approval_id: int, *, note: str | None = None) -> Approval: ...
+
+    async def deny(self, approval_id: int, *, note: str | None = None) -> Approval: ...
+
+
+@attrs.define(eq=False)
+class AgentSlot:
+    """A registered socket: the child nursery's cancel scope and the file it serves."""
+
+    name: str
+    path: Path
+    scope: trio.CancelScope
+    stopped: trio.Event = attrs.field(factory=trio.Event)
+
+
+@attrs.define(eq=False)
+class Transient:
+    kind: TransientKind
+    since: float
+    scope: trio.CancelScope
+
+
+class Coordinator:
+    def __init__(
+        self,
+        *,
+        config: Config,
+        db: Database,
+        nursery: trio.Nursery,
+        clock: WallClock = time.time,
+        serve_socket: ServeSocket | None = None,
+    ) -> None:
+        self.config = config
+        self.paths = HivePaths(config.state_dir, config.runtime_dir)
+        self.clock = clock
+        self.db = db
+        self.hub = EventHub(buffer=config.subscriber_buffer, ring=config.event_ring)
+        self.broker = Broker(db, clock=clock, max_body_bytes=config.max_body_bytes)
+        self.roster = Roster(db, clock=clock)
+        self.approvals = Approvals(db, clock=clock)
+        self.questions = OperatorQuestions(db, clock=clock)
+        # Distinguishes daemon runs: a dashboard resuming with a seq from another run must resnapshot.
+        self.epoch = secrets.token_hex(8)
+        self.dashboard_url: str | None = None
+        self._root = nursery
+        self._serve_socket = serve_socket
+        self._slots: dict[str, AgentSlot] = {}
+        self._transients: dict[str, Transient] = {}
+        self._running: set[str] = set()
+        self._deadline_bell = trio.Event()
+        self.lifecycle: ApprovalActions | None = None
+
+    # ================================================================== registration
+    @property
+    def root_nursery(self) -> trio.Nursery:
+        return self._root
+
+    async def register_agent(self, name: str) -> Path:
+        """Serve `name`'s socket in a fresh child nursery; idempotent (the old listener goes first)."""
+        validate_agent_name(name)
+        self.unregister_agent(name)
+        await trio.to_thread.run_sync(self.paths.ensure_agent_dirs, name)
+        path = self.paths.agent_socket(name)
+        await self._root.start(self._run_slot, name, path)
+        return path
+
+    async def register_manager(self) -> Path:
+        self.unregister_agent(MANAGER_AGENT)
+        path = self.paths.manager_socket
+        await self._root.start(self._run_slot, MANAGER_AGENT, path)
+        return path
+
+    def unregister_agent(self, name: str) -> bool:
+        """Cancel the agent's child nursery and remove its socket file. Calls in `recv` end cleanly."""
+        slot = self._slots.pop(name, None)
+        if slot is None:
+            return False
+        slot.scope.cancel()
+        with suppress(FileNotFoundError):
+            slot.path.unlink()
+        return True
+
+    def registered_names(self) -> list[str]:
+        return sorted(n for n in self._slots if n != MANAGER_AGENT)
+
+    def is_registered(self, name: str) -> bool:
+        return name in self._slots
+
+    async def _run_slot(self, name: str, path: Path, *, task_status: trio.TaskStatus[AgentSlot]) -> None:
+        slot = AgentSlot(name=name, path=path, scope=trio.CancelScope())
+        try:
+            with slot.scope:
+                try:
+                    async with trio.open_nursery() as child:
+                        if self._serve_socket is not None:
+                            await child.start(self._serve_socket, self, name, path)
+                        self._slots[name] = slot
+                        task_status.started(slot)
+                        await trio.sleep_forever()
+                except Exception:
+                    # One agent's socket failing must never take down the daemon or its neighbours.
+                    log.exception("socket for %s failed; it is unregistered", name)
+        finally:
+            if self._slots.get(name) is slot:
+                del self._slots[name]
+            slot.stopped.set()
+
+    # ================================================================== transients
+    @contextmanager
+    def transient(self, name: str, kind: TransientKind) -> Iterator[trio.CancelScope]:
+        """Show `kind` on `name`'s card for exactly as long as this scope lives.
+
+        Replaces hive-c0re's `TransientGuard`: the clear runs in `finally`, so success, error and
+        cancellation all clear it. A second action while one is in flight is refused (`Busy`), not
+        queued. The yielded scope is what `cancel_transient` cancels.
+        """
+        current = self._transients.get(name)
+        if current is not None:
+            raise Busy(f"{name} is busy {current.kind.value}; wait for it to finish or cancel it")
+        entry = Transient(kind=kind, since=self.clock(), scope=trio.CancelScope())
+        self._transients[name] = entry
+        self.hub.emit(TransientSetEvent(name=name, transient_kind=kind, since_unix=entry.since))
+        try:
+            with entry.scope:
+                yield entry.scope
+        finally:
+            if self._transients.get(name) is entry:
+                del self._transients[name]
+            self.hub.emit(TransientClearedEvent(name=name))
+
+    def transient_of(self, name: str) -> TransientKind | None:
+        entry = self._transients.get(name)
+        return None if entry is None else entry.kind
+
+    def transients(self) -> dict[str, TransientKind]:
+        return {n: t.kind for n, t in self._transients.items()}
+
+    def cancel_transient(self, name: str) -> bool:
+        entry = self._transients.get(name)
+        if entry is None:
+            return False
+        entry.scope.cancel()
+        return True
+
+    # ================================================================== running state
+    def set_running(self, name: str, running: bool) -> None:
+        """The lifecycle layer reports what it observes; the dashboard hears about every change."""
+        changed = (name in self._running) != running
+        if running:
+            self._running.add(name)
+        else:
+            self._running.discard(name)
+        if changed:
+            self._root.start_soon(self.publish_status, name)
+
+    def is_running(self, name: str) -> bool:
+        return name in self._running
+
+    async def publish_status(self, name: str) -> None:
+        """Emit the agent's current `agent_status` row (or its removal)."""
+        try:
+            rows = await self.agent_statuses([name])
+        except HiveError:
+            log.warning("could not read status of %s", name, exc_info=True)
+            return
+        if rows:
+            self.hub.emit(ContainerStateChangedEvent(row=rows[0]))
+        else:
+            self.hub.emit(ContainerRemovedEvent(name=name))
+
+    # ================================================================== messages
+    async def send(self, sender: str, to: str, body: str) -> list[Message]:
+        """Commit a message (or a broadcast) and mirror it to the dashboard as `sent`."""
+        if to == BROADCAST:
+            messages = await self.broker.broadcast(sender, body + BROADCAST_HINT)
+        else:
+            if to == SYSTEM_SENDER:
+                raise InvalidRequest("'system' sends messages but never receives them")
+            if to != MANAGER_AGENT and to != OPERATOR:
+                validate_agent_name(to)
+            messages = [await self.broker.send(sender, to, body)]
+        for m in messages:
+            self.hub.emit(SentEvent(sender=m.sender, recipient=m.recipient, body=m.body, at=m.sent_at))
+        return messages
+
+    async def broadcast_send(self, sender: str, body: str) -> list[str]:
+        """hive-c0re's `broadcast_send`: every registered agent but the sender; per-agent errors back."""
+        try:
+            await self.send(sender, BROADCAST, body)
+        except HiveError as exc:
+            return [f"{n}: {exc}" for n in await self._agent_names() if n != sender]
+        return []
+
+    async def recv(self, name: str, *, wait_seconds: float = 0.0, limit: int = 1) -> list[Message]:
+        """Hand out up to `limit` messages, parking up to `wait_seconds` for the first one.
+
+        Parking waits on the inbox bell the hub rings when a message for `name` commits, so an idle
+        agent costs nothing; the database is read once per wake, never polled.
+        """
+        limit = max(1, min(int(limit), MAX_RECV_BATCH))
+        wait = min(max(float(wait_seconds), 0.0), self.config.max_recv_wait)
+        deadline = trio.current_time() + wait
+        while True:
+            bell = self.hub.inbox_bell(name)
+            messages = await self.broker.deliver(name, limit=limit)
+            if messages:
+                for m in messages:
+                    self.hub.emit(DeliveredEvent(sender=m.sender, recipient=m.recipient, body=m.body, at=self.clock()))
+                return messages
+            if trio.current_time() >= deadline:
+                return []
+            with trio.move_on_at(deadline):
+                await bell.wait()
+
+    async def release(self, messages: Sequence[Message]) -> int:
+        """The reply carrying `messages` was never written: put them straight back in the inbox."""
+        if not messages:
+            return 0
+        with trio.CancelScope(shield=True):
+            count = await self.broker.release([m.id for m in messages])
+        for recipient in {m.recipient for m in messages}:
+            self.hub.ring_inbox(recipient)
+        return count
+
+    async def ack_turn(self, name: str) -> int:
+        return await self.broker.ack(name)
+
+    async def requeue_inflight(self, name: str) -> int:
+        count = await self.broker.requeue_inflight(name)
+        if count:
+            self.hub.ring_inbox(name)
+        return count
+
+    async def inbox_depth(self, name: str) -> int:
+        return await self.broker.pending_count(name)
+
+    async def recent_messages(self, name: str | None, *, limit: int = 20) -> list[Message]:
+        return await self.broker.recent(recipient=name, limit=max(1, min(limit, 500)))
+
+    # ================================================================== system messages
+    async def kick_agent(self, name: str, reason: str) -> None:
+        """Drop a "you were (re)started" note from `system` into the inbox. Best-effort, as in hive-c0re."""
+        notes = self.paths.agent_notes(name) if name != MANAGER_AGENT else self.paths.state_dir
+        body = KICK_TEXT.format(reason=reason, notes=notes)
+        try:
+            await self.send(SYSTEM_SENDER, name, body)
+        except HiveError as exc:
+            log.warning("kick_agent %s failed: %s", name, exc)
+
+    async def notify_agent(self, name: str, event: HelperEvent) -> None:
+        """A HelperEvent as a JSON message from `system`, tagged `event`. Best-effort."""
+        try:
+            await self.send(SYSTEM_SENDER, name, to_json(event, HelperEvent))
+        except HiveError as exc:
+            log.warning("could not notify %s of %s: %s", name, type(event).tag_value, exc)
+
+    async def notify_manager(self, event: HelperEvent) -> None:
+        await self.notify_agent(MANAGER_AGENT, event)
+
+    # ================================================================== agents
+    async def _agent_names(self) -> list[str]:
+        return [r.name for r in await self.roster.all()]
+
+    async def require_agent(self, name: str) -> AgentRecord:
+        validate_agent_name(name)
+        return await self.roster.require(name)
+
+    def kept_state_names(self) -> list[str]:
+        return self.paths.kept_state_names()
+
+    async def tombstones(self) -> list[str]:
+        live = set(await self._agent_names())
+        return [n for n in self.kept_state_names() if n not in live]
+
+    async def set_status_text(self, name: str, text: str | None) -> AgentRecord:
+        record = await self.roster.update(name, status_text=text or None, status_set_at=self.clock() if text else None)
+        await self.publish_status(name)
+        return record
+
+    async def set_paused(self, name: str, paused: bool) -> AgentRecord:
+        await self.require_agent(name)
+        record = await self.roster.update(name, paused=paused)
+        await self.publish_status(name)
+        return record
+
+    def agent_url(self, name: str) -> str | None:
+        return None if self.dashboard_url is None else f"{self.dashboard_url}#agent={name}"
+
+    async def agent_statuses(self, names: Sequence[str] | None = None) -> list[AgentStatus]:
+        records = await self.roster.all()
+        counts = await self.broker.pending_counts()
+        wanted = None if names is None else set(names)
+        rows = []
+        for r in records:
+            if wanted is not None and r.name not in wanted:
+                continue
+            running = self.is_running(r.name)
+            rows.append(
+                AgentStatus(
+                    name=r.name,
+                    running=running,
+                    failed=r.failed,
+                    needs_update=r.needs_update,
+                    needs_login=r.needs_login,
+                    paused=r.paused,
+                    parent=r.parent,
+                    deployed_sha=r.deployed_sha[:12] if r.deployed_sha else None,
+                    active_model=r.active_model,
+                    # hyperhive shows status text only for a running agent.
+                    status_text=r.status_text if running else None,
+                    status_set_at=_rfc3339(r.status_set_at) if running and r.status_text else None,
+                    url=self.agent_url(r.name),
+                    transient=self.transient_of(r.name),
+                    pending_messages=counts.get(r.name, 0),
+                )
+            )
+        return rows
+
+    # ================================================================== approvals
+    async def add_approval(self, approval: Approval) -> None:
+        """Announce a freshly recorded approval to the dashboard."""
+        self.hub.emit(
+            ApprovalAddedEvent(
+                id=approval.id,
+                agent=approval.agent,
+                approval_kind=approval.kind,
+                sha_short=_short(approval.fetched_sha),
+                diff=approval.diff,
+                description=approval.description,
+            )
+        )
+
+    async def approval_resolved(self, approval: Approval, *, tag: str | None = None) -> None:
+        """Tell the dashboard and the manager that `approval` left `pending`."""
+        self.hub.emit(
+            ApprovalResolvedEvent(
+                id=approval.id,
+                agent=approval.agent,
+                approval_kind=approval.kind,
+                sha_short=_short(approval.fetched_sha),
+                status=approval.status,
+                resolved_at=approval.resolved_at or self.clock(),
+                note=approval.note,
+                description=approval.description,
+            )
+        )
+        await self.notify_manager(
+            HelperApprovalResolved(
+                id=approval.id,
+                agent=approval.agent,
+                status=approval.status,
+                note=approval.note,
+                sha=approval.fetched_sha,
+                tag=tag,
+            )
+        )
+
+    async def deny(self, approval_id: int, *, note: str | None = None) -> Approval:
+        if self.lifecycle is not None:
+            return await self.lifecycle.deny(approval_id, note=note)
+        approval = await self.approvals.resolve(approval_id, ApprovalStatus.DENIED, note=note)
+        await self.approval_resolved(approval)
+        return approval
+
+    # ================================================================== questions
+    async def ask(
+        self,
+        asker: str,
+        question: str,
+        *,
+        options: Sequence[str] = (),
+        multi: bool = False,
+        ttl_seconds: float | None = None,
+        target: str | None = None,
+        default_answer: str | None = None,
+    ) -> Question:
+        if target is not None:
+            if target == OPERATOR:
+                target = None
+            elif target == asker:
+                raise InvalidRequest("an agent cannot ask itself")
+            elif target != MANAGER_AGENT:
+                await self.require_agent(target)
+        if ttl_seconds is not None and not math.isfinite(ttl_seconds):
+            raise InvalidRequest("ttl_seconds must be a finite number")
+        q = await self.questions.ask(
+            asker,
+            question,
+            options=list(options),
+            multi=multi,
+            default_answer=default_answer,
+            ttl_seconds=ttl_seconds,
+            target=target,
+        )
+        if q.target is None:
+            self.hub.emit(
+                QuestionAddedEvent(
+                    id=q.id,
+                    asker=q.asker,
+                    question=q.question,
+                    options=q.options,
+                    multi=q.multi,
+                    asked_at=q.asked_at,
+                    deadline_at=q.deadline_at,
+                    default_answer=q.default_answer,
+                )
+            )
+        else:
+            await self.notify_agent(
+                q.target,
+                HelperQuestionAsked(
+                    id=q.id,
+                    asker=q.asker,
+                    question=q.question,
+                    options=q.options,
+                    multi=q.multi,
+                    deadline_at=q.deadline_at,
+                ),
+            )
+        if q.deadline_at is not None:
+            self._deadline_bell.set()
+        return q
+
+    async def answer_question(self, question_id: int, answer: str | Sequence[str], *, answerer: str) -> Question:
+        """Answer as `answerer`: the operator may answer anything; an agent only what was asked of it."""
+        q = await self.questions.get(question_id)
+        if answerer != OPERATOR and q.target != answerer:
+            who = "the operator" if q.target is None else repr(q.target)
+            raise Conflict(f"question #{question_id} was asked of {who}, not {answerer!r}")
+        if not isinstance(answer, str):
+            answer = ", ".join(answer)
+        if not answer.strip():
+            raise InvalidRequest("answer is empty")
+        resolved = await self.questions.answer(question_id, answer, answerer=answerer)
+        await self._question_resolved(resolved)
+        return resolved
+
+    async def cancel_question(self, question_id: int, *, by: str = OPERATOR) -> Question:
+        q = await self.questions.get(question_id)
+        if by not in (OPERATOR, q.asker):
+            raise Conflict(f"only the operator or {q.asker!r} may cancel question #{question_id}")
+        resolved = await self.questions.cancel(question_id, by=by)
+        await self._question_resolved(resolved)
+        return resolved
+
+    async def _question_resolved(self, q: Question) -> None:
+        assert q.answer is not None and q.answerer is not None
+        if q.target is None:
+            self.hub.emit(
+                QuestionResolvedEvent(
+                    id=q.id,
+                    answer=q.answer,
+                    answerer=q.answerer,
+                    answered_at=q.answered_at or self.clock(),
+                    cancelled=q.cancelled,
+                )
+            )
+        await self.notify_agent(
+            q.asker, HelperQuestionAnswered(id=q.id, question=q.question, answer=q.answer, answerer=q.answerer)
+        )
+
+    async def expire_questions(self) -> list[Question]:
+        expired = await self.questions.expire()
+        for q in expired:
+            await self._question_resolved(q)
+        return expired
+
+    async def serve_question_watchdog(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Resolve questions at their deadlines. Sleeps until the next one; a new question wakes it.
+
+        Deadlines that passed while the daemon was down are resolved on the first pass.
+        """
+        started = False
+        while True:
+            bell = self._deadline_bell = trio.Event()
+            try:
+                await self.expire_questions()
+                next_at = await self.questions.next_deadline()
+            except HiveError:
+                log.warning("question watchdog could not reach the database; retrying", exc_info=True)
+                next_at = self.clock() + 1.0
+            if not started:
+                task_status.started()
+                started = True
+            timeout = math.inf if next_at is None else max(0.0, next_at - self.clock())
+            with trio.move_on_after(timeout):
+                await bell.wait()
+
+    # ================================================================== snapshot
+    async def snapshot(self, *, message_limit: int = 100) -> Snapshot:
+        seq = self.hub.current_seq()  # before gathering: anything later has a larger seq
+        agents = await self.agent_statuses()
+        approvals = await self.approvals.query(status=ApprovalStatus.PENDING)
+        questions = await self.questions.list_open(operator_only=True)
+        messages = await self.broker.recent(limit=message_limit)
+        tombstones = await self.tombstones()
+        return Snapshot(
+            seq=seq,
+            epoch=self.epoch,
+            agents=agents,
+            approvals=approvals,
+            questions=questions,
+            messages=messages,
+            tombstones=tombstones,
+        )
+
+    # ================================================================== maintenance
+    async def vacuum(self) -> int:
+        return await self.broker.vacuum(retention_seconds=self.config.retention_days * 86400)
+
+    async def serve_vacuum(self, *, interval: float = 3600.0) -> None:
+        while True:
+            try:
+                dropped = await self.vacuum()
+                if dropped:
+                    log.info("vacuum dropped %d acked messages past retention", dropped)
+            except HiveError:
+                log.warning("vacuum failed", exc_info=True)
+            await trio.sleep(interval)
+
+
+def _short(sha: str | None) -> str | None:
+    return sha[:12] if sha else None
+
+
+def _rfc3339(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@asynccontextmanager
+async def open_coordinator(
+    config: Config,
+    *,
+    clock: WallClock = time.time,
+    serve_socket: ServeSocket | None = None,
+) -> AsyncIterator[Coordinator]:
+    """Lock `state_dir`, open `hive.db`, and run the root nursery for as long as the block lives.
+
+    On exit every child nursery is cancelled; tasks clean up in their own shielded, time-boxed
+    scopes. The database closes last, after any batch still in its thread, so no write is cut off.
+    """
+    paths = HivePaths(config.state_dir, config.runtime_dir)
+    await trio.to_thread.run_sync(paths.ensure_daemon_dirs)
+    lock = StateLock(paths.lock)
+    lock.acquire()
+    try:
+        db = await Database.open(paths.db, synchronous=config.synchronous)
+        try:
+            async with trio.open_nursery() as nursery:
+                coord = Coordinator(config=config, db=db, nursery=nursery, clock=clock, serve_socket=serve_socket)
+                try:
+                    yield coord
+                finally:
+                    for name in list(coord._slots):
+                        coord.unregister_agent(name)
+                    nursery.cancel_scope.cancel()
+        finally:
+            await db.aclose()
+    finally:
+        lock.release()
+
+
+__all__ = ["AgentSlot", "Coordinator", "ServeSocket", "WallClock", "open_coordinator"]

@@ -1,0 +1,491 @@
+"""Every record that crosses a wire or lands in a row, and the one converter that encodes them.
+
+This module imports nothing else of hive_trio's. Every surface (MCP results, host.sock rows, dashboard
+frames, HelperEvent bodies) encodes through ``CONVERTER`` so a field is named in exactly one place.
+It must never grow behaviour beyond shape and encoding.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+from collections.abc import Mapping
+from typing import Any, ClassVar, Final, TypeAlias, TypeVar, cast
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+from cattrs.strategies import configure_tagged_union
+
+T = TypeVar("T")
+
+SYSTEM_SENDER: Final = "system"
+MANAGER_AGENT: Final = "manager"
+OPERATOR: Final = "operator"
+BROADCAST: Final = "*"
+# hyperhive's watchdog sentinel for a question nobody answered in time, and its answerer.
+EXPIRED_ANSWER: Final = "[expired]"
+CANCELLED_ANSWER: Final = "[cancelled]"
+TTL_ANSWERER: Final = "ttl"
+
+
+class RecordError(ValueError):
+    """Input that does not decode into the record it claims to be. The message is for a person."""
+
+
+class ApprovalKind(enum.Enum):
+    SPAWN = "spawn"
+    APPLY_COMMIT = "apply_commit"
+
+
+class ApprovalStatus(enum.Enum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    DENIED = "denied"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class TransientKind(enum.Enum):
+    """What a lifecycle action in flight shows on the dashboard (hive-c0re's `TransientKind`)."""
+
+    SPAWNING = "spawning"
+    STARTING = "starting"
+    STOPPING = "stopping"
+    RESTARTING = "restarting"
+    REBUILDING = "rebuilding"
+    DESTROYING = "destroying"
+
+
+# ---------------------------------------------------------------------------------------------- rows
+
+
+@attrs.frozen
+class Message:
+    """A row of the broker's `messages` table."""
+
+    id: int
+    sender: str
+    recipient: str
+    body: str
+    sent_at: float
+    delivered_at: float | None = None
+    acked_at: float | None = None
+    redelivered: bool = False
+
+
+@attrs.frozen
+class Delivery:
+    """One message as `recv` hands it to an agent."""
+
+    id: int
+    sender: str
+    body: str
+    sent_at: float
+    redelivered: bool
+
+
+@attrs.frozen
+class Approval:
+    id: int
+    agent: str
+    kind: ApprovalKind
+    status: ApprovalStatus
+    requested_at: float
+    commit_ref: str | None = None
+    fetched_sha: str | None = None
+    description: str | None = None
+    diff: str | None = None
+    note: str | None = None
+    resolved_at: float | None = None
+    requested_by: str | None = None
+
+
+@attrs.frozen
+class Question:
+    id: int
+    asker: str
+    question: str
+    asked_at: float
+    target: str | None = None
+    options: list[str] = attrs.field(factory=list)
+    multi: bool = False
+    default_answer: str | None = None
+    deadline_at: float | None = None
+    answer: str | None = None
+    answerer: str | None = None
+    cancelled: bool = False
+    answered_at: float | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.answer is None
+
+
+@attrs.frozen
+class AgentRecord:
+    """What the daemon has recorded about an agent (table `agents`): intent, not observation."""
+
+    name: str
+    created_at: float
+    parent: str | None = None
+    # "running" when the operator wants it up, "stopped" after an operator stop.
+    desired: str = "running"
+    failed: bool = False
+    paused: bool = False
+    needs_update: bool = False
+    needs_login: bool = False
+    deployed_sha: str | None = None
+    active_model: str | None = None
+    status_text: str | None = None
+    status_set_at: float | None = None
+
+
+@attrs.frozen
+class AgentStatus:
+    """One `agent_status` row, with hyperhive's field names (host.sock v1) plus ours."""
+
+    name: str
+    running: bool
+    failed: bool
+    needs_update: bool
+    needs_login: bool
+    paused: bool
+    parent: str | None
+    deployed_sha: str | None
+    active_model: str | None
+    status_text: str | None
+    status_set_at: str | None
+    url: str | None
+    transient: TransientKind | None = None
+    pending_messages: int = 0
+
+
+# ------------------------------------------------------------------------------------ HelperEvent
+# Bodies of messages from `system`, tagged `event` as hyperhive's harnesses expect.
+
+
+@attrs.frozen
+class HelperApprovalResolved:
+    tag_value: ClassVar[str] = "approval_resolved"
+    id: int
+    agent: str
+    status: ApprovalStatus
+    note: str | None = None
+    sha: str | None = None
+    tag: str | None = None
+
+
+@attrs.frozen
+class HelperSpawned:
+    tag_value: ClassVar[str] = "spawned"
+    agent: str
+
+
+@attrs.frozen
+class HelperRebuilt:
+    tag_value: ClassVar[str] = "rebuilt"
+    agent: str
+    sha: str | None = None
+    tag: str | None = None
+
+
+@attrs.frozen
+class HelperKilled:
+    tag_value: ClassVar[str] = "killed"
+    agent: str
+
+
+@attrs.frozen
+class HelperDestroyed:
+    tag_value: ClassVar[str] = "destroyed"
+    agent: str
+
+
+@attrs.frozen
+class HelperContainerCrash:
+    tag_value: ClassVar[str] = "container_crash"
+    agent: str
+    note: str | None = None
+
+
+@attrs.frozen
+class HelperNeedsUpdate:
+    tag_value: ClassVar[str] = "needs_update"
+    agent: str
+
+
+@attrs.frozen
+class HelperQuestionAsked:
+    tag_value: ClassVar[str] = "question_asked"
+    id: int
+    asker: str
+    question: str
+    options: list[str] = attrs.field(factory=list)
+    multi: bool = False
+    deadline_at: float | None = None
+
+
+@attrs.frozen
+class HelperQuestionAnswered:
+    tag_value: ClassVar[str] = "question_answered"
+    id: int
+    question: str
+    answer: str
+    answerer: str
+
+
+HelperEvent: TypeAlias = (
+    HelperApprovalResolved
+    | HelperSpawned
+    | HelperRebuilt
+    | HelperKilled
+    | HelperDestroyed
+    | HelperContainerCrash
+    | HelperNeedsUpdate
+    | HelperQuestionAsked
+    | HelperQuestionAnswered
+)
+HELPER_EVENT_TYPES: Final[tuple[type[Any], ...]] = HelperEvent.__args__
+
+# --------------------------------------------------------------------------------- DashboardEvent
+# Kind names and fields are hyperhive's (SPEC §4). `seq` is stamped by the event hub.
+
+
+@attrs.frozen
+class SentEvent:
+    tag_value: ClassVar[str] = "sent"
+    sender: str
+    recipient: str
+    body: str
+    at: float
+    seq: int = 0
+
+
+@attrs.frozen
+class DeliveredEvent:
+    tag_value: ClassVar[str] = "delivered"
+    sender: str
+    recipient: str
+    body: str
+    at: float
+    seq: int = 0
+
+
+@attrs.frozen
+class ApprovalAddedEvent:
+    tag_value: ClassVar[str] = "approval_added"
+    id: int
+    agent: str
+    approval_kind: ApprovalKind
+    sha_short: str | None
+    diff: str | None
+    description: str | None
+    seq: int = 0
+
+
+@attrs.frozen
+class ApprovalResolvedEvent:
+    tag_value: ClassVar[str] = "approval_resolved"
+    id: int
+    agent: str
+    approval_kind: ApprovalKind
+    sha_short: str | None
+    status: ApprovalStatus
+    resolved_at: float
+    note: str | None
+    description: str | None
+    seq: int = 0
+
+
+@attrs.frozen
+class QuestionAddedEvent:
+    tag_value: ClassVar[str] = "question_added"
+    id: int
+    asker: str
+    question: str
+    options: list[str]
+    multi: bool
+    asked_at: float
+    deadline_at: float | None
+    default_answer: str | None = None
+    seq: int = 0
+
+
+@attrs.frozen
+class QuestionResolvedEvent:
+    tag_value: ClassVar[str] = "question_resolved"
+    id: int
+    answer: str
+    answerer: str
+    answered_at: float
+    cancelled: bool
+    seq: int = 0
+
+
+@attrs.frozen
+class TransientSetEvent:
+    tag_value: ClassVar[str] = "transient_set"
+    name: str
+    transient_kind: TransientKind
+    since_unix: float
+    seq: int = 0
+
+
+@attrs.frozen
+class TransientClearedEvent:
+    tag_value: ClassVar[str] = "transient_cleared"
+    name: str
+    seq: int = 0
+
+
+@attrs.frozen
+class ContainerStateChangedEvent:
+    tag_value: ClassVar[str] = "container_state_changed"
+    row: AgentStatus
+    seq: int = 0
+
+
+@attrs.frozen
+class ContainerRemovedEvent:
+    tag_value: ClassVar[str] = "container_removed"
+    name: str
+    seq: int = 0
+
+
+DashboardEvent: TypeAlias = (
+    SentEvent
+    | DeliveredEvent
+    | ApprovalAddedEvent
+    | ApprovalResolvedEvent
+    | QuestionAddedEvent
+    | QuestionResolvedEvent
+    | TransientSetEvent
+    | TransientClearedEvent
+    | ContainerStateChangedEvent
+    | ContainerRemovedEvent
+)
+DASHBOARD_EVENT_TYPES: Final[tuple[type[Any], ...]] = DashboardEvent.__args__
+
+
+# ------------------------------------------------------------------------------------ the converter
+
+
+def _strict(kind: type[Any], label: str) -> Any:
+    """A structure hook that accepts exactly `kind`, where cattrs would otherwise coerce (`str(5)`)."""
+
+    def hook(value: Any, _: type[Any]) -> Any:
+        # bool is an int subclass; a JSON `true` is never a count or an id.
+        if isinstance(value, bool) and kind is not bool:
+            raise TypeError(f"expected {label}, got a boolean")
+        if not isinstance(value, kind):
+            raise TypeError(f"expected {label}, got {type(value).__name__}")
+        return value
+
+    return hook
+
+
+def _structure_float(value: Any, _: type[Any]) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise TypeError("expected a finite number")
+    return float(value)
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=False)
+    conv.register_structure_hook(str, _strict(str, "a string"))
+    conv.register_structure_hook(int, _strict(int, "an integer"))
+    conv.register_structure_hook(bool, _strict(bool, "a boolean"))
+    conv.register_structure_hook(float, _structure_float)
+    # `from`/`to` are Python keywords; the wire names are hyperhive's.
+    renames = {"sender": override(rename="from"), "recipient": override(rename="to")}
+    for cls in (SentEvent, DeliveredEvent, Delivery, Message):
+        fields = {a.name for a in attrs.fields(cls)}
+        ov: dict[str, Any] = {k: v for k, v in renames.items() if k in fields}
+        conv.register_unstructure_hook(cls, make_dict_unstructure_fn(cls, conv, **ov))
+        conv.register_structure_hook(cls, make_dict_structure_fn(cls, conv, **ov))
+    configure_tagged_union(HelperEvent, conv, tag_generator=_tag_of, tag_name="event")
+    configure_tagged_union(DashboardEvent, conv, tag_generator=_tag_of, tag_name="kind")
+    return conv
+
+
+def _tag_of(cls: type[Any]) -> str:
+    tag: str = cls.tag_value
+    return tag
+
+
+CONVERTER: Final = _make_converter()
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, cattrs.BaseValidationError):
+        return "; ".join(cattrs.transform_error(exc))
+    if isinstance(exc, KeyError):
+        return f"missing or unknown key {exc}"
+    return str(exc) or type(exc).__name__
+
+
+def structure(data: Any, cls: type[T] | Any) -> T:
+    """Decode plain data into `cls`; any mismatch is a `RecordError` with a readable reason."""
+    try:
+        result: T = cast(T, CONVERTER.structure(data, cls))
+    except RecordError:
+        raise
+    except Exception as exc:
+        name = getattr(cls, "__name__", str(cls))
+        raise RecordError(f"invalid {name}: {_error_text(exc)}") from exc
+    return result
+
+
+def unstructure(record: Any) -> Any:
+    """Plain data (dicts, lists, str, numbers) for a record, union members tagged."""
+    return CONVERTER.unstructure(record)
+
+
+def unstructure_helper(event: HelperEvent) -> dict[str, Any]:
+    data: dict[str, Any] = CONVERTER.unstructure(event, HelperEvent)
+    return data
+
+
+def unstructure_event(event: DashboardEvent) -> dict[str, Any]:
+    data: dict[str, Any] = CONVERTER.unstructure(event, DashboardEvent)
+    return data
+
+
+def to_json(record: Any, cls: Any = None) -> str:
+    data = CONVERTER.unstructure(record, cls) if cls is not None else CONVERTER.unstructure(record)
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def from_json(text: str | bytes, cls: type[T] | Any) -> T:
+    try:
+        data = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RecordError(f"not valid JSON: {exc}") from exc
+    return cast(T, structure(data, cls))
+
+
+def event_kind(event: DashboardEvent) -> str:
+    return type(event).tag_value
+
+
+def as_mapping(value: Any) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise RecordError(f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+@attrs.frozen
+class Snapshot:
+    """Everything the dashboard shows, with the `seq` read before any of it was gathered."""
+
+    seq: int
+    epoch: str
+    agents: list[AgentStatus]
+    approvals: list[Approval]
+    questions: list[Question]
+    messages: list[Message]
+    tombstones: list[str] = attrs.field(factory=list)
