@@ -85,8 +85,32 @@ class ServeSocket(Protocol):
     ) -> Awaitable[None]: ...
 
 
-class ApprovalActions(Protocol):
-    """What the lifecycle layer adds to resolving an approval (git tags, rebuilds, spawns)."""
+class LifecycleOps(Protocol):
+    """What the lifecycle layer (`hive_trio.lifecycle.Lifecycle`) offers the adapters, via `coord.lifecycle`.
+
+    Every operation validates the name, runs under `coordinator.transient(...)`, and raises a
+    `HiveError` with a reason for a person when refused or failed.
+    """
+
+    async def spawn(self, name: str, *, parent: str | None = None) -> AgentRecord: ...
+
+    async def start(self, name: str) -> None: ...
+
+    async def stop(self, name: str, *, graceful: bool = True) -> None: ...
+
+    async def restart(self, name: str) -> None: ...
+
+    async def rebuild(self, name: str) -> None: ...
+
+    async def destroy(self, name: str, *, purge: bool = False) -> None: ...
+
+    async def purge_tombstone(self, name: str) -> None: ...
+
+    async def request_spawn(self, name: str, description: str | None, *, requested_by: str) -> Approval: ...
+
+    async def request_apply_commit(
+        self, agent: str, commit_ref: str, description: str | None, *, requested_by: str
+    ) -> Approval: ...
 
     async def approve(self, approval_id: int, *, note: str | None = None) -> Approval: ...
 
@@ -138,7 +162,7 @@ class Coordinator:
         self._transients: dict[str, Transient] = {}
         self._running: set[str] = set()
         self._deadline_bell = trio.Event()
-        self.lifecycle: ApprovalActions | None = None
+        self.lifecycle: LifecycleOps | None = None
 
     # ================================================================== registration
     @property
@@ -445,12 +469,12 @@ class Coordinator:
             )
         )
 
-    async def deny(self, approval_id: int, *, note: str | None = None) -> Approval:
-        if self.lifecycle is not None:
-            return await self.lifecycle.deny(approval_id, note=note)
-        approval = await self.approvals.resolve(approval_id, ApprovalStatus.DENIED, note=note)
-        await self.approval_resolved(approval)
-        return approval
+    @property
+    def ops(self) -> LifecycleOps:
+        """The lifecycle operations; adapters call these rather than touching backends."""
+        if self.lifecycle is None:
+            raise HiveError("this hive runs without a lifecycle backend")
+        return self.lifecycle
 
     # ================================================================== questions
     async def ask(
@@ -652,4 +676,4 @@ async def open_coordinator(
         lock.release()
 
 
-__all__ = ["AgentSlot", "Coordinator", "ServeSocket", "WallClock", "open_coordinator"]
+__all__ = ["AgentSlot", "Coordinator", "LifecycleOps", "ServeSocket", "WallClock", "open_coordinator"]
