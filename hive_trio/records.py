@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Final, TypeAlias, TypeVar, cast
 import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+from cattrs.v import format_exception
 from cattrs.strategies import configure_tagged_union
 
 T = TypeVar("T")
@@ -420,12 +421,24 @@ def _tag_of(cls: type[Any]) -> str:
 CONVERTER: Final = _make_converter()
 
 
-def _error_text(exc: BaseException) -> str:
+def _format_leaf(exc: BaseException, _type: type | None) -> str:
+    if isinstance(exc, KeyError):
+        return "required field missing"
+    if isinstance(exc, TypeError | ValueError) and str(exc):
+        return str(exc)
+    return format_exception(exc, _type)
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line naming each bad field (`... @ $.field`), from cattrs' nested validation errors."""
     if isinstance(exc, cattrs.BaseValidationError):
-        return "; ".join(cattrs.transform_error(exc))
+        return "; ".join(cattrs.transform_error(exc, format_exception=_format_leaf))
     if isinstance(exc, KeyError):
         return f"missing or unknown key {exc}"
     return str(exc) or type(exc).__name__
+
+
+_UNION_NAMES: Final[dict[Any, str]] = {HelperEvent: "HelperEvent", DashboardEvent: "DashboardEvent"}
 
 
 def structure(data: Any, cls: type[T] | Any) -> T:
@@ -435,8 +448,8 @@ def structure(data: Any, cls: type[T] | Any) -> T:
     except RecordError:
         raise
     except Exception as exc:
-        name = getattr(cls, "__name__", str(cls))
-        raise RecordError(f"invalid {name}: {_error_text(exc)}") from exc
+        name = _UNION_NAMES.get(cls) or getattr(cls, "__name__", "record")
+        raise RecordError(f"invalid {name}: {describe_error(exc)}") from exc
     return result
 
 
