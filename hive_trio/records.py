@@ -16,8 +16,8 @@ from typing import Any, ClassVar, Final, TypeAlias, TypeVar, cast
 import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
-from cattrs.v import format_exception
 from cattrs.strategies import configure_tagged_union
+from cattrs.v import format_exception
 
 T = TypeVar("T")
 

@@ -23,6 +23,10 @@ from hive_trio.records import (
 from hive_trio.state_lock import AlreadyRunning
 
 
+def tree(root: Path) -> list[str]:
+    return sorted(str(p) for p in root.rglob("*"))
+
+
 def kinds(events: list[DashboardEvent]) -> list[str]:
     return [type(e).tag_value for e in events]
 
@@ -101,7 +105,7 @@ async def test_second_action_while_one_is_in_flight_is_refused(coordinator: Coor
 
 @pytest.mark.parametrize("name", ["../x", "A", "", "a" * 200, "a/b", "manager", "system", "operator", "a\x00"])
 async def test_hostile_names_never_reach_the_filesystem(coordinator: Coordinator, name: str, short_tmp: Path) -> None:
-    before = sorted(str(p) for p in short_tmp.rglob("*"))
+    before = tree(short_tmp)
     with pytest.raises(InvalidName):
         await coordinator.register_agent(name)
     with pytest.raises(InvalidName):
@@ -109,33 +113,33 @@ async def test_hostile_names_never_reach_the_filesystem(coordinator: Coordinator
     if name not in ("manager", "operator"):  # those two are inboxes, never agents
         with pytest.raises(InvalidRequest):
             await coordinator.send("operator", name, "hi")
-    assert sorted(str(p) for p in short_tmp.rglob("*")) == before
+    assert tree(short_tmp) == before
 
 
 async def test_register_and_unregister_manage_a_child_scope(coordinator: Coordinator) -> None:
     served: list[str] = []
 
     async def fake_socket(coord: Coordinator, name: str, path: Path, *, task_status: trio.TaskStatus[None]) -> None:
-        path.write_text("socket")
+        await trio.Path(path).write_text("socket")
         served.append(name)
         task_status.started()
         await trio.sleep_forever()
 
     coordinator._serve_socket = fake_socket
     path = await coordinator.register_agent("alpha")
-    assert path.exists() and coordinator.is_registered("alpha")
+    assert await trio.Path(path).exists() and coordinator.is_registered("alpha")
     slot = coordinator._slots["alpha"]
     await coordinator.register_agent("alpha")  # idempotent: the old scope is gone, a fresh one stands
     assert slot.scope.cancel_called and coordinator._slots["alpha"] is not slot
-    assert served == ["alpha", "alpha"] and path.exists()
+    assert served == ["alpha", "alpha"] and await trio.Path(path).exists()
     assert coordinator.unregister_agent("alpha")
-    assert not path.exists() and not coordinator.is_registered("alpha")
+    assert not await trio.Path(path).exists() and not coordinator.is_registered("alpha")
 
 
 async def test_a_crashing_socket_is_contained(coordinator: Coordinator) -> None:
     async def crashing(coord: Coordinator, name: str, path: Path, *, task_status: trio.TaskStatus[None]) -> None:
         task_status.started()
-        await trio.sleep(0)
+        await trio.lowlevel.checkpoint()
         raise RuntimeError("handler bug")
 
     coordinator._serve_socket = crashing
