@@ -316,7 +316,13 @@ class Coordinator:
         deadline = trio.current_time() + wait
         while True:
             bell = self.hub.inbox_bell(name)
-            messages = await self.broker.deliver(name, limit=limit)
+            # Shielded: once the batch holding this UPDATE runs, the rows are stamped delivered; a
+            # cancellation now would lose the list (and with it the messages) until a requeue.
+            # With the shield the caller always gets the list and no checkpoint follows before
+            # `return`, so whoever awaited recv can hand the messages on or release them.
+            await trio.lowlevel.checkpoint_if_cancelled()
+            with trio.CancelScope(shield=True):
+                messages = await self.broker.deliver(name, limit=limit)
             if messages:
                 for m in messages:
                     self.hub.emit(DeliveredEvent(sender=m.sender, recipient=m.recipient, body=m.body, at=self.clock()))
