@@ -202,6 +202,7 @@ class Coordinator:
 
     async def _run_slot(self, name: str, path: Path, *, task_status: trio.TaskStatus[AgentSlot]) -> None:
         slot = AgentSlot(name=name, path=path, scope=trio.CancelScope())
+        started = False
         try:
             with slot.scope:
                 try:
@@ -210,8 +211,12 @@ class Coordinator:
                             await child.start(self._serve_socket, self, name, path)
                         self._slots[name] = slot
                         task_status.started(slot)
+                        started = True
                         await trio.sleep_forever()
-                except Exception:
+                except Exception as exc:
+                    if not started:
+                        # The socket could not be served at all: `register_agent` says why.
+                        raise _sole_exception(exc) from None
                     # One agent's socket failing must never take down the daemon or its neighbours.
                     log.exception("socket for %s failed; it is unregistered", name)
         finally:
@@ -637,6 +642,13 @@ class Coordinator:
             except HiveError:
                 log.warning("vacuum failed", exc_info=True)
             await trio.sleep(interval)
+
+
+def _sole_exception(exc: BaseException) -> BaseException:
+    """The one exception inside nested single-member groups (what a nursery wraps a lone error in)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _short(sha: str | None) -> str | None:

@@ -241,15 +241,15 @@ class HostConnection:
             await self.stream.send_all(line)
 
     async def run(self) -> None:
-        try:
-            async with trio.open_nursery() as nursery:
+        async with trio.open_nursery() as nursery:
+            try:
                 await self._serve_requests(nursery)
                 if self._feed_done is not None:
                     # A subscriber may half-close once it has asked; the feed runs until a write fails.
                     await self._feed_done.wait()
-                nursery.cancel_scope.cancel()
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # the client left (maybe mid-reply); nothing is lost, nothing to report
+            nursery.cancel_scope.cancel()
 
     async def _serve_requests(self, nursery: trio.Nursery) -> None:
         framer = LineFramer(max_frame=self.max_frame)

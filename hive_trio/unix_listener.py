@@ -32,9 +32,14 @@ class SocketInUse(HiveError):
     """Something live already answers on the path, or the path is not a socket at all."""
 
 
-@attrs.frozen
+# The latest binding of each path in this process. An inode alone cannot tell an old socket file from
+# its replacement: ext4 and tmpfs hand a freed inode number straight to the next file created.
+_latest: dict[Path, BoundSocket] = {}
+
+
+@attrs.frozen(eq=False)
 class BoundSocket:
-    """A listening socket and the file it is bound to, remembered by inode for a safe unlink."""
+    """A listening socket and the file it is bound to, remembered for a safe unlink."""
 
     path: Path
     device: int
@@ -42,7 +47,14 @@ class BoundSocket:
     listener: trio.SocketListener
 
     def unlink_if_ours(self) -> bool:
-        """Remove the socket file if it is still the one we bound. Cheap and synchronous: runs in `finally`."""
+        """Remove the socket file if it is still the one we bound. Cheap and synchronous: runs in `finally`.
+
+        Ours means: no later binding of this path in this process (a re-registered agent), and the
+        file is still the inode we bound (nobody outside replaced it).
+        """
+        if _latest.get(self.path) is not self:
+            return False
+        del _latest[self.path]
         try:
             st = os.lstat(self.path)
         except FileNotFoundError:
@@ -119,9 +131,11 @@ async def bind_unix_listener(path: Path, *, mode: int, group: str | None = None)
         sock, device, inode = await trio.to_thread.run_sync(lambda: bind_unix_socket(path, mode=mode, group=group))
     except OSError as exc:
         raise SocketInUse(f"cannot bind {path}: {exc.strerror or exc}") from exc
-    return BoundSocket(
+    bound = BoundSocket(
         path=path, device=device, inode=inode, listener=trio.SocketListener(trio.socket.from_stdlib_socket(sock))
     )
+    _latest[path] = bound
+    return bound
 
 
 __all__ = ["BoundSocket", "SocketInUse", "bind_unix_listener", "bind_unix_socket"]
