@@ -92,7 +92,7 @@ AGENT_TOOLS: Final = (
     ToolSpec("answer", "Answer a question another agent asked you (a question_asked event).", AnswerArgs),
     ToolSpec("set_status", "Set the one-line status shown on your dashboard card.", SetStatusArgs),
     ToolSpec("whoami", "Your name and role, as this socket knows you.", NoArgs),
-    ToolSpec("list_agents", "Every agent in the hive, with its status row.", NoArgs),
+    ToolSpec("list_agents", "The names of every agent in the hive (their sockets are up).", NoArgs),
 )
 MANAGER_TOOLS: Final = (
     ToolSpec(
@@ -282,7 +282,9 @@ class Toolbox:
         return {"name": self.name, "role": self.role}
 
     async def _list_agents(self, _: NoArgs) -> dict[str, Any]:
-        return {"agents": unstructure(await self.coordinator.agent_statuses())}
+        # hive-c0re's `list_agents` is the registry of agent sockets, held in memory: no database read,
+        # so it stays cheap however often a harness calls it. Status rows are the operator's (host.sock).
+        return {"agents": self.coordinator.registered_names()}
 
     # ------------------------------------------------------------------ manager only
     def _target(self, tool: str, name: str) -> str:

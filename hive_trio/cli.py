@@ -31,6 +31,7 @@ EXIT_NOT_RUNNING: Final = 3
 EXIT_PERMISSION: Final = 4
 
 PROG: Final = "hive-trio"
+READY_LINE: Final = "hive-trio is ready"
 MAX_CELL: Final = 60
 # Longest socket path the daemon builds under a runtime dir: agents/<31-char name>/mcp.sock.
 LONGEST_SOCKET_SUFFIX: Final = len("/agents/") + 31 + len("/mcp.sock")
@@ -87,14 +88,43 @@ def embedded_runtime_dir(state_dir: Path) -> Path:
 def cmd_daemon(args: argparse.Namespace) -> int:
     from hive_trio.daemon import serve_daemon
     from hive_trio.errors import HiveError
+    from hive_trio.paths import HivePaths
 
     config = load_cli_config(args)
     _configure_logging(args.log_level)
+    host_socket = HivePaths(config.state_dir, config.runtime_dir).host_socket
+
+    async def serve() -> None:
+        ready = trio.Event()
+        async with trio.open_nursery() as nursery:
+
+            async def announce() -> None:
+                # One line on stdout once every socket is bound, whatever the log level: scripts wait for it.
+                await ready.wait()
+                print(f"{READY_LINE}: host.sock at {host_socket}", flush=True)
+
+            nursery.start_soon(announce)
+            await serve_daemon(config, ready=ready)
+            nursery.cancel_scope.cancel()
+
     try:
-        trio.run(serve_daemon, config)
+        trio.run(serve)
     except HiveError as exc:
         raise CliError(str(exc)) from None
+    except BaseExceptionGroup as group:
+        # A refusal at start (a live socket in the way...) arrives wrapped by the nurseries it crossed.
+        refusals, rest = group.split(HiveError)
+        if refusals is None or rest is not None:
+            raise
+        raise CliError("; ".join(str(e) for e in _leaves(refusals))) from None
     return EXIT_OK
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        found += _leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
+    return found
 
 
 def _configure_logging(level: str) -> None:

@@ -25,6 +25,8 @@ from typing import Protocol
 import attrs
 import trio
 
+from hive_trio import broker as broker_sql
+from hive_trio import roster as roster_sql
 from hive_trio.approvals import Approvals
 from hive_trio.broker import Broker
 from hive_trio.config import Config
@@ -412,8 +414,8 @@ class Coordinator:
         return None if self.dashboard_url is None else f"{self.dashboard_url}#agent={name}"
 
     async def agent_statuses(self, names: Sequence[str] | None = None) -> list[AgentStatus]:
-        records = await self.roster.all()
-        counts = await self.broker.pending_counts()
+        # One read: the rows and the counts agree, and it costs one thread hop rather than two.
+        records, counts = await self.db.read(lambda c: (roster_sql.list_all(c), broker_sql.pending_counts(c)))
         wanted = None if names is None else set(names)
         rows = []
         for r in records:

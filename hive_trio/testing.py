@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 # Unix socket paths must stay under 108 bytes; `/tmp/hive-xxxxxxxx/run/agents/<31>/mcp.sock` does.
 SHORT_TEMP_ROOT = "/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir()
-READY_MARK = "hive-trio is up"
+READY_MARK = "hive-trio is ready"  # the daemon command prints it on stdout once serving
 DAEMON_START_TIMEOUT = 30.0
 DAEMON_STOP_TIMEOUT = 15.0
 
@@ -189,6 +189,7 @@ class DaemonProcess:
         self.process = process
         self.state_dir = state_dir
         self.runtime_dir = runtime_dir
+        self.stdout_lines: list[str] = []
         self.stderr_lines: list[str] = []
         self.ready = False
 
@@ -223,10 +224,12 @@ async def open_daemon_process(
     ]
     child_env = {**os.environ, "HIVE_TRIO_DASHBOARD_ENABLED": "false", "HIVE_TRIO_ADMIN_GROUP": "", **(env or {})}
     async with trio.open_nursery() as nursery:
-        process = await trio.lowlevel.open_process(argv, stderr=subprocess.PIPE, env=child_env)
+        process = await trio.lowlevel.open_process(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env)
         daemon = DaemonProcess(process, state_dir, runtime_dir)
         settled = trio.Event()
-        nursery.start_soon(_drain_stderr, daemon, settled)
+        assert process.stdout is not None and process.stderr is not None
+        nursery.start_soon(_drain, process.stdout, daemon.stdout_lines, daemon, settled)
+        nursery.start_soon(_drain, process.stderr, daemon.stderr_lines, None, None)
         try:
             with trio.move_on_after(DAEMON_START_TIMEOUT):
                 await settled.wait()
@@ -239,24 +242,26 @@ async def open_daemon_process(
             nursery.cancel_scope.cancel()
 
 
-async def _drain_stderr(daemon: DaemonProcess, settled: trio.Event) -> None:
-    """Keep the daemon's stderr flowing (a full pipe would stall it); note when it says it is up."""
+async def _drain(
+    stream: trio.abc.ReceiveStream, lines: list[str], daemon: DaemonProcess | None, settled: trio.Event | None
+) -> None:
+    """Keep a pipe flowing (a full one would stall the daemon); note the line saying it is ready."""
     from hive_trio.line_framing import LineFramer
 
-    stream = daemon.process.stderr
-    assert stream is not None
     framer = LineFramer(max_frame=1024 * 1024)
     try:
         async with stream:
             while data := await stream.receive_some(65536):
                 for line in framer.feed(data):
                     text = line.decode(errors="replace")
-                    daemon.stderr_lines.append(text)
-                    if READY_MARK in text:
+                    lines.append(text)
+                    if daemon is not None and text.startswith(READY_MARK):
                         daemon.ready = True
-                        settled.set()
+                        if settled is not None:
+                            settled.set()
     finally:
-        settled.set()
+        if settled is not None:
+            settled.set()
 
 
 async def _stop(process: trio.Process) -> None:

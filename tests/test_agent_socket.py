@@ -179,9 +179,11 @@ async def test_status_text_and_list_agents(hive: InProcessHive) -> None:
         assert await alpha.call("set_status", text="refactoring the broker") == {
             "status_text": "refactoring the broker"
         }
-        rows = {r["name"]: r for r in (await alpha.call("list_agents"))["agents"]}
+        rows = {r["name"]: r for r in (await hive.host("agent_status"))["agent_statuses"]}
         assert rows["alpha"]["status_text"] == "refactoring the broker"
-        assert set(rows) == {"alpha", "beta"}
+        assert await alpha.call("list_agents") == {"agents": ["alpha", "beta"]}
+        await hive.add_agent("gamma")
+        assert await alpha.call("list_agents") == {"agents": ["alpha", "beta", "gamma"]}
 
 
 # ------------------------------------------------------------------------------------ the manager

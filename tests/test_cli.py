@@ -137,7 +137,13 @@ async def test_a_second_daemon_on_the_same_state_refuses_in_one_line(daemon_dir:
         argv += ["--runtime-dir", str(daemon_dir / "run2")]
         result = await trio.run_process(argv, capture_stdout=True, capture_stderr=True, check=False)
         one_line_error(result, 1, "already using")
+        # Another state dir but this daemon's runtime dir: its live sockets are not taken over.
+        argv = [sys.executable, "-m", "hive_trio", "daemon", "--state-dir", str(daemon_dir / "state2")]
+        argv += ["--runtime-dir", str(daemon.runtime_dir)]
+        result = await trio.run_process(argv, capture_stdout=True, capture_stderr=True, check=False)
+        one_line_error(result, 1, "another process is already serving")
         assert (await daemon.run_cli("status")).returncode == 0
+        assert (daemon.runtime_dir / "manager" / "mcp.sock").exists()
 
 
 async def test_not_running_and_permission_denied_are_different_messages(daemon_dir: Path) -> None:
