@@ -135,12 +135,12 @@ class HostCommands:
         return fields
 
     async def _start(self, request: HostStart) -> Fields:
-        ops = self.coordinator.ops
-        return await self._each("start", await self._scope_names(request.scope), ops.start)
+        names = await self._scope_names(request.scope)  # a scope naming nothing is wrong with any backend
+        return await self._each("start", names, self.coordinator.ops.start)
 
     async def _stop(self, request: HostStop) -> Fields:
-        ops = self.coordinator.ops
         names = await self._scope_names(request.scope)
+        ops = self.coordinator.ops
 
         async def stop(name: str) -> None:
             await ops.stop(name, graceful=request.graceful)

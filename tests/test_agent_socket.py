@@ -159,6 +159,18 @@ async def test_recv_wakes_on_a_new_message_without_polling(
         assert 45 <= trio.current_time() - before < 46
 
 
+async def test_a_recv_the_client_gives_up_on_does_not_eat_later_mail(
+    hive: InProcessHive, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with hive.open_agent("alpha") as alpha, hive.open_agent("beta") as beta:
+        # The SDK sends notifications/cancelled when its own timeout fires; the parked call ends.
+        with pytest.raises(MCPError, match="timed out"):
+            await beta.session.call_tool("recv", {"wait_seconds": 100}, read_timeout_seconds=5)
+        await alpha.call("send", to="beta", body="after the timeout")
+        got = (await beta.call("recv", wait_seconds=10))["messages"]
+        assert [(m["body"], m["redelivered"]) for m in got] == [("after the timeout", False)]
+
+
 async def test_questions_between_agents_arrive_as_helper_events(hive: InProcessHive) -> None:
     async with hive.open_agent("alpha") as alpha, hive.open_agent("beta") as beta:
         asked = await alpha.call("ask", question="tabs or spaces?", options=["tabs", "spaces"], to="beta")
@@ -247,26 +259,35 @@ async def test_an_oversized_line_closes_only_that_connection() -> None:
         assert await bystander.call("whoami") == {"name": "alpha", "role": "agent"}
 
 
-HOSTILE_NAMES = ["../x", "A", "", "a" * 200, "a/b", "system", "a\x00b", "../../etc"]
+HOSTILE_NAMES = ["../x", "A", "", "a" * 200, "a/b", "manager", "system", "operator", "a\x00b", "../../etc", "."]
+# Names that are fine as a recipient or a question's target, though never an agent's name.
+RECIPIENTS = {"manager", "operator"}
 
 
 async def test_hostile_names_over_mcp_are_refused_and_build_no_path(hive: InProcessHive) -> None:
     before = sorted(str(p) for p in hive.directory.rglob("*"))
+    refusal = r"agent name|reserved|never receives|cannot target itself|cannot ask itself"
     async with hive.open_agent("alpha") as alpha, hive.open_manager() as manager:
         for name in HOSTILE_NAMES:
-            with pytest.raises(ToolError) as sent:
-                await alpha.call("send", to=name, body="x")
-            with pytest.raises(ToolError) as asked:
-                await alpha.call("ask", question="q", to=name)
-            for tool in ("start", "kill", "request_spawn"):
-                with pytest.raises(ToolError, match=rf"agent name|reserved|cannot target|{tool}"):
+            for tool, args in [
+                ("send", {"to": name, "body": "x"}),
+                ("ask", {"question": "q", "to": name}),
+            ]:
+                if name in RECIPIENTS:
+                    await alpha.call(tool, **args)  # the manager and the operator are real recipients
+                    continue
+                with pytest.raises(ToolError, match=refusal):
+                    await alpha.call(tool, **args)
+            for tool in ("start", "kill", "restart", "update"):
+                with pytest.raises(ToolError, match=refusal):
                     await manager.call(tool, name=name)
-            for caught in (sent, asked):
-                assert (
-                    "agent name" in str(caught.value)
-                    or "never receives" in str(caught.value)
-                    or ("reserved" in str(caught.value))
-                )
+            with pytest.raises(ToolError, match=refusal):
+                await manager.call("request_spawn", name=name, description="x")
+            with pytest.raises(ToolError, match=refusal):
+                await manager.call("request_apply_commit", agent=name, commit_ref="abcdef1")
+    # Everything still answers, and nothing was created anywhere.
+    assert [r["name"] for r in (await hive.host("agent_status"))["agent_statuses"]] == ["alpha", "beta"]
+    async with hive.open_agent("alpha") as alpha:
         assert await alpha.call("whoami") == {"name": "alpha", "role": "agent"}
     after = sorted(str(p) for p in hive.directory.rglob("*") if not p.name.startswith("hive.db"))
     assert [p for p in after if p not in before] == []

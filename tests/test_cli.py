@@ -22,7 +22,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from hive_trio.cli import build_parser, embedded_runtime_dir, format_table, main
 from hive_trio.config import Config
 from hive_trio.mcp_client import open_agent_client, tool_result_json
-from hive_trio.testing import DaemonProcess, open_daemon_process, short_temp_dir
+from hive_trio.testing import DaemonProcess, InProcessHive, open_daemon_process, short_temp_dir
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -249,3 +249,54 @@ def test_tables_are_aligned_and_cells_bounded() -> None:
     assert lines[1] == "1   short"
     assert lines[2].startswith("22  xxx") and lines[2].endswith("…") and len(lines[2]) == 4 + 60
     assert lines[3] == "3   -"
+
+
+async def read_json_line(stream: trio.abc.ReceiveStream, buffer: bytearray) -> dict[str, Any]:
+    while b"\n" not in buffer:
+        data = await stream.receive_some()
+        if not data:
+            raise EOFError
+        buffer += data
+    end = buffer.index(b"\n")
+    line = bytes(buffer[:end])
+    del buffer[: end + 1]
+    result: dict[str, Any] = json.loads(line)
+    return result
+
+
+async def test_the_bridge_copies_bytes_both_ways_and_ends_with_stdin(hive: InProcessHive) -> None:
+    await hive.add_agent("alpha")
+    argv = [sys.executable, "-m", "hive_trio", "mcp-bridge", str(hive.socket_path("alpha"))]
+    process = await trio.lowlevel.open_process(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert process.stdin is not None and process.stdout is not None
+    buffer = bytearray()
+    hello = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+    lines = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}},
+    ]
+    await process.stdin.send_all(b"".join(json.dumps(x).encode() + b"\n" for x in lines))
+    assert (await read_json_line(process.stdout, buffer))["id"] == 1
+    reply = await read_json_line(process.stdout, buffer)
+    assert json.loads(reply["result"]["content"][0]["text"]) == {"name": "alpha", "role": "agent"}
+    await process.stdin.aclose()  # the client is done: the bridge half-closes and exits cleanly
+    with trio.fail_after(10):
+        assert await process.wait() == 0
+
+
+async def test_the_bridge_says_so_when_the_daemon_hangs_up(hive: InProcessHive) -> None:
+    await hive.add_agent("alpha")
+    argv = [sys.executable, "-m", "hive_trio", "mcp-bridge", str(hive.socket_path("alpha"))]
+    process = await trio.lowlevel.open_process(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert process.stdin is not None and process.stdout is not None and process.stderr is not None
+    buffer = bytearray()
+    await process.stdin.send_all(b'{"jsonrpc":"2.0","id":1,"method":"ping"}\n')
+    assert (await read_json_line(process.stdout, buffer))["id"] == 1  # connected and served
+    hive.coordinator.unregister_agent("alpha")
+    with trio.fail_after(10):
+        assert await process.wait() == 1
+    assert (await process.stderr.receive_some()).decode().strip().startswith("hive-trio: the daemon closed")
+    await process.stdin.aclose()

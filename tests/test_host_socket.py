@@ -132,6 +132,7 @@ async def test_spawn_and_destroy_fall_back_to_bare_agents_without_a_lifecycle(hi
             b'{"cmd":"deny","id":1,"note":"no"}',
         ):
             refused(await line(host, request), "without a lifecycle backend")
+        refused(await line(host, b'{"cmd":"start","scope":{}}'), "scope names no agents")  # whatever the backend
 
 
 class RecordingLifecycle:
