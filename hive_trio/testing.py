@@ -11,8 +11,11 @@ available as soon as hive-trio is installed; this module is registered as a pyte
             assert (await alice.call("recv", wait_seconds=5))["messages"][0]["body"] == "hi"
 
 Override the ``hive_agents`` fixture to start every test with some agents, and ``hive_settings`` to change
-any `Config` setting. Outside pytest, ``async with open_test_hive(agents=["alice"]) as hive:`` does the
-same. ``open_daemon_process`` runs the daemon as a separate process instead, for end-to-end tests.
+any `Config` setting. For virtual time, request ``hive_autojump_clock`` (not pytest-trio's
+``autojump_clock``, which can jump while a sqlite commit is still in its worker thread).
+
+Outside pytest, ``async with open_test_hive(agents=["alice"]) as hive:`` does the same.
+``open_daemon_process`` runs the daemon as a separate process instead, for end-to-end tests.
 
 Agents added here are *bare*: a roster row and a live MCP socket, with nothing supervised behind it, so
 your test's MCP client is the agent. Importing this module is cheap and has no side effects: the hive's
@@ -35,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import trio
+import trio.testing
 
 if TYPE_CHECKING:
     from hive_trio.config import Config
@@ -49,6 +53,8 @@ SHORT_TEMP_ROOT = "/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir()
 READY_MARK = "hive-trio is ready"  # the daemon command prints it on stdout once serving
 DAEMON_START_TIMEOUT = 30.0
 DAEMON_STOP_TIMEOUT = 15.0
+# Real idleness an autojump clock waits before it jumps (see `hive_autojump_clock`).
+AUTOJUMP_THRESHOLD = 0.05
 
 
 @contextmanager
@@ -290,6 +296,17 @@ def hive_settings() -> Mapping[str, Any]:
 
 
 @pytest.fixture
+def hive_autojump_clock() -> trio.testing.MockClock:
+    """Use this rather than pytest-trio's `autojump_clock` with a hive.
+
+    Every sqlite call runs in a worker thread, and trio counts a task waiting on a thread as blocked, so
+    an autojump clock with no threshold can leap past a deadline while a commit is still in flight. This
+    one waits for 50 ms of real idleness before it jumps; timing stays fully virtual.
+    """
+    return trio.testing.MockClock(autojump_threshold=AUTOJUMP_THRESHOLD)
+
+
+@pytest.fixture
 def hive_dir() -> Iterator[Path]:
     """A short private temp dir for a hive's state and runtime dirs, removed afterwards."""
     with short_temp_dir() as path:
@@ -311,6 +328,7 @@ __all__ = [
     "TrioWallClock",
     "hive",
     "hive_agents",
+    "hive_autojump_clock",
     "hive_dir",
     "hive_settings",
     "open_daemon_process",

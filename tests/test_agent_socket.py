@@ -136,7 +136,7 @@ async def test_broadcast_reaches_every_other_agent_with_the_hint(hive: InProcess
 
 
 async def test_recv_wakes_on_a_new_message_without_polling(
-    hive: InProcessHive, autojump_clock: trio.testing.MockClock
+    hive: InProcessHive, hive_autojump_clock: trio.testing.MockClock
 ) -> None:
     async with hive.open_agent("alpha") as alpha, hive.open_agent("beta") as beta:
         woke_at: list[float] = []
@@ -160,7 +160,7 @@ async def test_recv_wakes_on_a_new_message_without_polling(
 
 
 async def test_a_recv_the_client_gives_up_on_does_not_eat_later_mail(
-    hive: InProcessHive, autojump_clock: trio.testing.MockClock
+    hive: InProcessHive, hive_autojump_clock: trio.testing.MockClock
 ) -> None:
     async with hive.open_agent("alpha") as alpha, hive.open_agent("beta") as beta:
         # The SDK sends notifications/cancelled when its own timeout fires; the parked call ends.
@@ -327,7 +327,7 @@ async def test_sockets_are_0660_and_re_registering_replaces_the_listener(hive: I
 
 
 async def test_unregistering_mid_recv_ends_the_call_and_leaves_nothing(
-    hive: InProcessHive, autojump_clock: trio.testing.MockClock
+    hive: InProcessHive, hive_autojump_clock: trio.testing.MockClock
 ) -> None:
     coordinator = hive.coordinator
 

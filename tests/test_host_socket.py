@@ -257,7 +257,7 @@ async def test_subscribe_acks_then_streams_changed_rows(hive: InProcessHive) -> 
 
 
 async def test_a_subscriber_that_never_reads_does_not_hold_up_the_daemon(
-    hive: InProcessHive, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+    hive: InProcessHive, hive_autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with hive.open_agent("alpha") as alpha:
         await alpha.call("set_status", text="x" * 60_000)  # fat rows fill the socket buffers quickly

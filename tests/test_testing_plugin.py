@@ -28,7 +28,7 @@ async def test_alice_hears_bob(hive):
     assert (await hive.host("list"))["agents"] == ["alice", "bob"]
 
 @pytest.mark.trio
-async def test_deadlines_run_on_the_mock_clock(hive, autojump_clock):
+async def test_deadlines_run_on_the_mock_clock(hive, hive_autojump_clock):
     async with hive.open_agent("alice") as alice:
         await alice.call("ask", question="still there?", ttl_seconds=3600, default="yes")
         await trio.sleep(3601)
