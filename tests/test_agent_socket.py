@@ -254,7 +254,7 @@ async def test_an_oversized_line_closes_only_that_connection() -> None:
         await raw.handshake()
         await raw.send(b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"pad":"' + b"x" * 8000 + b'"}}\n')
         assert "frame limit" in (await raw.read())["error"]["message"]
-        with pytest.raises(EOFError):
+        with pytest.raises((EOFError, trio.BrokenResourceError)):
             await raw.read()
         assert await bystander.call("whoami") == {"name": "alpha", "role": "agent"}
 
@@ -395,3 +395,27 @@ async def test_a_stale_socket_file_is_replaced_but_a_live_one_is_not(hive: InPro
         assert path.exists()  # not ours to remove
     finally:
         live.close()
+
+
+async def test_a_crashing_connection_is_logged_and_the_socket_keeps_serving(
+    hive: InProcessHive, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import hive_trio.agent_socket as agent_socket
+
+    real_build = agent_socket.build_server
+    crashes = [RuntimeError("a bug in connection setup")]
+
+    def flaky_build(*args: Any) -> Any:
+        if crashes:
+            raise crashes.pop()
+        return real_build(*args)
+
+    async with hive.open_agent("beta") as bystander:  # connected before the fault: unaffected
+        monkeypatch.setattr(agent_socket, "build_server", flaky_build)
+        raw = await open_raw(hive, "alpha")
+        with pytest.raises((EOFError, trio.BrokenResourceError)):
+            await raw.handshake()  # this connection died (closed, or reset with our request unread)
+        async with hive.open_agent("alpha") as alpha:  # the next one is served
+            assert (await alpha.call("whoami"))["name"] == "alpha"
+        assert (await bystander.call("whoami"))["name"] == "beta"
+    assert "a connection to alpha's socket failed" in caplog.text and "a bug in connection setup" in caplog.text

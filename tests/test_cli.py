@@ -300,3 +300,24 @@ async def test_the_bridge_says_so_when_the_daemon_hangs_up(hive: InProcessHive) 
         assert await process.wait() == 1
     assert (await process.stderr.receive_some()).decode().strip().startswith("hive-trio: the daemon closed")
     await process.stdin.aclose()
+
+
+def test_daemon_flags_become_the_config(tmp_path: Path) -> None:
+    from hive_trio.cli import load_cli_config
+
+    args = build_parser().parse_args(
+        ["daemon", "--state-dir", str(tmp_path / "s"), "--runtime-dir", str(tmp_path / "r"),
+         "--dashboard", "[::1]:8080", "--agent-command", "exec my-agent {name} {socket}"]
+    )  # fmt: skip
+    config = load_cli_config(args)
+    assert (config.state_dir, config.runtime_dir) == (tmp_path / "s", tmp_path / "r")
+    assert (config.dashboard_host, config.dashboard_port) == ("::1", 8080)
+    assert config.agent_command == "exec my-agent {name} {socket}"
+    toml = tmp_path / "hive.toml"
+    toml.write_text("dashboard_port = 9000\nmax_body_bytes = 1024\n")
+    args = build_parser().parse_args(["daemon", "--config", str(toml), "--state-dir", str(tmp_path / "s")])
+    config = load_cli_config(args)
+    assert (config.dashboard_port, config.max_body_bytes) == (9000, 1024)
+    bad = build_parser().parse_args(["daemon", "--dashboard", "no-port-here"])
+    with pytest.raises(Exception, match="--dashboard wants HOST:PORT"):
+        load_cli_config(bad)
