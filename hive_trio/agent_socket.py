@@ -12,6 +12,7 @@ straight back to the inbox. It never touches the database or builds a path itsel
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections import deque
@@ -100,6 +101,7 @@ def build_server(toolbox: Toolbox, lease: LeaseBook) -> Server[Any]:
         request_id = ctx.request_id
         try:
             data = await toolbox.call(params.name, params.arguments, on_delivered=partial(lease.hold, request_id))
+            text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
         except UnknownTool as exc:
             raise MCPError(code=types.INVALID_PARAMS, message=str(exc)) from None
         except HiveError as exc:
@@ -113,7 +115,7 @@ def build_server(toolbox: Toolbox, lease: LeaseBook) -> Server[Any]:
             log.exception("tool %r on %s's socket failed", params.name, toolbox.name)
             await release(lease.take(request_id))
             return _text_result(f"internal error in the hive daemon while running {params.name!r}", is_error=True)
-        return _text_result(json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+        return _text_result(text)
 
     server: Server[Any] = Server(
         SERVER_NAME,
@@ -131,6 +133,7 @@ def build_server(toolbox: Toolbox, lease: LeaseBook) -> Server[Any]:
     return server
 
 
+@functools.cache
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
