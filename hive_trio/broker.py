@@ -65,6 +65,23 @@ def send_tx(
     return _row(row)
 
 
+def notice_tx(conn: apsw.Connection, *, sender: str, recipient: str, body: str, now: float) -> Message | None:
+    """A daemon notice (a HelperEvent from `system`) inside someone else's transaction.
+
+    It commits with the change it reports, or not at all, so a crash can never keep one without the
+    other. An inbox that no longer exists gets nothing (best effort, as hive-c0re's notify). The body
+    limit is for agents' messages; the daemon's own notices are built from inputs already bounded.
+    """
+    if not is_known_recipient(conn, recipient):
+        return None
+    row = conn.execute(
+        f"INSERT INTO messages (sender, recipient, body, sent_at) VALUES (?, ?, ?, ?) RETURNING {_COLUMNS}",
+        (sender, recipient, body, now),
+    ).fetchone()
+    assert row is not None
+    return _row(row)
+
+
 def broadcast_tx(conn: apsw.Connection, *, sender: str, body: str, now: float, max_body_bytes: int) -> list[Message]:
     """One message to every registered agent but the sender, in one transaction (one send order)."""
     check_body(body, max_body_bytes=max_body_bytes)

@@ -22,10 +22,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
+import apsw
 import attrs
 import trio
 
 from hive_trio import broker as broker_sql
+from hive_trio import questions as questions_sql
 from hive_trio import roster as roster_sql
 from hive_trio.approvals import Approvals
 from hive_trio.broker import Broker
@@ -558,19 +560,51 @@ class Coordinator:
             answer = ", ".join(answer)
         if not answer.strip():
             raise InvalidRequest("answer is empty")
-        resolved = await self.questions.answer(question_id, answer, answerer=answerer)
-        await self._question_resolved(resolved)
+        text = answer
+        (resolved,) = await self._resolve_questions(
+            lambda c, now: [
+                questions_sql.answer_tx(c, question_id=question_id, answer=text, answerer=answerer, now=now)
+            ]
+        )
         return resolved
 
     async def cancel_question(self, question_id: int, *, by: str = OPERATOR) -> Question:
         q = await self.questions.get(question_id)
         if by not in (OPERATOR, q.asker):
             raise Conflict(f"only the operator or {q.asker!r} may cancel question #{question_id}")
-        resolved = await self.questions.cancel(question_id, by=by)
-        await self._question_resolved(resolved)
+        (resolved,) = await self._resolve_questions(
+            lambda c, now: [questions_sql.cancel_tx(c, question_id=question_id, by=by, now=now)]
+        )
         return resolved
 
-    async def _question_resolved(self, q: Question) -> None:
+    async def expire_questions(self) -> list[Question]:
+        return await self._resolve_questions(lambda c, now: questions_sql.expire_tx(c, now=now))
+
+    async def _resolve_questions(self, resolve: Callable[[apsw.Connection, float], list[Question]]) -> list[Question]:
+        """Resolve questions and drop each asker's `question_answered` notice in the same transaction.
+
+        hive-c0re sends the notice after the answer is stored; a crash in between would leave a
+        question answered that its asker never hears of. Here both commit, or neither does.
+        """
+        now = self.clock()
+
+        def tx(conn: apsw.Connection) -> list[tuple[Question, Message | None]]:
+            resolved = resolve(conn, now)
+            return [(q, broker_sql.notice_tx(conn, **self._answered_notice(q), now=now)) for q in resolved]
+
+        pairs = await self.db.write(tx)
+        for q, notice in pairs:
+            self._question_resolved(q, notice)
+        return [q for q, _ in pairs]
+
+    @staticmethod
+    def _answered_notice(q: Question) -> dict[str, str]:
+        assert q.answer is not None and q.answerer is not None
+        event = HelperQuestionAnswered(id=q.id, question=q.question, answer=q.answer, answerer=q.answerer)
+        return {"sender": SYSTEM_SENDER, "recipient": q.asker, "body": to_json(event, HelperEvent)}
+
+    def _question_resolved(self, q: Question, notice: Message | None) -> None:
+        """Mirror a committed resolution: the dashboard's event (operator questions), the notice's `sent`."""
         assert q.answer is not None and q.answerer is not None
         if q.target is None:
             self.hub.emit(
@@ -582,15 +616,12 @@ class Coordinator:
                     cancelled=q.cancelled,
                 )
             )
-        await self.notify_agent(
-            q.asker, HelperQuestionAnswered(id=q.id, question=q.question, answer=q.answer, answerer=q.answerer)
-        )
-
-    async def expire_questions(self) -> list[Question]:
-        expired = await self.questions.expire()
-        for q in expired:
-            await self._question_resolved(q)
-        return expired
+        if notice is None:
+            log.warning("question #%d resolved, but its asker %s has no inbox any more", q.id, q.asker)
+        else:
+            self.hub.emit(
+                SentEvent(sender=notice.sender, recipient=notice.recipient, body=notice.body, at=notice.sent_at)
+            )
 
     async def serve_question_watchdog(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Resolve questions at their deadlines. Sleeps until the next one; a new question wakes it.

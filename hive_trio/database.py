@@ -113,6 +113,13 @@ def _storage_error(exc: BaseException) -> StorageError:
     return StorageError(f"could not commit to hive.db: {reason}; nothing was changed")
 
 
+def _explain_storage_errors(batch: list[_WriteRequest[Any]]) -> None:
+    """A write that failed inside sqlite (disk full mid-statement...) is told why, in words."""
+    for item in batch:
+        if isinstance(item.result, outcome.Error) and isinstance(item.result.error, apsw.Error):
+            item.result = outcome.Error(_storage_error(item.result.error))
+
+
 def migrate(conn: apsw.Connection) -> int:
     """Bring `conn`'s schema to `SCHEMA_VERSION`, one transaction per step. Returns the old version."""
     current = int(conn.pragma("user_version"))
@@ -238,10 +245,17 @@ class Database:
                 conn.execute("SAVEPOINT batch_item")
                 item.result = outcome.capture(item.work, conn)
                 if isinstance(item.result, outcome.Error):
+                    if conn.getautocommit():
+                        # sqlite rolled the whole transaction back (disk full, I/O error): the batch
+                        # is lost, and its reason is this item's error, not the missing savepoint.
+                        raise item.result.error
                     conn.execute("ROLLBACK TO batch_item")
                 conn.execute("RELEASE batch_item")
             if single and isinstance(batch[0].result, outcome.Error):
-                conn.execute("ROLLBACK")
+                # sqlite may already have rolled the whole transaction back (SQLITE_FULL, an I/O error).
+                if not conn.getautocommit():
+                    conn.execute("ROLLBACK")
+                _explain_storage_errors(batch)
                 return
             conn.execute("COMMIT")
         except BaseException as exc:
@@ -256,12 +270,9 @@ class Database:
             for item in batch:
                 if item.result is None or isinstance(item.result, outcome.Value):
                     item.result = outcome.Error(err)
-                elif isinstance(item.result, outcome.Error) and isinstance(item.result.error, apsw.Error):
-                    item.result = outcome.Error(_storage_error(item.result.error))
+            _explain_storage_errors(batch)
             return
-        for item in batch:
-            if isinstance(item.result, outcome.Error) and isinstance(item.result.error, apsw.Error):
-                item.result = outcome.Error(_storage_error(item.result.error))
+        _explain_storage_errors(batch)
 
     # ------------------------------------------------------------------ reads
     async def read(self, work: Work[T]) -> T:

@@ -4,22 +4,25 @@ The SDK's `Server.run` and `ClientSession` talk through a pair of memory streams
 lines between those and a trio stream (a unix socket here). Differences from the SDK's own stdio
 transport, on purpose: a line that is not JSON gets a JSON-RPC parse error back (the SDK drops it
 silently), valid JSON that is not JSON-RPC gets "invalid request", and an over-long line closes
-only this connection. It knows nothing of agents or tools.
+only this connection, and a server stops reading a connection that has `max_in_flight` requests without a
+written reply (a client that sends and never reads holds that many replies, not an unbounded heap). It
+knows nothing of agents or tools.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import anyio
 import mcp_types as types
 import trio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-from mcp.shared.message import SessionMessage
+from mcp.shared.message import ServerMessageMetadata, SessionMessage
 from pydantic import ValidationError
 
 from hive_trio.line_framing import FrameTooLarge, LineFramer
@@ -32,6 +35,10 @@ WriteStream = MemoryObjectSendStream[SessionMessage]
 # How many decoded messages may wait for the SDK before we stop reading the socket (back-pressure).
 CHANNEL_BUFFER = 16
 RECEIVE_CHUNK = 65536
+# Requests a server connection may have inside the SDK with no reply written yet. The SDK runs every
+# request as its own task, unbounded; past this we stop reading the socket, and the kernel's buffers
+# push back on the client.
+MAX_IN_FLIGHT: Final = 32
 
 
 def encode(message: types.JSONRPCMessage) -> bytes:
@@ -72,6 +79,47 @@ def is_reply_error(message: SessionMessage) -> bool:
     return isinstance(message, Undecodable)
 
 
+class RequestWindow:
+    """The requests of one connection that are inside the SDK and have no reply written yet.
+
+    `admit` waits while the window is full, which is how the reader stops reading. A request leaves when
+    a reply with its id has been written (or dropped because the peer left), or when the SDK settles it
+    unanswered (the client cancelled it). Ids are counted, since a client may (wrongly) reuse one.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._slots = trio.Semaphore(limit)
+        self._open: Counter[types.RequestId] = Counter()
+
+    async def admit(self, request_id: types.RequestId) -> None:
+        await self._slots.acquire()
+        self._open[request_id] += 1
+
+    def settle(self, request_id: types.RequestId | None) -> None:
+        if request_id is None or not self._open[request_id]:
+            return  # not a request of ours (a parse error we answered ourselves, a notification)
+        self._open[request_id] -= 1
+        if not self._open[request_id]:
+            del self._open[request_id]
+        self._slots.release()
+
+    def settle_reply(self, message: types.JSONRPCMessage) -> None:
+        if isinstance(message, types.JSONRPCResponse | types.JSONRPCError):
+            self.settle(message.id)
+
+    def tracked(self, request: types.JSONRPCRequest) -> SessionMessage:
+        """`request` carrying the hook the SDK calls if it settles the request without a reply."""
+
+        async def unanswered() -> None:
+            self.settle(request.id)
+
+        return SessionMessage(request, metadata=ServerMessageMetadata(on_request_unanswered=unanswered))
+
+    def __len__(self) -> int:
+        return sum(self._open.values())
+
+
 @asynccontextmanager
 async def open_mcp_streams(
     stream: trio.abc.Stream,
@@ -79,12 +127,15 @@ async def open_mcp_streams(
     role: Role,
     max_frame: int,
     on_written: Callable[[types.JSONRPCMessage], None] | None = None,
+    max_in_flight: int = MAX_IN_FLIGHT,
 ) -> AsyncIterator[tuple[ReadStream, WriteStream]]:
     """Yield the (read, write) pair the SDK expects, pumped to and from `stream` by two tasks.
 
     `on_written` is called after each outgoing message has been handed to the kernel in full; the
-    agent socket uses it to know a reply carrying messages really left.
+    agent socket uses it to know a reply carrying messages really left. A server reads no further
+    while `max_in_flight` requests wait for their replies.
     """
+    window = RequestWindow(max_in_flight) if role == "server" else None
     to_sdk_send, to_sdk_receive = anyio.create_memory_object_stream[SessionMessage | Exception](CHANNEL_BUFFER)
     from_sdk_send, from_sdk_receive = anyio.create_memory_object_stream[SessionMessage](CHANNEL_BUFFER)
     # The reader answers bad lines itself, through the same writer, so replies never interleave.
@@ -103,6 +154,9 @@ async def open_mcp_streams(
                             continue
                         message = decode_line(line)
                         if not is_reply_error(message):
+                            if window is not None and isinstance(message.message, types.JSONRPCRequest):
+                                await window.admit(message.message.id)
+                                message = window.tracked(message.message)
                             await to_sdk_send.send(message)
                         elif role == "server":
                             await error_send.send(message)
@@ -116,16 +170,20 @@ async def open_mcp_streams(
                 return
 
     async def pump_out() -> None:
+        peer_gone = False
         async with from_sdk_receive:
-            try:
-                async for item in from_sdk_receive:
-                    await stream.send_all(encode(item.message))
-                    if on_written is not None:
-                        on_written(item.message)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                # The peer is gone; drain so the SDK side never blocks on a dead writer.
-                async for _ in from_sdk_receive:
-                    pass
+            async for item in from_sdk_receive:
+                if not peer_gone:
+                    try:
+                        await stream.send_all(encode(item.message))
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        # Keep draining, so the SDK side never blocks on a dead writer.
+                        peer_gone = True
+                    else:
+                        if on_written is not None:
+                            on_written(item.message)
+                if window is not None:
+                    window.settle_reply(item.message)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(pump_in)
