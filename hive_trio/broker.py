@@ -10,7 +10,7 @@ database's writer. It never knows about sockets, tasks or the dashboard.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import apsw
 
@@ -18,6 +18,7 @@ from hive_trio.database import Database
 from hive_trio.errors import TooLarge, UnknownAgent
 from hive_trio.records import MANAGER_AGENT, OPERATOR, Message
 
+T = TypeVar("T")
 # Inboxes that exist without an `agents` row.
 STANDING_INBOXES = frozenset({MANAGER_AGENT, OPERATOR})
 _COLUMNS = "id, sender, recipient, body, sent_at, delivered_at, acked_at, requeued"
@@ -89,15 +90,41 @@ def broadcast_tx(conn: apsw.Connection, *, sender: str, body: str, now: float, m
     return [send_tx(conn, sender=sender, recipient=n, body=body, now=now, max_body_bytes=max_body_bytes) for n in names]
 
 
-def deliver_tx(conn: apsw.Connection, *, recipient: str, limit: int, now: float) -> list[Message]:
-    """Hand out up to `limit` of the oldest undelivered messages, stamping `delivered_at`."""
+def deliver_tx(
+    conn: apsw.Connection, *, recipient: str, limit: int, now: float, max_bytes: int | None = None
+) -> list[Message]:
+    """Hand out up to `limit` of the oldest undelivered messages, stamping `delivered_at`.
+
+    With `max_bytes`, stop before the bodies add up to more than that (always at least one message),
+    so one reply never outgrows the frame limit the agent reads with.
+    """
     rows = conn.execute(
-        f"UPDATE messages SET delivered_at = ? WHERE id IN ("
-        f" SELECT id FROM messages WHERE recipient = ? AND delivered_at IS NULL ORDER BY id LIMIT ?"
-        f") RETURNING {_COLUMNS}",
-        (now, recipient, limit),
+        "SELECT id, length(CAST(body AS BLOB)) FROM messages"
+        " WHERE recipient = ? AND delivered_at IS NULL ORDER BY id LIMIT ?",
+        (recipient, limit),
     ).fetchall()
-    return sorted((_row(r) for r in rows), key=lambda m: m.id)
+    ids = [r[0] for r in _within_budget(rows, size=lambda r: r[1] if isinstance(r[1], int) else 0, max_bytes=max_bytes)]
+    if not ids:
+        return []
+    marks = ", ".join("?" * len(ids))
+    taken = conn.execute(
+        f"UPDATE messages SET delivered_at = ? WHERE id IN ({marks}) RETURNING {_COLUMNS}", (now, *ids)
+    ).fetchall()
+    return sorted((_row(r) for r in taken), key=lambda m: m.id)
+
+
+def _within_budget(items: Sequence[T], *, size: Callable[[T], int], max_bytes: int | None) -> list[T]:
+    """The longest prefix of `items` whose sizes fit `max_bytes`; never empty if `items` is not."""
+    if max_bytes is None:
+        return list(items)
+    kept: list[T] = []
+    total = 0
+    for item in items:
+        total += size(item)
+        if kept and total > max_bytes:
+            break
+        kept.append(item)
+    return kept
 
 
 def ack_tx(conn: apsw.Connection, *, recipient: str, now: float) -> int:
@@ -143,14 +170,19 @@ def pending_counts(conn: apsw.Connection) -> dict[str, int]:
     }
 
 
-def recent(conn: apsw.Connection, *, recipient: str | None, limit: int) -> list[Message]:
+def recent(conn: apsw.Connection, *, recipient: str | None, limit: int, max_bytes: int | None = None) -> list[Message]:
+    """The newest `limit` rows, oldest first; with `max_bytes`, only as many of the newest as fit."""
     if recipient is None:
         cur = conn.execute(f"SELECT {_COLUMNS} FROM messages ORDER BY id DESC LIMIT ?", (limit,))
     else:
         cur = conn.execute(
             f"SELECT {_COLUMNS} FROM messages WHERE recipient = ? ORDER BY id DESC LIMIT ?", (recipient, limit)
         )
-    return [_row(r) for r in reversed(cur.fetchall())]
+    newest_first = [_row(r) for r in cur.fetchall()]
+    kept = _within_budget(
+        newest_first, size=lambda m: len(m.body.encode("utf-8", "surrogatepass")), max_bytes=max_bytes
+    )
+    return kept[::-1]
 
 
 def get(conn: apsw.Connection, mid: int) -> Message | None:
@@ -187,9 +219,11 @@ class Broker:
             lambda c: broadcast_tx(c, sender=sender, body=body, now=now, max_body_bytes=self.max_body_bytes)
         )
 
-    async def deliver(self, recipient: str, *, limit: int) -> list[Message]:
+    async def deliver(self, recipient: str, *, limit: int, max_bytes: int | None = None) -> list[Message]:
         now = self.clock()
-        return await self.db.write(lambda c: deliver_tx(c, recipient=recipient, limit=limit, now=now))
+        return await self.db.write(
+            lambda c: deliver_tx(c, recipient=recipient, limit=limit, now=now, max_bytes=max_bytes)
+        )
 
     async def ack(self, recipient: str) -> int:
         now = self.clock()
@@ -207,8 +241,10 @@ class Broker:
     async def pending_counts(self) -> dict[str, int]:
         return await self.db.read(pending_counts)
 
-    async def recent(self, *, recipient: str | None = None, limit: int = 50) -> list[Message]:
-        return await self.db.read(lambda c: recent(c, recipient=recipient, limit=limit))
+    async def recent(
+        self, *, recipient: str | None = None, limit: int = 50, max_bytes: int | None = None
+    ) -> list[Message]:
+        return await self.db.read(lambda c: recent(c, recipient=recipient, limit=limit, max_bytes=max_bytes))
 
     async def get(self, mid: int) -> Message | None:
         return await self.db.read(lambda c: get(c, mid))

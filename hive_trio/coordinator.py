@@ -75,6 +75,9 @@ log = logging.getLogger(__name__)
 WallClock = Callable[[], float]
 BROADCAST_HINT = "\n\n⚠️ _hint: this was a broadcast and may not need any action from you_"
 MAX_RECV_BATCH = 32
+# Message bodies one `recv`/`recent` reply may carry, as a share of the frame limit: JSON escaping can
+# grow a body up to six times (control characters), so a reply always fits the frame agents read with.
+REPLY_BODY_SHARE = 8
 KICK_TEXT = (
     "{reason}\n\nYou were just (re)started by the operator. If you were mid-task, read your notes in "
     "{notes} and pick up where you left off."
@@ -331,7 +334,7 @@ class Coordinator:
             # `return`, so whoever awaited recv can hand the messages on or release them.
             await trio.lowlevel.checkpoint_if_cancelled()
             with trio.CancelScope(shield=True):
-                messages = await self.broker.deliver(name, limit=limit)
+                messages = await self.broker.deliver(name, limit=limit, max_bytes=self.reply_body_budget)
             if messages:
                 for m in messages:
                     self.hub.emit(DeliveredEvent(sender=m.sender, recipient=m.recipient, body=m.body, at=self.clock()))
@@ -364,7 +367,13 @@ class Coordinator:
         return await self.broker.pending_count(name)
 
     async def recent_messages(self, name: str | None, *, limit: int = 20) -> list[Message]:
-        return await self.broker.recent(recipient=name, limit=max(1, min(limit, 500)))
+        limit = max(1, min(limit, 500))
+        return await self.broker.recent(recipient=name, limit=limit, max_bytes=self.reply_body_budget)
+
+    @property
+    def reply_body_budget(self) -> int:
+        """Body bytes one reply may carry (at least one message always goes, whatever its size)."""
+        return max(1, self.config.max_frame_bytes // REPLY_BODY_SHARE)
 
     # ================================================================== system messages
     async def kick_agent(self, name: str, reason: str) -> None:

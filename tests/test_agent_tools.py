@@ -191,7 +191,7 @@ async def test_recv_cancelled_while_its_deliver_commits_still_returns_the_messag
     entered, release = threading.Event(), threading.Event()
     db = coordinator.db
 
-    async def slow_deliver(recipient: str, *, limit: int) -> list[Message]:
+    async def slow_deliver(recipient: str, *, limit: int, max_bytes: int | None = None) -> list[Message]:
         def work(conn: Any) -> list[Message]:
             entered.set()
             release.wait(10)

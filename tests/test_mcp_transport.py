@@ -9,7 +9,7 @@ import trio
 import trio.testing
 from mcp.shared.message import SessionMessage
 
-from hive_trio.mcp_transport import decode_line, encode, is_reply_error, open_mcp_streams
+from hive_trio.mcp_transport import RequestWindow, decode_line, encode, is_reply_error, open_mcp_streams
 
 
 def test_decode_good_and_bad_lines() -> None:
@@ -62,3 +62,39 @@ async def test_oversize_line_closes_only_this_connection() -> None:
 def test_encode_is_one_line() -> None:
     line = encode(types.JSONRPCResponse(jsonrpc="2.0", id=1, result={"text": "a\nb"}))
     assert line.count(b"\n") == 1 and line.endswith(b"\n")
+
+
+async def test_a_server_stops_reading_while_its_window_of_requests_is_full(autojump_clock: trio.abc.Clock) -> None:
+    client, server = trio.testing.memory_stream_pair()
+    lines = b"".join(b'{"jsonrpc":"2.0","id":%d,"method":"ping"}\n' % i for i in range(10))
+    async with open_mcp_streams(server, role="server", max_frame=1000, max_in_flight=3) as (read, write):
+        await client.send_all(lines)
+        taken = [await read.receive() for _ in range(3)]
+        with trio.move_on_after(5) as idle:
+            await read.receive()  # a fourth is not read while three wait for replies
+        assert idle.cancelled_caught
+        assert [m.message.id for m in taken if isinstance(m, SessionMessage)] == [0, 1, 2]  # type: ignore[union-attr]
+        # A reply written frees one slot; a request the SDK settles unanswered (cancelled) frees another.
+        await write.send(SessionMessage(types.JSONRPCResponse(jsonrpc="2.0", id=0, result={})))
+        fourth = await read.receive()
+        assert isinstance(fourth, SessionMessage) and fourth.message.id == 3  # type: ignore[union-attr]
+        metadata = taken[1].metadata  # type: ignore[union-attr]
+        assert metadata is not None and metadata.on_request_unanswered is not None  # type: ignore[union-attr]
+        await metadata.on_request_unanswered()  # type: ignore[union-attr]
+        fifth = await read.receive()
+        assert isinstance(fifth, SessionMessage) and fifth.message.id == 4  # type: ignore[union-attr]
+        assert (await read_line(client))["id"] == 0
+
+
+async def test_the_request_window_counts_reused_ids_and_ignores_strangers() -> None:
+    window = RequestWindow(4)
+    await window.admit(7)
+    await window.admit(7)
+    window.settle(99)  # not ours: an error we wrote for an undecodable line, say
+    window.settle(None)
+    assert len(window) == 2
+    window.settle_reply(types.JSONRPCError(jsonrpc="2.0", id=7, error=types.ErrorData(code=0, message="x")))
+    assert len(window) == 1
+    window.settle(7)
+    window.settle(7)  # a second reply for one request frees nothing more
+    assert len(window) == 0

@@ -253,3 +253,12 @@ async def test_operator_questions_exclude_peer_questions(db: Database, clock: Cl
     await questions.ask("alpha", "beta?", target="beta")
     assert [q.id for q in await questions.list_open(operator_only=True)] == [mine.id]
     assert len(await questions.list_open()) == 2
+
+
+async def test_a_delivery_stops_at_its_byte_budget_but_always_hands_out_one(broker: Broker) -> None:
+    for size in (40, 40, 40, 500):
+        await broker.send("a", "beta", "x" * size)
+    assert [len(m.body) for m in await broker.deliver("beta", limit=32, max_bytes=100)] == [40, 40]
+    assert [len(m.body) for m in await broker.deliver("beta", limit=32, max_bytes=100)] == [40]
+    assert [len(m.body) for m in await broker.deliver("beta", limit=32, max_bytes=100)] == [500]  # alone, over
+    assert [len(m.body) for m in await broker.recent(recipient="beta", limit=10, max_bytes=560)] == [40, 500]
