@@ -24,6 +24,7 @@ import trio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp.shared.message import ServerMessageMetadata, SessionMessage
 from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError
 
 from hive_trio.line_framing import FrameTooLarge, LineFramer
 
@@ -42,7 +43,13 @@ MAX_IN_FLIGHT: Final = 32
 
 
 def encode(message: types.JSONRPCMessage) -> bytes:
-    return message.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n"
+    try:
+        return message.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n"
+    except PydanticSerializationError:
+        # A lone surrogate (from a peer's "\ud800" escape, say) has no UTF-8 form; JSON's own \u escape
+        # carries it, so the reply is still written instead of the connection dying.
+        data = message.model_dump(by_alias=True, exclude_unset=True, mode="python")
+        return json.dumps(data, ensure_ascii=True, separators=(",", ":")).encode() + b"\n"
 
 
 class Undecodable(SessionMessage):

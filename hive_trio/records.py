@@ -690,6 +690,16 @@ def _structure_float(value: Any, _: type[Any]) -> float:
     return float(value)
 
 
+def _structure_text(value: Any, _: type[Any]) -> str:
+    """A JSON string that is real Unicode: a lone surrogate (`"\\ud800"`) cannot be stored or sent on."""
+    text: str = _strict(str, "a string")(value, str)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"text is not valid Unicode (a lone surrogate at offset {exc.start})") from None
+    return text
+
+
 def _strict_list_factory(kind: Any, conv: cattrs.BaseConverter) -> Any:
     """cattrs would turn any iterable into a list (`"abc"` becomes `["a", "b", "c"]`); demand a JSON array."""
     inner = list_structure_factory(kind, conv)
@@ -717,15 +727,15 @@ def _strict_attrs_factory(kind: Any, conv: cattrs.Converter) -> Any:
 def _structure_text_or_list(value: Any, _: Any) -> str | list[str]:
     """An answer: one string, or a list of selections (a multi-choice question)."""
     if isinstance(value, str):
-        return value
+        return _structure_text(value, str)
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return list(value)
+        return [_structure_text(v, str) for v in value]
     raise TypeError("expected a string or a list of strings")
 
 
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=False)
-    conv.register_structure_hook(str, _strict(str, "a string"))
+    conv.register_structure_hook(str, _structure_text)
     conv.register_structure_hook(int, _strict(int, "an integer"))
     conv.register_structure_hook(bool, _strict(bool, "a boolean"))
     conv.register_structure_hook(float, _structure_float)

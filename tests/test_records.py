@@ -138,3 +138,11 @@ def test_strict_types_never_coerce() -> None:
         r.structure({"id": 1, "from": "a", "body": "b", "sent_at": float("nan"), "redelivered": False}, r.Delivery)
     with pytest.raises(RecordError, match="required field missing"):
         r.structure({"id": 1, "body": "b", "sent_at": 1.0, "redelivered": False}, r.Delivery)
+
+
+def test_text_that_is_not_unicode_is_refused_by_name() -> None:
+    # JSON lets a peer write "\ud800"; such a string can be neither stored in sqlite nor sent on as UTF-8.
+    with pytest.raises(RecordError, match=r"not valid Unicode \(a lone surrogate at offset 1\) @ \$.body"):
+        r.structure({"id": 1, "from": "a", "body": "x\ud800", "sent_at": 1.0, "redelivered": False}, r.Delivery)
+    with pytest.raises(RecordError, match=r"lone surrogate .* @ \$.answer"):
+        r.structure({"id": 1, "answer": ["ok", "\udfff"]}, r.HostAnswer)
