@@ -426,6 +426,7 @@ class Coordinator:
                     url=self.agent_url(r.name),
                     transient=self.transient_of(r.name),
                     pending_messages=counts.get(r.name, 0),
+                    failed_reason=r.failed_reason if r.failed else None,
                 )
             )
         return rows

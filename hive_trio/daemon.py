@@ -15,8 +15,13 @@ from contextlib import asynccontextmanager
 import attrs
 import trio
 
+from hive_trio.backends import Backend
+from hive_trio.backends.nixos_container import NixosContainerBackend
+from hive_trio.backends.process import ProcessBackend
 from hive_trio.config import Config
 from hive_trio.coordinator import Coordinator, WallClock, open_coordinator
+from hive_trio.lifecycle import Lifecycle
+from hive_trio.paths import HivePaths
 
 log = logging.getLogger(__name__)
 
@@ -31,15 +36,49 @@ class Hive:
         return self.coordinator.dashboard_url
 
 
+def make_backend(config: Config) -> Backend:
+    """The lifecycle backend `config.backend` names."""
+    if config.backend == "nixos-container":
+        return NixosContainerBackend(
+            hyperhive_flake=config.hyperhive_flake,
+            dashboard_port=config.dashboard_port,
+            operator_pronouns=config.operator_pronouns,
+        )
+    return ProcessBackend(
+        agent_command=config.agent_command,
+        manager_command=config.manager_command,
+        log_max_bytes=config.agent_log_max_bytes,
+        operator_pronouns=config.operator_pronouns,
+        pids_root=HivePaths(config.state_dir, config.runtime_dir).pids_root,
+    )
+
+
+def manages_manager(config: Config) -> bool:
+    """Process backend: the manager runs only if `manager_command` is set. Containers: `hm1nd` always."""
+    return config.backend == "nixos-container" or config.manager_command is not None
+
+
 @asynccontextmanager
 async def open_hive(config: Config, *, clock: WallClock = time.time) -> AsyncIterator[Hive]:
-    """Run a whole hive for as long as the block lives; every socket is bound when it yields."""
+    """Run a whole hive for as long as the block lives; every socket is bound when it yields.
+
+    Agents recorded as running are running again (reconcile) when it yields; on exit they are stopped
+    gracefully, within `config.shutdown_grace`, while their sockets still answer.
+    """
     async with open_coordinator(config, clock=clock) as coord:
         nursery = coord.root_nursery
         # Resolves deadlines that passed while the daemon was down before anything else can ask.
         await nursery.start(coord.serve_question_watchdog)
         nursery.start_soon(coord.serve_vacuum)
-        yield Hive(coordinator=coord, config=config)
+        lifecycle = Lifecycle(coord, backend=make_backend(config), manage_manager=manages_manager(config))
+        coord.lifecycle = lifecycle
+        await nursery.start(lifecycle.serve)
+        try:
+            yield Hive(coordinator=coord, config=config)
+        finally:
+            with trio.CancelScope(shield=True) as cleanup:
+                cleanup.deadline = trio.current_time() + config.shutdown_grace
+                await lifecycle.shutdown()
 
 
 async def serve_daemon(config: Config, *, ready: trio.Event | None = None) -> None:

@@ -93,6 +93,10 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     );
     CREATE INDEX questions_open ON questions (deadline_at) WHERE answer IS NULL;
     """,
+    # 2: why an agent is `failed` (restart limit, a start that could not happen), for the operator.
+    """
+    ALTER TABLE agents ADD COLUMN failed_reason TEXT;
+    """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 

@@ -140,6 +140,8 @@ class AgentRecord:
     active_model: str | None = None
     status_text: str | None = None
     status_set_at: float | None = None
+    # Why `failed` is set (restart limit reached, a start that could not happen); None otherwise.
+    failed_reason: str | None = None
 
 
 @attrs.frozen
@@ -160,6 +162,20 @@ class AgentStatus:
     url: str | None
     transient: TransientKind | None = None
     pending_messages: int = 0
+    failed_reason: str | None = None
+
+
+@attrs.frozen
+class PidRecord:
+    """What the process backend writes beside a running agent, so a daemon restarted after SIGKILL can
+    find the process it left behind and stop it (`pid` and `start_ticks` identify it in `/proc`)."""
+
+    name: str
+    pid: int
+    pgid: int
+    boot_id: str
+    start_ticks: int
+    command: str
 
 
 # ------------------------------------------------------------------------------------ HelperEvent

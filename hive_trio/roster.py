@@ -17,7 +17,7 @@ from hive_trio.records import AgentRecord
 
 _COLUMNS: Final = (
     "name, created_at, parent, desired, failed, paused, needs_update, needs_login,"
-    " deployed_sha, active_model, status_text, status_set_at"
+    " deployed_sha, active_model, status_text, status_set_at, failed_reason"
 )
 UPDATABLE: Final = frozenset(
     {
@@ -31,6 +31,7 @@ UPDATABLE: Final = frozenset(
         "active_model",
         "status_text",
         "status_set_at",
+        "failed_reason",
     }
 )
 
@@ -49,6 +50,7 @@ def _row(r: Sequence[Any]) -> AgentRecord:
         active_model=r[9],
         status_text=r[10],
         status_set_at=r[11],
+        failed_reason=r[12],
     )
 
 
