@@ -77,6 +77,10 @@ class Lifecycle:
         self._policies: dict[str, RestartPolicy] = {}
         self._repo_locks: dict[str, trio.Lock] = {}
         self._approving: set[int] = set()
+        # Runs stopped on purpose (by an action or shutdown): their exit is not a crash.
+        self._deliberate: set[Run] = set()
+        # Set when the action in flight on an agent ends; a crash is handled only after it.
+        self._action_done: dict[str, trio.Event] = {}
         self._shutting_down = False
         self.reconciled = trio.Event()
 
@@ -119,6 +123,7 @@ class Lifecycle:
         if self.backend.units_outlive_daemon:
             # Containers are systemd units that keep running across a daemon restart; reconcile adopts them.
             runs = {}
+        self._deliberate.update(runs.values())
         async with trio.open_nursery() as nursery:
             for run in runs.values():
                 nursery.start_soon(partial(run.stop, grace=grace))
@@ -179,6 +184,7 @@ class Lifecycle:
     async def _halt(self, name: str, *, grace: float) -> None:
         run = self._runs.get(name)
         if run is not None:
+            self._deliberate.add(run)
             await run.stop(grace=grace)
             if self._runs.get(name) is run:
                 del self._runs[name]
@@ -188,10 +194,15 @@ class Lifecycle:
     async def _watch(self, name: str, run: Run) -> None:
         try:
             await run.exited.wait()
+            if run in self._deliberate:
+                self._deliberate.discard(run)
+                return  # stopped on purpose; whoever stopped it owns what happens next
+            # An exit while an action is in flight (say the agent dies during its own spawn) is
+            # judged once that action has finished: then no action is in flight, and it is a crash.
+            while (done := self._action_done.get(name)) is not None:
+                await done.wait()
             if self._shutting_down or self._runs.get(name) is not run:
                 return
-            if self.coord.transient_of(name) is not None:
-                return  # a lifecycle action stopped it on purpose and owns what happens next
             del self._runs[name]
             await self._crashed(name, run)
         except Exception:
@@ -215,7 +226,7 @@ class Lifecycle:
                 await self._mark_failed(name, note)
             return
         try:
-            with self.coord.transient(name, TransientKind.RESTARTING):
+            with self._action(name, TransientKind.RESTARTING):
                 await self._launch(name, kick="You were restarted after a crash.")
         except Busy:
             return  # an operator action started in the meantime and takes over
@@ -237,7 +248,13 @@ class Lifecycle:
     def _action(self, name: str, kind: TransientKind) -> Iterator[trio.CancelScope]:
         """The agent's cancel scope for one action; an operator cancel surfaces as `ActionCancelled`."""
         with self.coord.transient(name, kind) as scope:
-            yield scope
+            done = self._action_done[name] = trio.Event()
+            try:
+                yield scope
+            finally:
+                if self._action_done.get(name) is done:
+                    del self._action_done[name]
+                done.set()
         if scope.cancelled_caught:
             raise ActionCancelled(f"{kind.value} {name} was cancelled by the operator")
 
@@ -274,7 +291,7 @@ class Lifecycle:
                 await self._mark_failed(name, f"its socket could not be served: {exc}")
                 return
             try:
-                with self.coord.transient(name, TransientKind.STARTING):
+                with self._action(name, TransientKind.STARTING):
                     run = await self.backend.adopt(self.unit(name), nursery=self.watchers)
                     if run is not None:
                         self._runs[name] = run
