@@ -25,6 +25,8 @@ from typing import Protocol
 import attrs
 import trio
 
+from hive_trio import broker as broker_store
+from hive_trio import roster as roster_store
 from hive_trio.approvals import Approvals
 from hive_trio.broker import Broker
 from hive_trio.config import Config
@@ -401,13 +403,18 @@ class Coordinator:
         return None if self.dashboard_url is None else f"{self.dashboard_url}#agent={name}"
 
     async def agent_statuses(self, names: Sequence[str] | None = None) -> list[AgentStatus]:
-        records = await self.roster.all()
-        counts = await self.broker.pending_counts()
-        wanted = None if names is None else set(names)
+        if names is None:
+            records = await self.roster.all()
+            counts = await self.broker.pending_counts()
+        else:
+            # One agent's change is published per event: read its row only, not the whole roster
+            # (reading all of it per event made a 1,000-agent reconcile quadratic).
+            wanted = list(names)
+            records, counts = await self.db.read(
+                lambda c: (roster_store.list_named(c, wanted), broker_store.pending_counts_for(c, wanted))
+            )
         rows = []
         for r in records:
-            if wanted is not None and r.name not in wanted:
-                continue
             running = self.is_running(r.name)
             rows.append(
                 AgentStatus(

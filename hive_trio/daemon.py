@@ -7,6 +7,7 @@ pytest plugin in `hive_trio.testing` and the benchmarks run, so each of them run
 from __future__ import annotations
 
 import logging
+import resource
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -34,6 +35,24 @@ class Hive:
     @property
     def dashboard_url(self) -> str | None:
         return self.coordinator.dashboard_url
+
+
+def raise_open_file_limit() -> int:
+    """Lift the soft RLIMIT_NOFILE to the hard limit; return the new soft limit.
+
+    Each process agent holds about three descriptors in the daemon (its output pipe, its pidfd, its
+    log file) besides its socket, so the common soft limit of 1,024 would stop a hive at a few
+    hundred agents with EMFILE.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            log.warning("could not raise the open-file limit from %d", soft)
+    return soft
 
 
 def make_backend(config: Config) -> Backend:
@@ -83,6 +102,7 @@ async def open_hive(config: Config, *, clock: WallClock = time.time) -> AsyncIte
 
 async def serve_daemon(config: Config, *, ready: trio.Event | None = None) -> None:
     """Run the daemon in the foreground until SIGINT or SIGTERM, then shut down gracefully."""
+    raise_open_file_limit()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_hive(config) as hive:
             log.info("hive-trio is up: state %s, runtime %s", config.state_dir, config.runtime_dir)

@@ -21,7 +21,7 @@ import trio
 
 from hive_trio.config import DEFAULT_AGENT_COMMAND, Config, default_runtime_dir, default_state_dir
 from hive_trio.coordinator import Coordinator
-from hive_trio.daemon import open_hive
+from hive_trio.daemon import open_hive, raise_open_file_limit
 
 EXAMPLE_AGENTS: Final = ("alice", "bob", "carol")
 UP_STATE_DIR: Final = Path("hive-state")
@@ -100,6 +100,7 @@ Ctrl-C stops the hive; the agents stop with it, and everything stays in {config.
 async def run_up(config: Config) -> None:
     """Run `hive-trio up` until SIGINT or SIGTERM (the CLI calls `trio.run(run_up, config)`)."""
     config = up_config(config)
+    raise_open_file_limit()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_hive(config) as hive:
             coord = hive.coordinator

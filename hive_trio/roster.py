@@ -92,6 +92,12 @@ def list_all(conn: apsw.Connection) -> list[AgentRecord]:
     return [_row(r) for r in conn.execute(f"SELECT {_COLUMNS} FROM agents ORDER BY name")]
 
 
+def list_named(conn: apsw.Connection, names: Sequence[str]) -> list[AgentRecord]:
+    """The rows of `names` only: one agent's status change must not read the whole roster."""
+    found = (get(conn, name) for name in dict.fromkeys(names))
+    return sorted((r for r in found if r is not None), key=lambda r: r.name)
+
+
 class Roster:
     def __init__(self, db: Database, *, clock: Callable[[], float]) -> None:
         self.db = db
