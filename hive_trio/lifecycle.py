@@ -407,7 +407,12 @@ class Lifecycle:
             await self.backend.build(self.unit(name), rev=sha)
             await self.coord.roster.update(name, deployed_sha=sha, needs_update=False)
             await self._refresh(name, kick="You were rebuilt from your applied config.")
-        await self.coord.notify_manager(HelperRebuilt(agent=name, sha=sha, tag=None))
+        await self._announce_rebuilt(HelperRebuilt(agent=name, sha=sha, tag=None))
+
+    async def _announce_rebuilt(self, event: HelperRebuilt) -> None:
+        """The manager hears of every rebuild; the agent too, since its own config changed."""
+        await self.coord.notify_manager(event)
+        await self.coord.notify_agent(event.agent, event)
 
     async def _refresh(self, name: str, *, kick: str) -> None:
         """After a successful build: a running agent is restarted onto it (or reloaded in place)."""
@@ -575,7 +580,7 @@ class Lifecycle:
             except HiveError as exc:
                 # The config is deployed; an agent that then fails to start is marked failed, not the approval.
                 log.warning("%s deployed approval #%d but did not start: %s", name, approval.id, exc)
-        await self.coord.notify_manager(HelperRebuilt(agent=name, sha=sha, tag=deployed_tag))
+        await self._announce_rebuilt(HelperRebuilt(agent=name, sha=sha, tag=deployed_tag))
         return resolved
 
     async def deny(self, approval_id: int, *, note: str | None = None) -> Approval:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import trio
 from lifecycle_support import (
+    ENV_AGENT,
     commit_file,
     drain,
     eventually,
@@ -259,6 +260,7 @@ async def test_rebuild_restarts_onto_the_applied_config(short_tmp: Path) -> None
         assert (await coord.roster.require("alpha")).deployed_sha == sha
         rebuilt = [e for e in await helper_events(coord, "manager") if e["event"] == "rebuilt"]
         assert rebuilt == [{"event": "rebuilt", "agent": "alpha", "sha": sha, "tag": None}]
+        assert rebuilt[0] in await helper_events(coord, "alpha"), "the agent hears of its own rebuild"
 
 
 async def test_destroy_keeps_a_tombstone_and_purge_removes_it(short_tmp: Path) -> None:
@@ -347,3 +349,31 @@ async def test_reconcile_marks_what_cannot_start(short_tmp: Path) -> None:
         assert row.failed and not row.running
         assert row.failed_reason is not None and "unknown table" in row.failed_reason
         assert coord.is_registered("alpha")
+
+
+async def test_the_manager_runs_from_manager_command_and_is_restarted(short_tmp: Path) -> None:
+    config = lifecycle_config(short_tmp, manager_command=ENV_AGENT)
+    async with open_hive(config) as hive:
+        coord = hive.coordinator
+        lifecycle = lifecycle_of(coord)
+        paths = coord.paths
+        env = await eventually(lambda: read_env(paths.manager_notes / "env.txt"), what="the manager's env")
+        assert env["HIVE_AGENT"] == "manager"
+        assert env["HIVE_SOCKET"] == str(paths.manager_socket)
+        assert env["HIVE_AGENTS_DIR"] == str(paths.agents_state_root)
+        assert env["CLAUDE_CONFIG_DIR"] == str(paths.manager_claude)
+        assert coord.is_registered("manager")
+        old = pid_of(lifecycle, "manager")
+        os.kill(old, signal.SIGKILL)
+        await eventually(
+            lambda: (run := lifecycle.run_of("manager")) is not None and run.pid != old, what="a new manager"
+        )
+        # The manager is not an agent: it has no roster row and no status card.
+        assert await coord.roster.get("manager") is None
+        assert [r.name for r in await coord.agent_statuses()] == []
+    assert not pid_alive(old)
+
+
+async def test_without_manager_command_no_manager_process_runs(short_tmp: Path) -> None:
+    async with open_hive(lifecycle_config(short_tmp)) as hive:
+        assert lifecycle_of(hive.coordinator).run_of("manager") is None

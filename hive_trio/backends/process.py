@@ -286,34 +286,42 @@ class ProcessRun:
                     await self.exited.wait()
 
     async def supervise(self, proc: trio.Process, output: AgentLog, record: Path) -> None:
+        """The one task that waits on the agent; `exited` is set however it ends."""
         try:
-            async with trio.open_nursery() as nursery:
-                drained = trio.Event()
-                assert proc.stdout is not None
-                nursery.start_soon(_pump, proc.stdout, output, drained)
-                await proc.wait()
-                self.returncode = proc.returncode
-                # Nothing in the agent's group may outlive its leader. Stragglers were already told to
-                # stop if this is a stop; either way they get a moment to flush (the pipe closes when
-                # the last of them exits), then SIGKILL.
-                if signal_group(self.pgid, signal.SIGTERM):
-                    with trio.move_on_after(self.straggler_grace):
-                        await drained.wait()
-                    signal_group(self.pgid, signal.SIGKILL)
-                with trio.move_on_after(0.5):
-                    await drained.wait()
-                nursery.cancel_scope.cancel()
+            await self._watch(proc, output)
+        except Exception:
+            # Whatever goes wrong watching one agent must not take the supervisor down with it.
+            log.exception("watching %s (pid %d) failed", self.name, self._pid)
         finally:
             with trio.CancelScope(shield=True):
                 if proc.returncode is None:
-                    # Cancelled while the agent still runs (the daemon is going down hard): no orphans.
+                    # Cancelled (the daemon is going down hard) or failed while the agent still runs:
+                    # never leave an orphan behind.
                     signal_group(self.pgid, signal.SIGKILL)
                     with trio.move_on_after(KILL_WAIT):
                         await proc.wait()
-                    self.returncode = proc.returncode
+                self.returncode = proc.returncode
                 await output.aclose()
                 await trio.to_thread.run_sync(_remove_record, record, self._pid)
                 self.exited.set()
+
+    async def _watch(self, proc: trio.Process, output: AgentLog) -> None:
+        async with trio.open_nursery() as nursery:
+            drained = trio.Event()
+            assert proc.stdout is not None
+            nursery.start_soon(_pump, proc.stdout, output, drained)
+            await proc.wait()
+            self.returncode = proc.returncode
+            # Nothing in the agent's group may outlive its leader. Stragglers were already told to
+            # stop if this is a stop; either way they get a moment to flush (the pipe closes when
+            # the last of them exits), then SIGKILL.
+            if signal_group(self.pgid, signal.SIGTERM):
+                with trio.move_on_after(self.straggler_grace):
+                    await drained.wait()
+                signal_group(self.pgid, signal.SIGKILL)
+            with trio.move_on_after(0.5):
+                await drained.wait()
+            nursery.cancel_scope.cancel()
 
 
 async def _pump(stream: trio.abc.ReceiveStream, output: AgentLog, drained: trio.Event) -> None:
