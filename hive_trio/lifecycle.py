@@ -82,7 +82,6 @@ class Lifecycle:
         # Set when the action in flight on an agent ends; a crash is handled only after it.
         self._action_done: dict[str, trio.Event] = {}
         self._shutting_down = False
-        self.reconciled = trio.Event()
 
     # ================================================================== supervision
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -226,8 +225,12 @@ class Lifecycle:
                 await self._mark_failed(name, note)
             return
         try:
-            with self._action(name, TransientKind.RESTARTING):
+            if is_manager:
+                # The manager has no card, so no spinner; nothing else ever acts on it.
                 await self._launch(name, kick="You were restarted after a crash.")
+            else:
+                with self._action(name, TransientKind.RESTARTING):
+                    await self._launch(name, kick="You were restarted after a crash.")
         except Busy:
             return  # an operator action started in the meantime and takes over
         except HiveError as exc:
@@ -267,19 +270,16 @@ class Lifecycle:
     # ================================================================== reconcile
     async def reconcile(self) -> None:
         """Daemon start: stop orphans, register every socket, adopt or restart what should run."""
-        try:
-            stopped = await self.backend.reap_orphans(grace=self.config.stop_grace)
-            if stopped:
-                log.warning("stopped agents a previous daemon left running: %s", ", ".join(stopped))
-            records = await self.coord.roster.all()
-            limiter = trio.CapacityLimiter(RECONCILE_CONCURRENCY)
-            async with trio.open_nursery() as nursery:
-                for record in records:
-                    nursery.start_soon(self._reconcile_one, record, limiter)
-            if self.manage_manager:
-                await self._start_manager()
-        finally:
-            self.reconciled.set()
+        stopped = await self.backend.reap_orphans(grace=self.config.stop_grace)
+        if stopped:
+            log.warning("stopped agents a previous daemon left running: %s", ", ".join(stopped))
+        records = await self.coord.roster.all()
+        limiter = trio.CapacityLimiter(RECONCILE_CONCURRENCY)
+        async with trio.open_nursery() as nursery:
+            for record in records:
+                nursery.start_soon(self._reconcile_one, record, limiter)
+        if self.manage_manager:
+            await self._start_manager()
 
     async def _reconcile_one(self, record: AgentRecord, limiter: trio.CapacityLimiter) -> None:
         name = record.name
