@@ -682,6 +682,20 @@ def _strict(kind: type[Any], label: str) -> Any:
     return hook
 
 
+# sqlite's INTEGER (every id, count and limit here) is 64-bit; a larger JSON number is a bad request, not
+# an OverflowError deep inside a query.
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
+
+
+def _structure_int(value: Any, _: type[Any]) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer, got {json_type_name(value)}")
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise TypeError("expected an integer that fits in 64 bits")
+    return value
+
+
 def _structure_float(value: Any, _: type[Any]) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"expected a number, got {json_type_name(value)}")
@@ -726,7 +740,7 @@ def _structure_text_or_list(value: Any, _: Any) -> str | list[str]:
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=False)
     conv.register_structure_hook(str, _strict(str, "a string"))
-    conv.register_structure_hook(int, _strict(int, "an integer"))
+    conv.register_structure_hook(int, _structure_int)
     conv.register_structure_hook(bool, _strict(bool, "a boolean"))
     conv.register_structure_hook(float, _structure_float)
     conv.register_structure_hook_factory(is_sequence, _strict_list_factory)

@@ -287,6 +287,7 @@ MALFORMED = [
     (b'{"cmd":"restart"}', "required field missing @ $.name"),
     (b'{"cmd":"restart","name":["alpha"]}', "expected a string, got a list @ $.name"),
     (b'{"cmd":"approve","id":"1"}', "expected an integer"),
+    (b'{"cmd":"answer","id":9223372036854775808,"answer":"x"}', "fits in 64 bits"),
     (b'{"cmd":"start","scope":"everything"}', "expected an object"),
     (b'{"cmd":"send","to":"alpha"}', "required field missing @ $.body"),
 ]
