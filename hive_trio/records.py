@@ -11,6 +11,7 @@ import enum
 import json
 import math
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Final, TypeAlias, TypeVar, cast
 
 import attrs
@@ -649,6 +650,52 @@ class Urls:
 
     domain: str | None
     home: str | None
+
+
+def rfc3339(ts: float | None) -> str | None:
+    """Unix seconds as hyperhive writes times on host.sock: RFC 3339 UTC, whole seconds, `Z`."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@attrs.frozen
+class HostApproval:
+    """An approval as host.sock carries it: hyperhive's v1 row, whose times are RFC 3339 strings.
+
+    hyperhive's clients decode `requested_at` as a string, so a number fails their whole `pending`
+    response. The stores and the dashboard keep unix seconds (`Approval`).
+    """
+
+    id: int
+    agent: str
+    kind: ApprovalKind
+    status: ApprovalStatus
+    requested_at: str
+    commit_ref: str | None = None
+    fetched_sha: str | None = None
+    description: str | None = None
+    diff: str | None = None
+    note: str | None = None
+    resolved_at: str | None = None
+    requested_by: str | None = None
+
+    @classmethod
+    def of(cls, approval: Approval) -> HostApproval:
+        return cls(
+            id=approval.id,
+            agent=approval.agent,
+            kind=approval.kind,
+            status=approval.status,
+            requested_at=rfc3339(approval.requested_at) or "",
+            commit_ref=approval.commit_ref,
+            fetched_sha=approval.fetched_sha,
+            description=approval.description,
+            diff=approval.diff,
+            note=approval.note,
+            resolved_at=rfc3339(approval.resolved_at),
+            requested_by=approval.requested_by,
+        )
 
 
 # ------------------------------------------------------------------------------------ the converter
