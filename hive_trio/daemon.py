@@ -16,11 +16,13 @@ from contextlib import asynccontextmanager
 import attrs
 import trio
 
+from hive_trio.agent_socket import serve_agent_socket
 from hive_trio.backends import Backend
 from hive_trio.backends.nixos_container import NixosContainerBackend
 from hive_trio.backends.process import ProcessBackend
 from hive_trio.config import Config
 from hive_trio.coordinator import Coordinator, WallClock, open_coordinator
+from hive_trio.host_socket import serve_host_socket
 from hive_trio.lifecycle import Lifecycle
 from hive_trio.paths import HivePaths
 
@@ -78,26 +80,40 @@ def manages_manager(config: Config) -> bool:
 
 
 @asynccontextmanager
-async def open_hive(config: Config, *, clock: WallClock = time.time) -> AsyncIterator[Hive]:
+async def open_hive(config: Config, *, clock: WallClock = time.time, lifecycle: bool = True) -> AsyncIterator[Hive]:
     """Run a whole hive for as long as the block lives; every socket is bound when it yields.
 
     Agents recorded as running are running again (reconcile) when it yields; on exit they are stopped
     gracefully, within `config.shutdown_grace`, while their sockets still answer.
+
+    `lifecycle=False` runs the hive without a backend: agents are bare (a roster row and a socket,
+    nothing supervised), as `hive_trio.testing` uses by default; lifecycle operations are refused.
     """
-    async with open_coordinator(config, clock=clock) as coord:
+    async with open_coordinator(config, clock=clock, serve_socket=serve_agent_socket) as coord:
         nursery = coord.root_nursery
         # Resolves deadlines that passed while the daemon was down before anything else can ask.
         await nursery.start(coord.serve_question_watchdog)
         nursery.start_soon(coord.serve_vacuum)
-        lifecycle = Lifecycle(coord, backend=make_backend(config), manage_manager=manages_manager(config))
-        coord.lifecycle = lifecycle
-        await nursery.start(lifecycle.serve)
+        await coord.register_manager()
+        supervisor: Lifecycle | None = None
+        if lifecycle:
+            supervisor = Lifecycle(coord, backend=make_backend(config), manage_manager=manages_manager(config))
+            coord.lifecycle = supervisor
+            # Reconcile: every agent in the roster gets its socket back (so its harness can reconnect),
+            # and what should run is started again.
+            await nursery.start(supervisor.serve)
+        else:
+            for record in await coord.roster.all():
+                await coord.register_agent(record.name)
+        # host.sock last: once an operator can connect, every agent socket is already bound.
+        await nursery.start(serve_host_socket, coord)
         try:
             yield Hive(coordinator=coord, config=config)
         finally:
-            with trio.CancelScope(shield=True) as cleanup:
-                cleanup.deadline = trio.current_time() + config.shutdown_grace
-                await lifecycle.shutdown()
+            if supervisor is not None:
+                with trio.CancelScope(shield=True) as cleanup:
+                    cleanup.deadline = trio.current_time() + config.shutdown_grace
+                    await supervisor.shutdown()
 
 
 async def serve_daemon(config: Config, *, ready: trio.Event | None = None) -> None:
