@@ -9,7 +9,6 @@ stores, only lifecycle operations and the sockets.
 
 from __future__ import annotations
 
-import hashlib
 import shlex
 import signal
 import sys
@@ -38,15 +37,18 @@ def example_manager_command(python: str = sys.executable) -> str:
 def up_config(config: Config) -> Config:
     """`config` with `up`'s defaults wherever the operator left the daemon's defaults in place.
 
-    State goes to `./hive-state`. The runtime dir gets a name of its own per state dir, so `up` next
-    to a running `hive-trio daemon` never replaces that daemon's sockets (the state lock guards only
-    the state dir). Agents and manager run the bundled examples, with this Python.
+    State goes to `./hive-state`, and the runtime dir follows the CLI's rule for `up`
+    (`cli.embedded_runtime_dir`: under the state dir, or a private /tmp dir when socket paths there
+    would be too long), so `run_up` called directly finds the same hive the `hive-trio` commands do,
+    and never replaces the sockets of a `hive-trio daemon` running on the defaults. Agents and manager
+    run the bundled examples, with this Python.
     """
+    from hive_trio.cli import embedded_runtime_dir
+
     state_dir = UP_STATE_DIR.resolve() if config.state_dir == default_state_dir() else config.state_dir
     runtime_dir = config.runtime_dir
     if runtime_dir == default_runtime_dir():
-        digest = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:8]
-        runtime_dir = runtime_dir.with_name(f"{runtime_dir.name}-up-{digest}")
+        runtime_dir = embedded_runtime_dir(state_dir)
     agent_command = config.agent_command
     if agent_command == DEFAULT_AGENT_COMMAND:
         agent_command = example_agent_command()

@@ -1,8 +1,5 @@
-"""`hive-trio up` as a user runs it: a subprocess calling `run_up`, watched through its database.
-
-Needs the agent socket server (sockets branch): without it the example agents cannot connect, so no
-message, question or approval appears and this test fails.
-"""
+"""`hive-trio up` as a user runs it (`python -m hive_trio up` in a fresh directory), watched through its
+database and pid records: agents running, messages flowing, a question and an approval pending."""
 
 from __future__ import annotations
 
@@ -18,12 +15,8 @@ import pytest
 import trio
 from lifecycle_support import eventually, pid_alive
 
-UP = (
-    "import sys, trio\n"
-    "from hive_trio.config import Config\n"
-    "from hive_trio.demo import run_up\n"
-    "trio.run(run_up, Config(runtime_dir=sys.argv[1], dashboard_port=0, admin_group=None))\n"
-)
+from hive_trio.cli import embedded_runtime_dir
+
 EXAMPLES = ("alice", "bob", "carol")
 
 
@@ -70,10 +63,11 @@ def alive_units(run_dir: Path) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.timeout(60)
 async def test_hive_trio_up_brings_a_living_hive(short_tmp: Path) -> None:
-    run_dir = short_tmp / "run"
+    run_dir = embedded_runtime_dir(short_tmp / "hive-state")
     env = {k: v for k, v in os.environ.items() if not k.startswith("HIVE_")}
+    env["HIVE_TRIO_ADMIN_GROUP"] = ""
     proc = await trio.lowlevel.open_process(
-        [sys.executable, "-c", UP, str(run_dir)],
+        [sys.executable, "-m", "hive_trio", "up", "--dashboard", "127.0.0.1:0"],
         cwd=str(short_tmp),
         env=env,
         stdout=subprocess.PIPE,

@@ -9,24 +9,22 @@ from pathlib import Path
 import pytest
 
 from hive_trio.backends.process import parse_agent_toml, starter_agent_toml
+from hive_trio.cli import embedded_runtime_dir
 from hive_trio.config import Config, default_runtime_dir, default_state_dir
 from hive_trio.demo import example_agent_command, up_config
 from hive_trio.example_agent import agent_names, messages_of
 from hive_trio.example_manager import with_greeting
 
 
-def test_up_defaults_state_here_and_a_runtime_dir_of_its_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_up_defaults_state_here_and_the_clis_runtime_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     config = up_config(Config())
     assert config.state_dir == tmp_path / "hive-state"
+    assert config.runtime_dir == embedded_runtime_dir(tmp_path / "hive-state")
     assert config.runtime_dir != default_runtime_dir()
-    assert config.runtime_dir.parent == default_runtime_dir().parent
-    assert config.runtime_dir.name.startswith(default_runtime_dir().name + "-up-")
     assert sys.executable in config.agent_command and "hive_trio.example_agent" in config.agent_command
     assert config.manager_command is not None and "hive_trio.example_manager" in config.manager_command
-    # Another state dir gets another runtime dir; the operator's own choices are kept.
-    other = up_config(Config(state_dir=tmp_path / "elsewhere"))
-    assert other.runtime_dir != config.runtime_dir
+    # The operator's own choices are kept.
     chosen = up_config(Config(state_dir=tmp_path / "s", runtime_dir=tmp_path / "r", agent_command="exec x"))
     assert (chosen.state_dir, chosen.runtime_dir, chosen.agent_command) == (tmp_path / "s", tmp_path / "r", "exec x")
     assert Config().state_dir == default_state_dir()

@@ -1,8 +1,4 @@
-"""The bundled example agents and manager, as real MCP clients of real sockets, in an in-process hive.
-
-Needs the agent socket server (sockets branch): on the lifecycle branch alone nothing listens on the
-sockets, and this test fails waiting for the first message.
-"""
+"""The bundled example agents and manager, as real MCP clients of real sockets, in an in-process hive."""
 
 from __future__ import annotations
 
