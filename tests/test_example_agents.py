@@ -9,7 +9,7 @@ from lifecycle_support import eventually, lifecycle_config
 
 from hive_trio.daemon import open_hive
 from hive_trio.demo import example_agent_command, example_manager_command
-from hive_trio.records import ApprovalKind, ApprovalStatus
+from hive_trio.records import Approval, ApprovalKind, ApprovalStatus
 
 
 @pytest.mark.slow
@@ -37,11 +37,13 @@ async def test_example_agents_talk_ask_and_propose(short_tmp: Path) -> None:
         questions = await eventually(coord.questions.list_open, within=10, what="alice's question")
         question = questions[0]
         assert question.asker == "alice" and question.target is None and question.deadline_at is not None
+
         # The manager committed to alice's config repo and asked for it to be applied.
-        approvals = await eventually(
-            lambda: coord.approvals.query(status=ApprovalStatus.PENDING), within=10, what="the proposal"
-        )
-        proposal = approvals[0]
+        async def fetched_proposals() -> list[Approval]:
+            # The row exists (pending) a moment before its commit is fetched and its diff stored.
+            return [a for a in await coord.approvals.query(status=ApprovalStatus.PENDING) if a.fetched_sha]
+
+        proposal = (await eventually(fetched_proposals, within=10, what="the proposal"))[0]
         assert proposal.kind is ApprovalKind.APPLY_COMMIT and proposal.agent == "alice"
         assert proposal.requested_by == "manager"
         assert proposal.diff is not None and "EXAMPLE_GREETING" in proposal.diff
