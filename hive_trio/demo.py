@@ -18,7 +18,7 @@ from typing import Final
 import attrs
 import trio
 
-from hive_trio.config import DEFAULT_AGENT_COMMAND, Config, default_runtime_dir, default_state_dir
+from hive_trio.config import Config, default_runtime_dir, default_state_dir, python_module_command
 from hive_trio.coordinator import Coordinator
 from hive_trio.daemon import open_hive, raise_open_file_limit
 
@@ -27,11 +27,11 @@ UP_STATE_DIR: Final = Path("hive-state")
 
 
 def example_agent_command(python: str = sys.executable) -> str:
-    return f"exec {shlex.quote(python)} -m hive_trio.example_agent"
+    return python_module_command("hive_trio.example_agent", python)
 
 
 def example_manager_command(python: str = sys.executable) -> str:
-    return f"exec {shlex.quote(python)} -m hive_trio.example_manager"
+    return python_module_command("hive_trio.example_manager", python)
 
 
 def up_config(config: Config) -> Config:
@@ -49,14 +49,10 @@ def up_config(config: Config) -> Config:
     runtime_dir = config.runtime_dir
     if runtime_dir == default_runtime_dir():
         runtime_dir = embedded_runtime_dir(state_dir)
-    agent_command = config.agent_command
-    if agent_command == DEFAULT_AGENT_COMMAND:
-        agent_command = example_agent_command()
     return attrs.evolve(
         config,
         state_dir=state_dir,
         runtime_dir=runtime_dir,
-        agent_command=agent_command,
         manager_command=config.manager_command or example_manager_command(),
     )
 
