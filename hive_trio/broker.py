@@ -170,6 +170,10 @@ def pending_counts(conn: apsw.Connection) -> dict[str, int]:
     }
 
 
+def pending_counts_for(conn: apsw.Connection, names: Sequence[str]) -> dict[str, int]:
+    return {name: pending_count(conn, name) for name in dict.fromkeys(names)}
+
+
 def recent(conn: apsw.Connection, *, recipient: str | None, limit: int, max_bytes: int | None = None) -> list[Message]:
     """The newest `limit` rows, oldest first; with `max_bytes`, only as many of the newest as fit."""
     if recipient is None:

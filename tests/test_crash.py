@@ -29,6 +29,10 @@ SENDERS = ("s0", "s1", "s2", "s3")
 RECIPIENTS = ("r0", "r1", "r2", "r3")
 CONNECTIONS_PER_SENDER = 6
 KILLS = 3
+# The agents are real processes of the lifecycle's process backend, idle ones: the tests' own MCP
+# clients speak for them on their sockets.
+IDLE_AGENT = "exec sleep infinity"
+DAEMON_ARGS = ("--log-level", "warning", "--agent-command", IDLE_AGENT)
 
 
 @pytest.fixture
@@ -100,11 +104,16 @@ async def retry_indeterminate(daemon: DaemonProcess, sends: SendHistory) -> None
             retry.acked_id = (await client.call("send", to=attempt.recipient, body=attempt.body))["id"]
 
 
+def ours(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The test's messages, without the daemon's own notes from `system` (spawned, restarted...)."""
+    return [m for m in messages if m["from"] != "system"]
+
+
 async def consume(client: AgentClient, recipient: str, history: History) -> None:
     await client.call("requeue_inflight")  # what a harness does at boot
     while True:
         got = (await client.call("recv", max=32, wait_seconds=0.5))["messages"]
-        receipts = history.received(recipient, got)
+        receipts = history.received(recipient, ours(got))
         if receipts:
             await client.call("ack_turn")
             for receipt in receipts:
@@ -152,7 +161,7 @@ async def drain(daemon: DaemonProcess, history: History) -> None:
         async with open_agent_client(agent_socket(daemon, recipient)) as client:
             await client.call("requeue_inflight")
             while got := (await client.call("recv", max=32))["messages"]:
-                history.received(recipient, got)
+                history.received(recipient, ours(got))
             await client.call("ack_turn")
             assert (await client.call("status"))["pending_messages"] == 0
 
@@ -161,14 +170,14 @@ async def test_sigkill_mid_send_burst_loses_no_acknowledged_message(hive_dir: Pa
     sends = SendHistory()
     rng = random.Random(0xC0FFEE)
     for round_no in range(KILLS):
-        async with open_daemon_process(hive_dir, "--log-level", "warning") as daemon:
+        async with open_daemon_process(hive_dir, *DAEMON_ARGS) as daemon:
             if round_no == 0:
                 await spawn_all(daemon, SENDERS + RECIPIENTS)
             else:
                 await assert_daemon_answers_and_no_spinner(daemon, SENDERS + RECIPIENTS)
             await retry_indeterminate(daemon, sends)
             await burst_until_killed(daemon, sends, round_no=round_no, kill_after=rng.randint(150, 450))
-    async with open_daemon_process(hive_dir, "--log-level", "warning") as daemon:
+    async with open_daemon_process(hive_dir, *DAEMON_ARGS) as daemon:
         await assert_daemon_answers_and_no_spinner(daemon, SENDERS + RECIPIENTS)
         await retry_indeterminate(daemon, sends)
         await drain(daemon, sends.history)
@@ -279,6 +288,14 @@ async def retry_answers(daemon: DaemonProcess, attempts: list[AnswerAttempt]) ->
     return landed_now, landed_before
 
 
+def helper_event(message: dict[str, Any]) -> dict[str, Any]:
+    """The HelperEvent a message from `system` carries ({} for the plain-text "you were started" notes)."""
+    if message["from"] != "system" or not message["body"].startswith("{"):
+        return {}
+    event: dict[str, Any] = json.loads(message["body"])
+    return event
+
+
 async def answered_notices(daemon: DaemonProcess) -> dict[int, list[str]]:
     """Every `question_answered` notice in the askers' inboxes, by question id."""
     notices: dict[int, list[str]] = {}
@@ -287,7 +304,7 @@ async def answered_notices(daemon: DaemonProcess) -> dict[int, list[str]]:
             await client.call("requeue_inflight")
             while got := (await client.call("recv", max=32))["messages"]:
                 for m in got:
-                    event = json.loads(m["body"]) if m["from"] == "system" else {}
+                    event = helper_event(m)
                     if event.get("event") == "question_answered":
                         notices.setdefault(event["id"], []).append(event["answer"])
             await client.call("ack_turn")
@@ -309,7 +326,7 @@ async def test_sigkill_during_answers_leaves_no_question_half_resolved(hive_dir:
     short: list[int] = []
     retried = [0, 0]
     for round_no in range(2):
-        async with open_daemon_process(hive_dir, "--log-level", "warning") as daemon:
+        async with open_daemon_process(hive_dir, *DAEMON_ARGS) as daemon:
             if round_no == 0:
                 await spawn_all(daemon, ASKERS + TARGETS)
             else:
@@ -321,7 +338,7 @@ async def test_sigkill_during_answers_leaves_no_question_half_resolved(hive_dir:
             short += short_qs
             attempts += await answer_burst(daemon, operator_qs, peer_qs, kill_after=rng.randint(40, 120))
     await trio.sleep(SHORT_TTL)  # real time: the short questions fall due while the daemon is down
-    async with open_daemon_process(hive_dir, "--log-level", "warning") as daemon:
+    async with open_daemon_process(hive_dir, *DAEMON_ARGS) as daemon:
         await assert_daemon_answers_and_no_spinner(daemon, ASKERS + TARGETS)
         now, before = await retry_answers(daemon, attempts)
         retried[0] += now

@@ -320,7 +320,9 @@ async def push_until_stalled(stream: trio.SocketStream, line: bytes, *, limit: i
 @pytest.fixture
 async def daemon() -> AsyncIterator[DaemonProcess]:
     with short_temp_dir("hd-") as directory:
-        async with open_daemon_process(directory, "--log-level", "warning") as process:
+        # Agents are idle processes (the lifecycle's process backend); the tests speak on their sockets.
+        args = ("--log-level", "warning", "--agent-command", "exec sleep infinity")
+        async with open_daemon_process(directory, *args) as process:
             for name in ("alpha", "beta"):
                 await host_request(process.host_socket, "spawn", name=name)
             yield process
