@@ -35,8 +35,7 @@ async def remove_bare_agent(coordinator: Coordinator, name: str, *, purge: bool 
         coordinator.unregister_agent(name)
         coordinator.set_running(name, False)
         await coordinator.roster.remove(name)
-        for approval in await coordinator.approvals.fail_pending_for(name, note=DESTROYED_NOTE):
-            await coordinator.approval_resolved(approval)
+        await coordinator.fail_pending_approvals(name, note=DESTROYED_NOTE)
     await coordinator.publish_status(name)
 
 

@@ -16,16 +16,17 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import apsw
 import attrs
 import trio
 
+from hive_trio import approvals as approvals_sql
 from hive_trio import broker as broker_sql
 from hive_trio import questions as questions_sql
 from hive_trio import roster as roster_sql
@@ -474,30 +475,81 @@ class Coordinator:
             )
         )
 
-    async def approval_resolved(self, approval: Approval, *, tag: str | None = None) -> None:
-        """Tell the dashboard and the manager that `approval` left `pending`."""
-        self.hub.emit(
-            ApprovalResolvedEvent(
-                id=approval.id,
-                agent=approval.agent,
-                approval_kind=approval.kind,
-                sha_short=_short(approval.fetched_sha),
-                status=approval.status,
-                resolved_at=approval.resolved_at or self.clock(),
-                note=approval.note,
-                description=approval.description,
-            )
+    async def resolve_approval(
+        self,
+        approval_id: int,
+        status: ApprovalStatus,
+        *,
+        note: str | None = None,
+        tag: str | None = None,
+        roster_update: Mapping[str, Any] | None = None,
+    ) -> Approval:
+        """Move a pending approval to `status` (compare-and-set), telling the manager in the same transaction.
+
+        `roster_update` changes the agent's row in that transaction too (an approved deploy records its
+        `deployed_sha` with its approval). `Conflict` if it was not pending; then nothing changes.
+        """
+        (resolved,) = await self._resolve_approvals(
+            lambda c, now: [approvals_sql.resolve_tx(c, approval_id=approval_id, status=status, note=note, now=now)],
+            tag=tag,
+            roster_update=roster_update,
         )
-        await self.notify_manager(
-            HelperApprovalResolved(
-                id=approval.id,
-                agent=approval.agent,
-                status=approval.status,
-                note=approval.note,
-                sha=approval.fetched_sha,
-                tag=tag,
-            )
+        return resolved
+
+    async def fail_pending_approvals(self, agent: str, *, note: str) -> list[Approval]:
+        """Fail every pending approval of `agent` (it is being destroyed), each with the manager's notice."""
+        return await self._resolve_approvals(
+            lambda c, now: approvals_sql.fail_pending_for_tx(c, agent=agent, note=note, now=now)
         )
+
+    async def _resolve_approvals(
+        self,
+        resolve: Callable[[apsw.Connection, float], list[Approval]],
+        *,
+        tag: str | None = None,
+        roster_update: Mapping[str, Any] | None = None,
+    ) -> list[Approval]:
+        """hive-c0re notifies the manager after the resolution is stored; a crash in between would leave an
+        approval decided that the manager never hears of. Here the resolution, the notice (and the roster
+        change it implies) commit together, or not at all; the dashboard hears once they have."""
+        now = self.clock()
+
+        def tx(conn: apsw.Connection) -> list[tuple[Approval, Message | None]]:
+            resolved = resolve(conn, now)
+            out = []
+            for a in resolved:
+                if roster_update:
+                    roster_sql.update_tx(conn, name=a.agent, **roster_update)
+                event = HelperApprovalResolved(
+                    id=a.id, agent=a.agent, status=a.status, note=a.note, sha=a.fetched_sha, tag=tag
+                )
+                body = to_json(event, HelperEvent)
+                out.append(
+                    (a, broker_sql.notice_tx(conn, sender=SYSTEM_SENDER, recipient=MANAGER_AGENT, body=body, now=now))
+                )
+            return out
+
+        pairs = await self.db.write(tx)
+        for approval, notice in pairs:
+            self.hub.emit(
+                ApprovalResolvedEvent(
+                    id=approval.id,
+                    agent=approval.agent,
+                    approval_kind=approval.kind,
+                    sha_short=_short(approval.fetched_sha),
+                    status=approval.status,
+                    resolved_at=approval.resolved_at or now,
+                    note=approval.note,
+                    description=approval.description,
+                )
+            )
+            if notice is not None:
+                self.hub.emit(
+                    SentEvent(sender=notice.sender, recipient=notice.recipient, body=notice.body, at=notice.sent_at)
+                )
+            if roster_update:
+                await self.publish_status(approval.agent)
+        return [a for a, _ in pairs]
 
     @property
     def ops(self) -> LifecycleOps:

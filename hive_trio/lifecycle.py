@@ -269,10 +269,11 @@ class Lifecycle:
 
     # ================================================================== reconcile
     async def reconcile(self) -> None:
-        """Daemon start: stop orphans, register every socket, adopt or restart what should run."""
+        """Daemon start: stop orphans, finish cut-off deploys, register every socket, adopt or restart."""
         stopped = await self.backend.reap_orphans(grace=self.config.stop_grace)
         if stopped:
             log.warning("stopped agents a previous daemon left running: %s", ", ".join(stopped))
+        await self.finish_interrupted_deploys()
         records = await self.coord.roster.all()
         limiter = trio.CapacityLimiter(RECONCILE_CONCURRENCY)
         async with trio.open_nursery() as nursery:
@@ -436,8 +437,7 @@ class Lifecycle:
             self.coord.unregister_agent(name)
             await self.coord.roster.remove(name)
             self._policies.pop(name, None)
-            for approval in await self.coord.approvals.fail_pending_for(name, note=DESTROYED_NOTE):
-                await self.coord.approval_resolved(approval)
+            await self.coord.fail_pending_approvals(name, note=DESTROYED_NOTE)
             if purge:
                 await self._purge_dirs(name)
         self.coord.hub.emit(ContainerRemovedEvent(name=name))
@@ -490,9 +490,7 @@ class Lifecycle:
         try:
             approval = await self._fetch_proposal(approval)
         except HiveError as exc:
-            failed = await self.coord.approvals.resolve(approval.id, ApprovalStatus.FAILED, note=str(exc))
-            await self.coord.approval_resolved(failed)
-            return failed
+            return await self.coord.resolve_approval(approval.id, ApprovalStatus.FAILED, note=str(exc))
         await self.coord.add_approval(approval)
         return approval
 
@@ -571,10 +569,7 @@ class Lifecycle:
                 # The build is good, so the outcome is decided: finish recording it even if cancelled.
                 deployed_tag = f"deployed/{approval.id}"
                 with trio.CancelScope(shield=True):
-                    await config_repos.fast_forward(applied, sha)
-                    await config_repos.tag(applied, deployed_tag, sha)
-                    await self.coord.roster.update(name, deployed_sha=sha, needs_update=False)
-                    resolved = await self._resolve(approval, ApprovalStatus.APPROVED, note, tag=deployed_tag)
+                    resolved = await self._deploy(name, approval, sha, note=note)
             try:
                 await self._refresh(name, kick=f"You were rebuilt with approved config #{approval.id}.")
             except HiveError as exc:
@@ -583,12 +578,58 @@ class Lifecycle:
         await self._announce_rebuilt(HelperRebuilt(agent=name, sha=sha, tag=deployed_tag))
         return resolved
 
+    async def _deploy(self, name: str, approval: Approval, sha: str, *, note: str | None) -> Approval:
+        """After a good build: move `main`, tag `deployed/<id>`, then record it all with the manager's notice.
+
+        Git goes first and the record last, in one transaction (approved, the roster's `deployed_sha`,
+        the notice). A daemon that dies in between leaves the approval pending with `main` already
+        moved; `finish_interrupted_deploys` completes it at the next start. Every step is idempotent.
+        """
+        applied = self.paths.agent_applied(name)
+        deployed_tag = f"deployed/{approval.id}"
+        await config_repos.fast_forward(applied, sha)
+        await config_repos.tag(applied, deployed_tag, sha)
+        return await self.coord.resolve_approval(
+            approval.id,
+            ApprovalStatus.APPROVED,
+            note=note,
+            tag=deployed_tag,
+            roster_update={"deployed_sha": sha, "needs_update": False},
+        )
+
+    async def finish_interrupted_deploys(self) -> list[int]:
+        """Daemon start: an approval still pending whose commit is already the applied `main`, while the
+        roster records an older deploy, was cut off between its git steps and its record. Finish it."""
+        finished = []
+        for approval in await self.coord.approvals.query(status=ApprovalStatus.PENDING):
+            if approval.kind is not ApprovalKind.APPLY_COMMIT or approval.fetched_sha is None:
+                continue
+            record = await self.coord.roster.get(approval.agent)
+            applied = self.paths.agent_applied(approval.agent)
+            if record is None or record.deployed_sha == approval.fetched_sha or not config_repos.is_repo(applied):
+                continue
+            try:
+                async with self._repo_lock(approval.agent):
+                    if await config_repos.rev_parse(applied, MAIN) != approval.fetched_sha:
+                        continue
+                    await self._deploy(approval.agent, approval, approval.fetched_sha, note=approval.note)
+            except HiveError:
+                log.exception("could not finish the interrupted deploy of approval #%d", approval.id)
+                continue
+            log.warning("finished approval #%d, interrupted by the daemon's end after its git steps", approval.id)
+            finished.append(approval.id)
+        return finished
+
     async def deny(self, approval_id: int, *, note: str | None = None) -> Approval:
         async with self._approval_guard(approval_id):
-            approval = await self.coord.approvals.resolve(approval_id, ApprovalStatus.DENIED, note=note)
+            current = await self.coord.approvals.get(approval_id)
             tag_name: str | None = None
-            if approval.kind is ApprovalKind.APPLY_COMMIT and approval.fetched_sha is not None:
-                tag_name = f"denied/{approval.id}"
+            if current.kind is ApprovalKind.APPLY_COMMIT and current.fetched_sha is not None:
+                tag_name = f"denied/{approval_id}"
+            # The decision and the manager's notice commit together; the tag follows. (A daemon that
+            # dies in between leaves the denial recorded and told, without its git tag.)
+            approval = await self.coord.resolve_approval(approval_id, ApprovalStatus.DENIED, note=note, tag=tag_name)
+            if tag_name is not None and approval.fetched_sha is not None:
                 message = f"denied by the operator: {note}" if note else "denied by the operator"
                 try:
                     async with self._repo_lock(approval.agent):
@@ -597,16 +638,12 @@ class Lifecycle:
                         )
                 except HiveError:
                     log.warning("could not tag denied approval #%d", approval.id, exc_info=True)
-                    tag_name = None
-            await self.coord.approval_resolved(approval, tag=tag_name)
             return approval
 
     async def _resolve(
         self, approval: Approval, status: ApprovalStatus, note: str | None, *, tag: str | None = None
     ) -> Approval:
-        resolved = await self.coord.approvals.resolve(approval.id, status, note=note)
-        await self.coord.approval_resolved(resolved, tag=tag)
-        return resolved
+        return await self.coord.resolve_approval(approval.id, status, note=note, tag=tag)
 
 
 def _note(reason: str, operator_note: str | None) -> str:

@@ -19,6 +19,7 @@ import pytest
 import trio
 from queue_checker import History, SendAttempt, check
 
+from hive_trio import config_repos
 from hive_trio.host_client import HostRefused, host_request
 from hive_trio.mcp_client import AgentClient, ToolError, open_agent_client
 from hive_trio.testing import DaemonProcess, open_daemon_process, short_temp_dir
@@ -362,4 +363,145 @@ async def test_sigkill_during_answers_leaves_no_question_half_resolved(hive_dir:
         f"\nSIGKILL x2 mid answer burst: questions={len(rows)} answers_sent={len(attempts)} "
         f"unconfirmed_retried_landed_now={retried[0]} unconfirmed_had_landed={retried[1]} "
         f"expired_at_restart={len(short)} half_resolved=0 missing_notices=0"
+    )
+
+
+# ------------------------------------------------------------------------------------------ approvals
+
+PROPOSERS = ("p0", "p1", "p2", "p3", "p4", "p5")
+
+
+@attrs.define
+class Proposal:
+    approval_id: int
+    agent: str
+    sha: str
+    approve: bool  # else it is to be denied
+
+
+async def git_commit(repo: Path, text: str, message: str) -> str:
+    (repo / "agent.toml").write_text(text)
+    await config_repos.run_git(repo, ["add", "--all"], what="add")
+    await config_repos.run_git(repo, ["commit", "--quiet", "-m", message], what="commit")
+    return await config_repos.rev_parse(repo, "HEAD")
+
+
+async def propose(daemon: DaemonProcess, *, round_no: int) -> list[Proposal]:
+    """Per agent: a commit on top of its config repo's head (to approve) and a sibling (to deny)."""
+    proposals = []
+    async with open_agent_client(daemon.runtime_dir / "manager" / "mcp.sock") as manager:
+        for agent in PROPOSERS:
+            repo = daemon.state_dir / "agents" / agent / "config"
+            head = await config_repos.rev_parse(repo, "HEAD")
+            keep = await git_commit(repo, f'[agent]\ndescription = "round {round_no}"\n', f"round {round_no}")
+            await config_repos.run_git(repo, ["checkout", "--quiet", "--detach", head], what="checkout")
+            drop = await git_commit(repo, '[agent]\ndescription = "rejected"\n', f"round {round_no}, rejected")
+            await config_repos.run_git(repo, ["checkout", "--quiet", "-B", "main", keep], what="checkout")
+            for sha, approve in ((keep, True), (drop, False)):
+                made = await manager.call("request_apply_commit", agent=agent, commit_ref=sha, description="x")
+                assert made["status"] == "pending", made
+                proposals.append(Proposal(made["approval_id"], agent, sha, approve))
+    return proposals
+
+
+async def decide_until_killed(daemon: DaemonProcess, proposals: list[Proposal], *, kill_at: float) -> int:
+    """Approve and deny every proposal at once; SIGKILL the daemon `kill_at` seconds in. Returns how many
+    decisions were confirmed before that."""
+    crash = Crash(daemon, kill_after=len(proposals) + 1)  # the timer kills, not a count
+
+    def decide(p: Proposal) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            await host_request(daemon.host_socket, "approve" if p.approve else "deny", id=p.approval_id, note="n")
+            crash.count()
+
+        return run
+
+    async with trio.open_nursery() as nursery:
+        for p in proposals:
+            nursery.start_soon(crash.guard, decide(p))
+        await trio.sleep(kill_at)  # real time: the approvals' builds and git steps are real processes
+        crash.killed = True
+        daemon.process.kill()
+    assert crash.errors_before_kill == []
+    await daemon.process.wait()
+    return crash.confirmed
+
+
+async def manager_notices(daemon: DaemonProcess, seen: dict[int, list[str]]) -> None:
+    async with open_agent_client(daemon.runtime_dir / "manager" / "mcp.sock") as manager:
+        while got := (await manager.call("recv", max=32))["messages"]:
+            for m in got:
+                event = helper_event(m)
+                if event.get("event") == "approval_resolved":
+                    seen.setdefault(event["id"], []).append(event["status"])
+        await manager.call("ack_turn")
+
+
+async def assert_approvals_whole(
+    daemon: DaemonProcess, proposals: list[Proposal], seen: dict[int, list[str]]
+) -> dict[str, int]:
+    """Every approval is pending with no trace, or resolved with its notice and (approved) its deploy."""
+    rows = {a["id"]: a for a in (await host_request(daemon.host_socket, "approvals"))["approvals"]}
+    states: dict[str, int] = {}
+    for p in proposals:
+        status = rows[p.approval_id]["status"]
+        states[status] = states.get(status, 0) + 1
+        applied = daemon.state_dir / "applied" / p.agent
+        main = await config_repos.rev_parse(applied, "main")
+        on_main = await config_repos.is_ancestor(applied, p.sha, main)
+        tags = (await config_repos.run_git(applied, ["tag", "--list"], what="tags")).stdout.decode().split()
+        if status == "pending":
+            assert p.approval_id not in seen, f"#{p.approval_id} is pending, yet its manager was told"
+            # (A later proposal built on this one may have been deployed, carrying its commit along.)
+            assert main != p.sha, f"#{p.approval_id} is pending, yet the applied main is its commit"
+            assert f"deployed/{p.approval_id}" not in tags
+        else:
+            assert seen.get(p.approval_id) == [status], f"#{p.approval_id} {status}: notices {seen.get(p.approval_id)}"
+        if status == "approved":
+            assert on_main and f"deployed/{p.approval_id}" in tags, f"#{p.approval_id} approved but not deployed"
+    for row in (await host_request(daemon.host_socket, "agent_status"))["agent_statuses"]:
+        if row["name"] in PROPOSERS:
+            main = await config_repos.rev_parse(daemon.state_dir / "applied" / row["name"], "main")
+            assert row["deployed_sha"] == main[:12], row
+    return states
+
+
+async def test_sigkill_during_approvals_leaves_none_half_resolved(hive_dir: Path) -> None:
+    rng = random.Random(0xA99)
+    proposals: list[Proposal] = []
+    seen: dict[int, list[str]] = {}
+    found: dict[str, int] = {}  # the state each round's approvals were in after its kill
+    confirmed = finished_at_start = 0
+    fresh: list[Proposal] = []
+    for round_no in range(KILLS + 1):
+        async with open_daemon_process(hive_dir, *DAEMON_ARGS) as daemon:
+            if round_no == 0:
+                await spawn_all(daemon, PROPOSERS)
+            else:
+                await assert_daemon_answers_and_no_spinner(daemon, PROPOSERS)
+                finished_at_start += sum("finished approval #" in line for line in daemon.stderr_lines)
+                await manager_notices(daemon, seen)
+                await assert_approvals_whole(daemon, proposals, seen)
+                for status, n in (await assert_approvals_whole(daemon, fresh, seen)).items():
+                    found[status] = found.get(status, 0) + n
+            if round_no < KILLS:
+                fresh = await propose(daemon, round_no=round_no)
+                proposals += fresh
+                confirmed += await decide_until_killed(daemon, fresh, kill_at=rng.uniform(0.0, 0.12))
+                continue
+            # The last start: whatever was left pending can still be decided, once, and ends whole.
+            rows = {a["id"]: a for a in (await host_request(daemon.host_socket, "approvals"))["approvals"]}
+            for p in proposals:
+                if rows[p.approval_id]["status"] == "pending":
+                    try:
+                        await host_request(daemon.host_socket, "approve" if p.approve else "deny", id=p.approval_id)
+                    except HostRefused as exc:
+                        assert "does not build on the deployed config" in str(exc), exc  # superseded: failed
+            await manager_notices(daemon, seen)
+            final = await assert_approvals_whole(daemon, proposals, seen)
+    assert "pending" not in final
+    print(
+        f"\nSIGKILL x{KILLS} mid approvals: approvals={len(proposals)}, {confirmed} decisions confirmed before the"
+        f" kills; found after each kill {found}; {finished_at_start} deploys cut off between their git steps and"
+        f" their record, finished at the next start; final {final}"
     )
