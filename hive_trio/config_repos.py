@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -110,22 +111,42 @@ def _write_files(root: Path, files: Mapping[str, str]) -> None:
 
 
 async def init_config_repo(path: Path, files: Mapping[str, str], *, message: str) -> str:
-    """Create `path` as a git repo on `main` with one commit holding `files`; return that commit."""
-    await run_git(None, ["init", "--quiet", str(path)], what=f"could not create config repo {path}")
-    await trio.to_thread.run_sync(_write_files, path, files)
-    await run_git(path, ["add", "--all"], what="could not stage the starter config")
-    await run_git(path, ["commit", "--quiet", "--no-verify", "-m", message], what="could not commit the starter config")
+    """Create `path` as a git repo on `main` with one commit holding `files`; return that commit.
+
+    Built beside `path` and renamed into place, so a daemon killed half-way never leaves a repo without
+    its first commit (which `is_repo` would take for a finished one); the next attempt starts over.
+    """
+    partial = await _start_partial(path)
+    await run_git(None, ["init", "--quiet", str(partial)], what=f"could not create config repo {path}")
+    await trio.to_thread.run_sync(_write_files, partial, files)
+    await run_git(partial, ["add", "--all"], what="could not stage the starter config")
+    await run_git(
+        partial, ["commit", "--quiet", "--no-verify", "-m", message], what="could not commit the starter config"
+    )
+    await trio.to_thread.run_sync(os.rename, partial, path)
     return await rev_parse(path, MAIN)
 
 
 async def init_applied_repo(path: Path, *, source: Path) -> str:
-    """Clone the config repo's `main` into the applied repo (remote `config`); return the deployed commit."""
+    """Clone the config repo's `main` into the applied repo (remote `config`); return the deployed commit.
+
+    Cloned beside `path` and renamed into place, as `init_config_repo` is built.
+    """
+    partial = await _start_partial(path)
     await run_git(
         None,
-        ["clone", "--quiet", "--origin", "config", "--branch", MAIN, str(source), str(path)],
+        ["clone", "--quiet", "--origin", "config", "--branch", MAIN, str(source), str(partial)],
         what=f"could not create applied repo {path}",
     )
+    await trio.to_thread.run_sync(os.rename, partial, path)
     return await rev_parse(path, MAIN)
+
+
+async def _start_partial(path: Path) -> Path:
+    """A fresh sibling directory to build `path` in; whatever an interrupted attempt left there goes."""
+    partial = path.with_name(f".{path.name}.partial")
+    await trio.to_thread.run_sync(lambda: shutil.rmtree(partial, ignore_errors=True))
+    return partial
 
 
 def is_repo(path: Path) -> bool:

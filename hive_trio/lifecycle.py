@@ -303,7 +303,12 @@ class Lifecycle:
                     if record.desired != RUNNING or record.failed:
                         return
                     if not config_repos.is_repo(self.paths.agent_applied(name)):
-                        raise LifecycleFailed(f"its applied config repo {self.paths.agent_applied(name)} is missing")
+                        # A spawn cut off by the daemon's end before its repos existed: finish it (every
+                        # step is idempotent) rather than leave an agent without config.
+                        sha = await self._prepare_repos(name)
+                        await self.backend.build(self.unit(name), rev=sha)
+                        await self.coord.roster.update(name, deployed_sha=sha)
+                        log.warning("finished the spawn of %s, interrupted by the daemon's end", name)
                     await self._launch(name, kick="You were started again after the hive daemon restarted.")
             except HiveError as exc:
                 await self._mark_failed(name, f"could not start after the daemon restarted: {exc}")

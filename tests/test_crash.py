@@ -8,6 +8,7 @@ docs/RELIABILITY.md records the counts these tests print (run with ``-s`` to see
 from __future__ import annotations
 
 import json
+import os
 import random
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -504,4 +505,117 @@ async def test_sigkill_during_approvals_leaves_none_half_resolved(hive_dir: Path
         f"\nSIGKILL x{KILLS} mid approvals: approvals={len(proposals)}, {confirmed} decisions confirmed before the"
         f" kills; found after each kill {found}; {finished_at_start} deploys cut off between their git steps and"
         f" their record, finished at the next start; final {final}"
+    )
+
+
+# ------------------------------------------------------------------------------------------ lifecycle
+
+STEADY = ("l0", "l1", "l2", "l3", "l4", "l5")
+
+
+def agent_processes(root: Path) -> dict[int, str]:
+    """Live processes whose working directory is inside `root` (process agents run in their state dir)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+            state = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if cwd.startswith(str(root)) and state[state.rfind(")") + 2] != "Z":
+            found[int(entry.name)] = cwd
+    return found
+
+
+async def act_until_killed(daemon: DaemonProcess, rng: random.Random, *, round_no: int, kill_at: float) -> int:
+    """Each steady agent gets a random run of operator actions; a new agent is spawned and destroyed."""
+    crash = Crash(daemon, kill_after=1_000_000)
+    plans = {name: [rng.choice(["restart", "stop", "start", "rebuild"]) for _ in range(20)] for name in STEADY}
+
+    def actor(name: str) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            for verb in plans[name]:
+                if verb == "stop":
+                    await host_request(daemon.host_socket, "stop", scope={"agent_names": [name]}, graceful=False)
+                elif verb == "start":
+                    await host_request(daemon.host_socket, "start", scope={"agent_names": [name]})
+                else:
+                    await host_request(daemon.host_socket, verb, name=name)
+                crash.count()
+
+        return run
+
+    async def newcomer() -> None:
+        for i in range(20):
+            name = f"n{round_no}x{i}"
+            await host_request(daemon.host_socket, "spawn", name=name)
+            crash.count()
+            if i % 2:
+                await host_request(daemon.host_socket, "destroy", name=name)
+                crash.count()
+
+    async with trio.open_nursery() as nursery:
+        for name in STEADY:
+            nursery.start_soon(crash.guard, actor(name))
+        nursery.start_soon(crash.guard, newcomer)
+        await trio.sleep(kill_at)
+        crash.killed = True
+        daemon.process.kill()
+    assert crash.errors_before_kill == []
+    await daemon.process.wait()
+    return crash.confirmed
+
+
+async def assert_lifecycle_whole(daemon: DaemonProcess, root: Path) -> dict[str, int]:
+    """No spinner; every agent answers on its socket and is running, deliberately stopped, or failed with a
+    reason; and exactly the running agents have a process (no orphan of the killed daemon survives)."""
+    rows = (await host_request(daemon.host_socket, "agent_status"))["agent_statuses"]
+    assert [r["name"] for r in rows if r["transient"] is not None] == []
+    states = {"running": 0, "stopped": 0, "failed": 0}
+    for row in rows:
+        async with open_agent_client(agent_socket(daemon, row["name"])) as client:
+            assert (await client.call("whoami"))["name"] == row["name"]
+        if row["failed"]:
+            assert row["failed_reason"], row
+            states["failed"] += 1
+        else:
+            states["running" if row["running"] else "stopped"] += 1
+    running = sorted(r["name"] for r in rows if r["running"])
+    processes = agent_processes(root)
+    assert sorted(Path(cwd).parent.name for cwd in processes.values()) == running, (
+        processes,
+        rows,
+        daemon.stderr_lines[-30:],
+    )
+    return states
+
+
+async def test_sigkill_during_lifecycle_actions_leaves_no_spinner_and_no_orphan(hive_dir: Path) -> None:
+    rng = random.Random(0x11FE)
+    confirmed = 0
+    found: list[dict[str, int]] = []
+    for round_no in range(KILLS + 1):
+        async with open_daemon_process(hive_dir, *DAEMON_ARGS) as daemon:
+            if round_no == 0:
+                await spawn_all(daemon, STEADY)
+            else:
+                found.append(await assert_lifecycle_whole(daemon, hive_dir))
+                # Even a spawn cut off half-way is finished at the start, not left failed.
+                failed = [r for r in (await host_request(daemon.host_socket, "agent_status"))["agent_statuses"] if r["failed"]]
+                assert failed == [], [r["failed_reason"] for r in failed]
+            if round_no < KILLS:
+                confirmed += await act_until_killed(daemon, rng, round_no=round_no, kill_at=rng.uniform(0.05, 0.6))
+                continue
+            # Nothing is stuck: every agent takes an action again, and a failed one is recovered by a start.
+            rows = (await host_request(daemon.host_socket, "agent_status"))["agent_statuses"]
+            for row in rows:
+                await host_request(daemon.host_socket, "restart", name=row["name"])
+            final = await assert_lifecycle_whole(daemon, hive_dir)
+            assert final["failed"] == 0 and final["stopped"] == 0, final
+    assert agent_processes(hive_dir) == {}  # a graceful stop takes its agents along
+    print(
+        f"\nSIGKILL x{KILLS} mid lifecycle actions: {confirmed} actions confirmed before the kills;"
+        f" agents found after each kill {found}; final {final}"
     )

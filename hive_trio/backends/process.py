@@ -225,6 +225,24 @@ def _load_records(root: Path) -> list[tuple[Path, PidRecord | None]]:
     return out
 
 
+def _unrecorded_agents(runtime_dir: Path, own_pid: int) -> list[tuple[int, str]]:
+    """(pid, agent) of every live process whose environment has a `HIVE_SOCKET` under `runtime_dir`: the
+    agents of this hive (and their children) that some daemon started. Run before this daemon starts any."""
+    marker = b"HIVE_SOCKET=" + os.fsencode(runtime_dir) + b"/"
+    found: list[tuple[int, str]] = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == own_pid:
+            continue
+        try:
+            environ = Path(entry.path, "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue  # gone, or not ours to read
+        if any(var.startswith(marker) for var in environ):
+            agent = next((v[len(b"HIVE_AGENT=") :] for v in environ if v.startswith(b"HIVE_AGENT=")), b"?")
+            found.append((int(entry.name), agent.decode(errors="replace")))
+    return found
+
+
 async def _wait_exit(pid: int, *, grace: float) -> None:
     """Wait up to `grace` seconds for a process that is not our child to exit.
 
@@ -467,7 +485,25 @@ class ProcessBackend:
         async with trio.open_nursery() as nursery:
             for path, record in records:
                 nursery.start_soon(self._reap_one, path, record, boot, grace, stopped)
-        return sorted(stopped)
+        # A daemon killed between starting an agent and writing its pid record leaves a process no record
+        # names (found by the crash tests): find those by the socket in their environment.
+        pid_dir = self.pids_root.parent  # pid records live in the runtime dir, beside the sockets
+        unrecorded = await trio.to_thread.run_sync(_unrecorded_agents, pid_dir, os.getpid())
+        async with trio.open_nursery() as nursery:
+            for pid, name in unrecorded:
+                nursery.start_soon(self._reap_unrecorded, pid, name, grace, stopped)
+        return sorted(set(stopped))
+
+    async def _reap_unrecorded(self, pid: int, name: str, grace: float, stopped: list[str]) -> None:
+        try:
+            pgid = os.getpgid(pid)
+        except ProcessLookupError:
+            return
+        log.warning("stopping %s (pid %d), left running by a previous daemon without a pid record", name, pid)
+        signal_group(pgid, signal.SIGTERM)
+        await _wait_exit(pid, grace=grace)
+        signal_group(pgid, signal.SIGKILL)
+        stopped.append(name)
 
     async def _reap_one(
         self, path: Path, record: PidRecord | None, boot: str, grace: float, stopped: list[str]
