@@ -603,7 +603,9 @@ async def test_sigkill_during_lifecycle_actions_leaves_no_spinner_and_no_orphan(
             else:
                 found.append(await assert_lifecycle_whole(daemon, hive_dir))
                 # Even a spawn cut off half-way is finished at the start, not left failed.
-                failed = [r for r in (await host_request(daemon.host_socket, "agent_status"))["agent_statuses"] if r["failed"]]
+                failed = [
+                    r for r in (await host_request(daemon.host_socket, "agent_status"))["agent_statuses"] if r["failed"]
+                ]
                 assert failed == [], [r["failed_reason"] for r in failed]
             if round_no < KILLS:
                 confirmed += await act_until_killed(daemon, rng, round_no=round_no, kill_at=rng.uniform(0.05, 0.6))

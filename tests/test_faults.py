@@ -498,3 +498,40 @@ async def test_a_deploy_cut_off_after_its_git_steps_is_finished_at_the_next_star
         (event,) = [e for e in await helper_events(coord, "manager") if e["event"] == "approval_resolved"]
         assert (event["id"], event["status"], event["tag"]) == (approval.id, "approved", f"deployed/{approval.id}")
         assert await coord.lifecycle.finish_interrupted_deploys() == []  # type: ignore[union-attr]
+
+
+# ------------------------------------------------------------------------------ an agent that floods stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+async def test_agents_flooding_stdout_cost_bounded_disk_and_memory_and_the_daemon_answers() -> None:
+    log_limit = 1024 * 1024
+    with short_temp_dir("hl-") as directory:
+        args = ("--log-level", "warning", "--agent-command", "exec yes 'all work and no play'")
+        env = {"HIVE_TRIO_AGENT_LOG_MAX_BYTES": str(log_limit)}
+        async with open_daemon_process(directory, *args, env=env) as daemon:
+            pid = daemon.process.pid
+            for name in ("loud", "louder"):
+                await host_request(daemon.host_socket, "spawn", name=name)
+            before = rss_mib(pid)
+            slowest = 0.0
+            for _ in range(30):  # ~3 s of two agents writing as fast as the pipe lets them
+                start = trio.current_time()
+                rows = (await host_request(daemon.host_socket, "agent_status"))["agent_statuses"]
+                async with open_agent_client(daemon.runtime_dir / "agents" / "loud" / "mcp.sock") as loud:
+                    assert (await loud.call("status"))["name"] == "loud"
+                slowest = max(slowest, trio.current_time() - start)
+                assert all(r["running"] for r in rows), rows
+                await trio.sleep(0.1)
+            grown = rss_mib(pid) - before
+            logs = {p.name: p.stat().st_size for p in (directory / "state" / "logs").iterdir()}
+            assert any(name.endswith(".log.1") for name in logs), "the flood never rotated a log"
+            for name in ("loud", "louder"):
+                assert logs[f"{name}.log"] + logs.get(f"{name}.log.1", 0) <= 2 * log_limit, logs
+            assert grown < 20, f"daemon RSS grew {grown:.1f} MiB"
+            assert slowest < 1.0, f"a status round trip took {slowest:.2f} s during the flood"
+    print(
+        f"\nflooding agents: logs {logs}; daemon RSS +{grown:.1f} MiB;"
+        f" slowest status round trip {slowest * 1000:.0f} ms"
+    )
