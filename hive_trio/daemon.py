@@ -17,6 +17,7 @@ import trio
 
 from hive_trio.config import Config
 from hive_trio.coordinator import Coordinator, WallClock, open_coordinator
+from hive_trio.dashboard.server import serve_dashboard
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,9 @@ async def open_hive(config: Config, *, clock: WallClock = time.time) -> AsyncIte
         # Resolves deadlines that passed while the daemon was down before anything else can ask.
         await nursery.start(coord.serve_question_watchdog)
         nursery.start_soon(coord.serve_vacuum)
+        if config.dashboard_enabled:
+            # Bound before open_hive yields, so `hive.dashboard_url` is always usable (port 0 included).
+            await nursery.start(serve_dashboard, coord)
         yield Hive(coordinator=coord, config=config)
 
 
