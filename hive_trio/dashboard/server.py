@@ -72,7 +72,11 @@ MAX_ACTIONS_IN_FLIGHT: Final = 16
 # Results waiting for a connection that is not reading; past this the connection is closed.
 RESULT_BACKLOG: Final = 64
 ENCODED_CACHE: Final = 2048
-PING_INTERVAL: Final = 20.0
+# Dead peers are found by TCP keepalive, not websocket pings: hypercorn 0.18's ping task sleeps its
+# whole interval before noticing a closed connection, which held every shutdown for `graceful_timeout`.
+KEEPALIVE_IDLE: Final = 30
+KEEPALIVE_INTERVAL: Final = 10
+KEEPALIVE_PROBES: Final = 3
 SECURITY_HEADERS: Final = {
     # Scripts and styles only from the dashboard itself; no framing (a hostile page cannot overlay
     # the approve button); the token in a URL never leaves in a Referer.
@@ -389,6 +393,10 @@ async def _bind(host: str, port: int, *, public_allowed: bool, stall_timeout: fl
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         # Inherited by every accepted connection (Linux); see DEFAULT_STALL_TIMEOUT.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, max(1, int(stall_timeout * 1000)))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE_INTERVAL)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_PROBES)
         sock.bind(address)
         sock.listen(1024)
         sock.setblocking(False)
@@ -424,7 +432,7 @@ async def serve_dashboard(
     hc.bind = [f"fd://{sock.detach()}"]
     hc.graceful_timeout = config.shutdown_grace
     hc.websocket_max_message_size = config.max_frame_bytes
-    hc.websocket_ping_interval = PING_INTERVAL
+    hc.websocket_ping_interval = None
     hc.include_server_header = False
     hc.accesslog = None
     hc.errorlog = logging.getLogger("hive_trio.dashboard.http")
