@@ -61,8 +61,8 @@ async def raw_stream(
         yield ws
 
 
-async def next_frame(ws: WebSocketConnection, *, timeout: float = 5.0) -> dict[str, Any]:
-    with trio.fail_after(timeout):
+async def next_frame(ws: WebSocketConnection, *, within: float = 5.0) -> dict[str, Any]:
+    with trio.fail_after(within):
         data: dict[str, Any] = json.loads(await ws.get_message())
     return data
 
@@ -154,7 +154,9 @@ class HttpReply:
         return json.loads(self.body)
 
 
-async def http_get(url: str, *, params: dict[str, str] | None = None, headers: dict[str, str] | None = None) -> HttpReply:
+async def http_get(
+    url: str, *, params: dict[str, str] | None = None, headers: dict[str, str] | None = None
+) -> HttpReply:
     """A plain GET with the standard library's HTTP client, in a worker thread (real HTTP, no fakes)."""
     if params:
         url = f"{url}{'&' if '?' in url else '?'}{urllib.parse.urlencode(params)}"

@@ -6,6 +6,7 @@ import json
 import os
 import stat
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import trio
 from dashboard_support import (
     RecordingLifecycle,
     add_pending_approval,
+    dashboard_config,
     http_get,
     next_frame,
     raw_stream,
@@ -23,6 +25,7 @@ from dashboard_support import (
 from trio_websocket import ConnectionClosed, ConnectionRejected, connect_websocket_url
 
 from hive_trio.config import Config, ConfigError
+from hive_trio.coordinator import open_coordinator
 from hive_trio.daemon import open_hive
 from hive_trio.dashboard.client import (
     ActionFailed,
@@ -31,12 +34,12 @@ from hive_trio.dashboard.client import (
     open_dashboard_client,
 )
 from hive_trio.dashboard.protocol import ResumePoint, stream_url
+from hive_trio.dashboard.server import serve_dashboard
 from hive_trio.dashboard.token import dashboard_url
 from hive_trio.records import (
     OPERATOR,
     ApprovalResolvedEvent,
     ApprovalStatus,
-    QuestionAddedEvent,
     QuestionResolvedEvent,
     ResumedFrame,
     SentEvent,
@@ -209,8 +212,7 @@ async def test_a_slow_client_is_resynced_while_a_fast_client_keeps_up(config: Co
                         coord.hub.emit(SentEvent(sender="alpha", recipient="beta", body=body, at=time.time()))
                     target = coord.hub.current_seq()
                     with trio.fail_after(10):
-                        while not fast_seqs or fast_seqs[-1] < target:
-                            await trio.sleep(0.001)
+                        await fast.wait_until(lambda s, target=target: s.seq >= target)
                 dropped_at = coord.hub.current_seq()
                 # Now let the slow client read: it catches up through a fresh snapshot.
                 slow_updates = []
@@ -335,10 +337,12 @@ async def test_lifecycle_buttons_spin_and_survive_the_operator_leaving(config: C
                     client.close()
                     await client.reconnect()
             assert lifecycle.calls == [("restart", "alpha")]
-        lifecycle.gate.set()  # type: ignore[union-attr]
-        with trio.fail_after(5):
-            while lifecycle.finished != [("restart", "alpha")]:
-                await trio.sleep(0.01)
+        with coord.hub.subscribe() as sub, trio.fail_after(5):
+            lifecycle.gate.set()  # type: ignore[union-attr]
+            async for event in sub:
+                if isinstance(event, TransientClearedEvent):
+                    break
+        assert lifecycle.finished == [("restart", "alpha")]
         kinds = [type(e) for e in coord.hub.replay_since(0) or []]
         assert kinds.count(TransientSetEvent) == 1 and kinds.count(TransientClearedEvent) == 1
 
@@ -364,7 +368,7 @@ async def test_cancel_transient_and_lifecycle_errors_are_results_not_crashes(con
                 await client.wait_until(lambda s: "alpha" in s.transients)
                 assert await client.action("cancel_transient", name="alpha") is None
                 await client.wait_until(lambda s: "alpha" not in s.transients)
-            with pytest.raises(ActionFailed, match="invalid agent name|agent name"):
+            with pytest.raises(ActionFailed, match=r"agent name"):
                 await client.action("restart", name="../etc")
 
 
@@ -389,7 +393,7 @@ async def test_malformed_frames_get_clear_errors_and_the_connection_stays(
             result = await next_frame(ws)
             assert result["type"] == "result" and result["ok"] is False
             assert expected in result["error"]
-            request = json.loads(frame) if frame.startswith("{\"") else None
+            request = json.loads(frame) if frame.startswith('{"') else None
             if isinstance(request, dict) and "req" in request:
                 assert result["req"] == request["req"]
             await ws.send_message(b'{"op": "send"}')
@@ -477,3 +481,38 @@ async def test_port_in_use_is_a_clear_error(config: Config) -> None:
         with pytest.RaisesGroup(in_use, flatten_subgroups=True):
             async with open_hive(other):
                 pass
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stall_timeout", [1.0, 30.0])
+async def test_a_stalled_client_is_cut_off_by_the_kernel_and_never_holds_others(
+    config: Config, stall_timeout: float
+) -> None:
+    """hypercorn shields each write, so only the kernel (TCP_USER_TIMEOUT) can free a stalled socket."""
+    cfg = dashboard_config(config, subscriber_buffer=8, shutdown_grace=0.5)
+    async with trio.open_nursery() as outer:
+        async with open_coordinator(cfg) as coord:
+            base = await coord.root_nursery.start(partial(serve_dashboard, coord, stall_timeout=stall_timeout))
+            url = f"{base}?token={coord.paths.dashboard_token.read_text().strip()}"
+            # Connected from outside the daemon's scope and never read: a hung browser tab.
+            stalled = await connect_websocket_url(outer, stream_url(url, token=None, resume=None))
+            async with open_dashboard_client(url, buffer=float("inf")) as healthy:
+                body = "y" * 64 * 1024
+                with trio.fail_after(20):
+                    while coord.hub.dropped_subscribers == 0:
+                        coord.hub.emit(SentEvent(sender="alpha", recipient="beta", body=body, at=time.time()))
+                        await healthy.wait_until(lambda s: s.seq == coord.hub.current_seq())
+                # The hub let go of it at once; its task is stuck in a write until the kernel gives up.
+                await trio.sleep(2.0)
+                coord.hub.emit(SentEvent(sender="alpha", recipient="beta", body="after", at=time.time()))
+                await healthy.wait_until(lambda s: s.seq == coord.hub.current_seq())
+                assert healthy.snapshots == 1
+            started = trio.current_time()
+        shutdown = trio.current_time() - started
+        await stalled.aclose()
+    if stall_timeout < 2.0:
+        # The kernel had already cut the stalled socket, so nothing was left to wait for.
+        assert shutdown < 0.5
+    else:
+        # Still stuck when the daemon stopped: it is cut at the shutdown deadline, not waited for.
+        assert 0.5 <= shutdown < 1.5

@@ -13,6 +13,7 @@ snapshot on every reconnect that cannot resume).
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from collections import OrderedDict
 from contextlib import suppress
@@ -178,6 +179,10 @@ class DashboardServer:
             if len(self._encoded) > ENCODED_CACHE:
                 self._encoded.popitem(last=False)
         return frame
+
+    def sever_connections(self) -> int:
+        """Cut every open stream's TCP connection from under hypercorn (used only past the shutdown deadline)."""
+        return sum(_sever(conn.ws.scope.get("server"), conn.ws.scope.get("client")) for conn in list(self.connections))
 
     def start_action(self, conn: StreamConnection, action: DashboardAction) -> None:
         # Actions run in the server's nursery, not the connection's: an operator who closes the tab
@@ -351,6 +356,41 @@ async def _refuse(ws: WebSocket, status: int, text: str) -> None:
         await ws.close(code=CLOSE_POLICY)
 
 
+def _sever(local: Any, peer: Any) -> bool:
+    """Shut down the one socket of ours connecting `local` to `peer`, found among our open descriptors.
+
+    hypercorn never hands the app its transport and writes inside a shielded scope, so a peer that
+    stopped reading would hold shutdown until the kernel's TCP_USER_TIMEOUT. `shutdown()` on a dup of
+    the descriptor fails that write at once. Linux only, like TCP_USER_TIMEOUT; the daemon is Linux.
+    """
+    if not local or not peer:
+        return False
+    want = (tuple(local)[:2], tuple(peer)[:2])
+    try:
+        fds = [int(fd) for fd in os.listdir("/proc/self/fd")]
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            copy = os.dup(fd)
+        except OSError:
+            continue  # already gone (the listing's own descriptor, for one)
+        try:
+            dup = socket.socket(fileno=copy)
+        except OSError:
+            os.close(copy)  # not a socket
+            continue
+        with dup:
+            try:
+                if dup.type != socket.SOCK_STREAM or (dup.getsockname()[:2], dup.getpeername()[:2]) != want:
+                    continue
+                dup.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                continue
+            return True
+    return False
+
+
 class _HostGuard:
     """On a loopback bind, serve only requests addressed to a loopback name (defeats DNS rebinding)."""
 
@@ -461,8 +501,14 @@ async def serve_dashboard(
         finally:
             with trio.CancelScope(shield=True):
                 server.closing.set()
-                with trio.move_on_after(config.shutdown_grace + 1.0):
+                with trio.move_on_after(config.shutdown_grace):
                     await done.wait()
+                if not done.is_set():
+                    # Whoever is left is stuck in a shielded write to a peer that reads nothing.
+                    severed = server.sever_connections()
+                    log.warning("dashboard shutdown: cut %d stalled connection(s)", severed)
+                    with trio.move_on_after(1.0):
+                        await done.wait()
                 for scope in http_scope:
                     scope.cancel()
                 coord.dashboard_url = None
