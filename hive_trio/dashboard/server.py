@@ -75,6 +75,7 @@ RESULT_BACKLOG: Final = 64
 ENCODED_CACHE: Final = 2048
 # Dead peers are found by TCP keepalive, not websocket pings: hypercorn 0.18's ping task sleeps its
 # whole interval before noticing a closed connection, which held every shutdown for `graceful_timeout`.
+SEND_BUFFER: Final = 128 * 1024
 KEEPALIVE_IDLE: Final = 30
 KEEPALIVE_INTERVAL: Final = 10
 KEEPALIVE_PROBES: Final = 3
@@ -218,7 +219,11 @@ class StreamConnection:
         self.resume = resume
         self.close_code: int | None = None
         self.resyncs = 0
-        self._lock = trio.StrictFIFOLock()
+        # Two writers (events, results) share the socket. Trio is cooperative, so a flag is the lock;
+        # unlike a trio.Lock it costs no extra scheduling round trip when uncontended, which is nearly
+        # always, and a fan-out to a thousand subscribers pays it a thousand times (docs/PERFORMANCE.md).
+        self._writing = False
+        self._writer_free = trio.lowlevel.ParkingLot()
         self._scope = trio.CancelScope()
         self._slots = trio.Semaphore(MAX_ACTIONS_IN_FLIGHT)
         self._results_send, self._results = trio.open_memory_channel[str](RESULT_BACKLOG)
@@ -242,15 +247,19 @@ class StreamConnection:
         self._scope.cancel()
 
     async def _send(self, text: str) -> None:
-        async with self._lock:
+        while self._writing:
+            await self._writer_free.park()
+        self._writing = True
+        try:
             # Never cut a frame in half: with permessage-deflate a half-sent frame corrupts the rest.
             with trio.CancelScope(shield=True):
-                try:
-                    await self.ws.send_text(text)
-                except _SEND_ERRORS:
-                    self._gone = True
-                    self._finish(None)
-        await trio.lowlevel.checkpoint()
+                await self.ws.send_text(text)
+        except _SEND_ERRORS:
+            self._gone = True
+            self._finish(None)
+        finally:
+            self._writing = False
+            self._writer_free.unpark()
 
     async def _close_on_shutdown(self) -> None:
         await self.server.closing.wait()
@@ -433,6 +442,11 @@ async def _bind(host: str, port: int, *, public_allowed: bool, stall_timeout: fl
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         # Inherited by every accepted connection (Linux); see DEFAULT_STALL_TIMEOUT.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, max(1, int(stall_timeout * 1000)))
+        # Interactive frames: never hold one back behind an unacknowledged one (Nagle).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # Bounds the kernel memory a reader that never reads can pin, and makes it back-pressure (and
+        # be dropped by the hub) after a few hundred KiB rather than the 4 MiB autotuning allows.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE_INTERVAL)
