@@ -16,6 +16,8 @@ from typing import Any, Final, Literal
 import attrs
 import cattrs
 
+from hive_trio.records import describe_error
+
 Backend = Literal["process", "nixos-container"]
 Synchronous = Literal["FULL", "NORMAL", "EXTRA", "OFF"]
 
@@ -149,7 +151,7 @@ def load_config(
     except ConfigError:
         raise
     except cattrs.BaseValidationError as exc:
-        raise ConfigError("; ".join(cattrs.transform_error(exc))) from exc
+        raise ConfigError(describe_error(exc)) from exc
 
 
 def _structure_path(value: Any, _: type[Any]) -> Path:

@@ -25,6 +25,8 @@ from typing import Protocol
 import attrs
 import trio
 
+from hive_trio import broker as broker_sql
+from hive_trio import roster as roster_sql
 from hive_trio.approvals import Approvals
 from hive_trio.broker import Broker
 from hive_trio.config import Config
@@ -202,6 +204,7 @@ class Coordinator:
 
     async def _run_slot(self, name: str, path: Path, *, task_status: trio.TaskStatus[AgentSlot]) -> None:
         slot = AgentSlot(name=name, path=path, scope=trio.CancelScope())
+        started = False
         try:
             with slot.scope:
                 try:
@@ -210,8 +213,12 @@ class Coordinator:
                             await child.start(self._serve_socket, self, name, path)
                         self._slots[name] = slot
                         task_status.started(slot)
+                        started = True
                         await trio.sleep_forever()
-                except Exception:
+                except Exception as exc:
+                    if not started:
+                        # The socket could not be served at all: `register_agent` says why.
+                        raise _sole_exception(exc) from None
                     # One agent's socket failing must never take down the daemon or its neighbours.
                     log.exception("socket for %s failed; it is unregistered", name)
         finally:
@@ -316,7 +323,13 @@ class Coordinator:
         deadline = trio.current_time() + wait
         while True:
             bell = self.hub.inbox_bell(name)
-            messages = await self.broker.deliver(name, limit=limit)
+            # Shielded: once the batch holding this UPDATE runs, the rows are stamped delivered; a
+            # cancellation now would lose the list (and with it the messages) until a requeue.
+            # With the shield the caller always gets the list and no checkpoint follows before
+            # `return`, so whoever awaited recv can hand the messages on or release them.
+            await trio.lowlevel.checkpoint_if_cancelled()
+            with trio.CancelScope(shield=True):
+                messages = await self.broker.deliver(name, limit=limit)
             if messages:
                 for m in messages:
                     self.hub.emit(DeliveredEvent(sender=m.sender, recipient=m.recipient, body=m.body, at=self.clock()))
@@ -401,8 +414,8 @@ class Coordinator:
         return None if self.dashboard_url is None else f"{self.dashboard_url}#agent={name}"
 
     async def agent_statuses(self, names: Sequence[str] | None = None) -> list[AgentStatus]:
-        records = await self.roster.all()
-        counts = await self.broker.pending_counts()
+        # One read: the rows and the counts agree, and it costs one thread hop rather than two.
+        records, counts = await self.db.read(lambda c: (roster_sql.list_all(c), broker_sql.pending_counts(c)))
         wanted = None if names is None else set(names)
         rows = []
         for r in records:
@@ -631,6 +644,13 @@ class Coordinator:
             except HiveError:
                 log.warning("vacuum failed", exc_info=True)
             await trio.sleep(interval)
+
+
+def _sole_exception(exc: BaseException) -> BaseException:
+    """The one exception inside nested single-member groups (what a nursery wraps a lone error in)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _short(sha: str | None) -> str | None:

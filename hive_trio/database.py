@@ -161,6 +161,7 @@ class Database:
         self._write_limiter = trio.CapacityLimiter(1)
         self._read_limiter = trio.CapacityLimiter(1)
         self._pending: list[_WriteRequest[Any]] = []
+        self._round: trio.Event | None = None
         self.batches = 0
         self.writes = 0
 
@@ -180,21 +181,32 @@ class Database:
 
     # ------------------------------------------------------------------ writes
     async def write(self, work: Work[T]) -> T:
-        """Run `work(conn)` in a transaction; return its result once committed, or raise its error."""
+        """Run `work(conn)` in a transaction; return its result once committed, or raise its error.
+
+        Whoever finds the writer idle leads: it takes every pending request into one batch. Others wait
+        for that round to end, then either find their request done or lead the next round. Waiting on
+        the round, not on the limiter, keeps one wake-up per caller instead of a hand-off chain.
+        """
         request: _WriteRequest[T] = _WriteRequest(work)
         self._pending.append(request)
         try:
             while not request.taken:
-                async with self._write_limiter:
-                    if request.taken:
-                        break
-                    batch, self._pending = self._pending, []
-                    for item in batch:
-                        item.taken = True
-                    # Not abandonable: the thread always finishes, so every waiter gets an outcome.
-                    await trio.to_thread.run_sync(self._run_batch, batch)
-                    for item in batch:
-                        item.finished.set()
+                if self._round is not None:
+                    await self._round.wait()
+                    continue
+                self._round = round_done = trio.Event()
+                try:
+                    async with self._write_limiter:
+                        batch, self._pending = self._pending, []
+                        for item in batch:
+                            item.taken = True
+                        # Not abandonable: the thread always finishes, so every waiter gets an outcome.
+                        await trio.to_thread.run_sync(self._run_batch, batch)
+                        for item in batch:
+                            item.finished.set()
+                finally:
+                    self._round = None
+                    round_done.set()
         except trio.Cancelled:
             if not request.taken:
                 self._pending.remove(request)

@@ -38,8 +38,12 @@ def encode(message: types.JSONRPCMessage) -> bytes:
     return message.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n"
 
 
+class Undecodable(SessionMessage):
+    """The JSON-RPC error that answers a line we could not decode (not an error the peer sent us)."""
+
+
 def _error(request_id: Any, code: int, message: str) -> SessionMessage:
-    return SessionMessage(
+    return Undecodable(
         types.JSONRPCError(jsonrpc="2.0", id=request_id, error=types.ErrorData(code=code, message=message))
     )
 
@@ -54,6 +58,9 @@ def decode_line(line: bytes) -> SessionMessage:
         data = json.loads(line)
     except (ValueError, UnicodeDecodeError):
         return _error(None, types.PARSE_ERROR, "parse error: the line is not valid UTF-8 JSON")
+    except RecursionError:
+        # `[[[[...` a million deep: the stdlib parser gives up; it is still just a bad line.
+        return _error(None, types.PARSE_ERROR, "parse error: the JSON is nested too deeply")
     request_id = data.get("id") if isinstance(data, dict) else None
     if isinstance(request_id, bool) or not isinstance(request_id, str | int):
         request_id = None
@@ -61,7 +68,8 @@ def decode_line(line: bytes) -> SessionMessage:
 
 
 def is_reply_error(message: SessionMessage) -> bool:
-    return isinstance(message.message, types.JSONRPCError)
+    """True if `decode_line` could not decode the line; a well-formed error *response* is a message."""
+    return isinstance(message, Undecodable)
 
 
 @asynccontextmanager

@@ -15,8 +15,10 @@ from typing import Any, ClassVar, Final, TypeAlias, TypeVar, cast
 
 import attrs
 import cattrs
+from cattrs.cols import is_sequence, list_structure_factory
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 from cattrs.strategies import configure_tagged_union
+from cattrs.v import format_exception
 
 T = TypeVar("T")
 
@@ -369,7 +371,301 @@ DashboardEvent: TypeAlias = (
 DASHBOARD_EVENT_TYPES: Final[tuple[type[Any], ...]] = DashboardEvent.__args__
 
 
+# --------------------------------------------------------------------------------- MCP tool inputs
+# The arguments of the agent and manager tools (SPEC §5.1). Each field's `doc` becomes its description
+# in `tools/list`; the JSON schemas are generated from these classes, so a field is named only here.
+# No field names a sender: the socket is the identity.
+
+
+def _doc(text: str) -> dict[str, str]:
+    return {"doc": text}
+
+
+@attrs.frozen(kw_only=True)
+class NoArgs:
+    pass
+
+
+@attrs.frozen(kw_only=True)
+class SendArgs:
+    to: str = attrs.field(metadata=_doc("an agent's name, 'manager', 'operator', or '*' to broadcast to every agent"))
+    body: str = attrs.field(metadata=_doc("the message text"))
+
+
+@attrs.frozen(kw_only=True)
+class RecvArgs:
+    wait_seconds: float = attrs.field(
+        metadata=_doc("seconds to park for the first message if the inbox is empty (at most 180)"), default=0.0
+    )
+    max: int = attrs.field(metadata=_doc("most messages to take at once (capped at 32)"), default=1)
+
+
+@attrs.frozen(kw_only=True)
+class RecentArgs:
+    limit: int = attrs.field(metadata=_doc("how many recent inbox rows to show (at most 500)"), default=20)
+
+
+@attrs.frozen(kw_only=True)
+class AskArgs:
+    question: str = attrs.field(metadata=_doc("the question"))
+    options: list[str] = attrs.field(metadata=_doc("choices to offer; empty for a free-text answer"), factory=list)
+    multi: bool = attrs.field(metadata=_doc("whether several options may be chosen"), default=False)
+    ttl_seconds: float | None = attrs.field(
+        metadata=_doc("seconds until the question expires; null for never"), default=None
+    )
+    to: str | None = attrs.field(metadata=_doc("an agent to ask instead of the operator"), default=None)
+    default: str | None = attrs.field(metadata=_doc("the answer used if the deadline passes"), default=None)
+
+
+@attrs.frozen(kw_only=True)
+class AnswerArgs:
+    question_id: int = attrs.field(metadata=_doc("the id from the question_asked event"))
+    answer: str | list[str] = attrs.field(metadata=_doc("the answer; a list of selections for a multi-choice question"))
+
+
+@attrs.frozen(kw_only=True)
+class SetStatusArgs:
+    text: str = attrs.field(metadata=_doc("a short line shown on your dashboard card; empty clears it"))
+
+
+@attrs.frozen(kw_only=True)
+class AgentNameArgs:
+    name: str = attrs.field(metadata=_doc("the agent's name"))
+
+
+@attrs.frozen(kw_only=True)
+class RequestSpawnArgs:
+    name: str = attrs.field(metadata=_doc("the new agent's name"))
+    description: str | None = attrs.field(metadata=_doc("why it is needed, for the operator"), default=None)
+
+
+@attrs.frozen(kw_only=True)
+class RequestApplyCommitArgs:
+    agent: str = attrs.field(metadata=_doc("the agent whose config the commit changes"))
+    commit_ref: str = attrs.field(metadata=_doc("the commit in the agent's config repo: a 7-40 character hex sha"))
+    description: str | None = attrs.field(metadata=_doc("what the change does, for the operator"), default=None)
+
+
+# ------------------------------------------------------------------------------ host.sock requests
+# hyperhive's `HostRequest` (v1), one JSON object per line tagged `cmd` (SPEC §5.2). Unknown keys are
+# ignored, as serde does, so hyperhive's own clients work unchanged.
+
+HOST_SOCK_VERSION: Final = 1
+
+
+@attrs.frozen
+class Scope:
+    """Which agents `start`/`stop` touch. Naming nothing is refused (hyperhive took it as everything)."""
+
+    agent_names: list[str] = attrs.Factory(list)
+    agents: bool = False
+
+
+@attrs.frozen
+class HostList:
+    tag_value: ClassVar[str] = "list"
+
+
+@attrs.frozen
+class HostAgentStatus:
+    tag_value: ClassVar[str] = "agent_status"
+
+
+@attrs.frozen
+class HostSubscribeAgentStatus:
+    tag_value: ClassVar[str] = "subscribe_agent_status"
+
+
+@attrs.frozen
+class HostSetPaused:
+    tag_value: ClassVar[str] = "set_paused"
+    name: str
+    paused: bool
+
+
+@attrs.frozen
+class HostStart:
+    tag_value: ClassVar[str] = "start"
+    scope: Scope
+
+
+@attrs.frozen
+class HostStop:
+    tag_value: ClassVar[str] = "stop"
+    scope: Scope
+    graceful: bool = True
+
+
+@attrs.frozen
+class HostRestart:
+    tag_value: ClassVar[str] = "restart"
+    name: str
+
+
+@attrs.frozen
+class HostUrls:
+    tag_value: ClassVar[str] = "urls"
+
+
+@attrs.frozen
+class HostRequestSpawn:
+    tag_value: ClassVar[str] = "request_spawn"
+    name: str
+    description: str | None = None
+
+
+@attrs.frozen
+class HostKill:
+    tag_value: ClassVar[str] = "kill"
+    name: str
+
+
+@attrs.frozen
+class HostSpawn:
+    tag_value: ClassVar[str] = "spawn"
+    name: str
+
+
+@attrs.frozen
+class HostRebuild:
+    tag_value: ClassVar[str] = "rebuild"
+    name: str
+
+
+@attrs.frozen
+class HostDestroy:
+    tag_value: ClassVar[str] = "destroy"
+    name: str
+    purge: bool = False
+
+
+@attrs.frozen
+class HostPurgeTombstone:
+    tag_value: ClassVar[str] = "purge_tombstone"
+    name: str
+
+
+@attrs.frozen
+class HostPending:
+    """The approval queue; `status` defaults to pending."""
+
+    tag_value: ClassVar[str] = "pending"
+    status: ApprovalStatus | None = ApprovalStatus.PENDING
+
+
+@attrs.frozen
+class HostApprovals:
+    """Every approval, or those with `status`."""
+
+    tag_value: ClassVar[str] = "approvals"
+    status: ApprovalStatus | None = None
+
+
+@attrs.frozen
+class HostApprove:
+    tag_value: ClassVar[str] = "approve"
+    id: int
+    note: str | None = None
+
+
+@attrs.frozen
+class HostDeny:
+    tag_value: ClassVar[str] = "deny"
+    id: int
+    note: str | None = None
+
+
+@attrs.frozen
+class HostQuestions:
+    """Open questions (to the operator and between agents); `all` adds recently answered ones."""
+
+    tag_value: ClassVar[str] = "questions"
+    all: bool = False
+
+
+@attrs.frozen
+class HostAnswer:
+    tag_value: ClassVar[str] = "answer"
+    id: int
+    answer: str | list[str]
+
+
+@attrs.frozen
+class HostCancelQuestion:
+    tag_value: ClassVar[str] = "cancel_question"
+    id: int
+
+
+@attrs.frozen
+class HostSend:
+    tag_value: ClassVar[str] = "send"
+    to: str
+    body: str
+
+
+@attrs.frozen
+class HostBroadcast:
+    tag_value: ClassVar[str] = "broadcast"
+    body: str
+
+
+@attrs.frozen
+class HostTombstones:
+    tag_value: ClassVar[str] = "tombstones"
+
+
+HostRequest: TypeAlias = (
+    HostList
+    | HostAgentStatus
+    | HostSubscribeAgentStatus
+    | HostSetPaused
+    | HostStart
+    | HostStop
+    | HostRestart
+    | HostUrls
+    | HostRequestSpawn
+    | HostKill
+    | HostSpawn
+    | HostRebuild
+    | HostDestroy
+    | HostPurgeTombstone
+    | HostPending
+    | HostApprovals
+    | HostApprove
+    | HostDeny
+    | HostQuestions
+    | HostAnswer
+    | HostCancelQuestion
+    | HostSend
+    | HostBroadcast
+    | HostTombstones
+)
+HOST_REQUEST_TYPES: Final[tuple[type[Any], ...]] = HostRequest.__args__
+
+
+@attrs.frozen
+class Urls:
+    """`urls` result: the host's name and the dashboard URL (`home`)."""
+
+    domain: str | None
+    home: str | None
+
+
 # ------------------------------------------------------------------------------------ the converter
+
+
+_JSON_TYPE_NAMES: Final = {str: "a string", int: "an integer", float: "a number", bool: "a boolean"}
+
+
+def json_type_name(value: Any) -> str:
+    """What a decoded JSON value is, in JSON's words, for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
 
 
 def _strict(kind: type[Any], label: str) -> Any:
@@ -380,7 +676,7 @@ def _strict(kind: type[Any], label: str) -> Any:
         if isinstance(value, bool) and kind is not bool:
             raise TypeError(f"expected {label}, got a boolean")
         if not isinstance(value, kind):
-            raise TypeError(f"expected {label}, got {type(value).__name__}")
+            raise TypeError(f"expected {label}, got {json_type_name(value)}")
         return value
 
     return hook
@@ -388,10 +684,43 @@ def _strict(kind: type[Any], label: str) -> Any:
 
 def _structure_float(value: Any, _: type[Any]) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"expected a number, got {type(value).__name__}")
+        raise TypeError(f"expected a number, got {json_type_name(value)}")
     if not math.isfinite(value):
         raise TypeError("expected a finite number")
     return float(value)
+
+
+def _strict_list_factory(kind: Any, conv: cattrs.BaseConverter) -> Any:
+    """cattrs would turn any iterable into a list (`"abc"` becomes `["a", "b", "c"]`); demand a JSON array."""
+    inner = list_structure_factory(kind, conv)
+
+    def hook(value: Any, type_: Any) -> Any:
+        if not isinstance(value, list | tuple):
+            raise TypeError(f"expected a list, got {json_type_name(value)}")
+        return inner(value, type_)
+
+    return hook
+
+
+def _strict_attrs_factory(kind: Any, conv: cattrs.Converter) -> Any:
+    """cattrs reads an attrs record from anything with `in` (a string, a list); demand a JSON object."""
+    inner = make_dict_structure_fn(kind, conv)
+
+    def hook(value: Any, type_: Any) -> Any:
+        if not isinstance(value, Mapping):
+            raise TypeError(f"expected an object, got {json_type_name(value)}")
+        return inner(value, type_)
+
+    return hook
+
+
+def _structure_text_or_list(value: Any, _: Any) -> str | list[str]:
+    """An answer: one string, or a list of selections (a multi-choice question)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise TypeError("expected a string or a list of strings")
 
 
 def _make_converter() -> cattrs.Converter:
@@ -400,6 +729,9 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(int, _strict(int, "an integer"))
     conv.register_structure_hook(bool, _strict(bool, "a boolean"))
     conv.register_structure_hook(float, _structure_float)
+    conv.register_structure_hook_factory(is_sequence, _strict_list_factory)
+    conv.register_structure_hook_factory(attrs.has, _strict_attrs_factory)
+    conv.register_structure_hook_func(lambda t: t == (str | list[str]), _structure_text_or_list)
     # `from`/`to` are Python keywords; the wire names are hyperhive's.
     renames = {"sender": override(rename="from"), "recipient": override(rename="to")}
     for cls in (SentEvent, DeliveredEvent, Delivery, Message):
@@ -409,6 +741,7 @@ def _make_converter() -> cattrs.Converter:
         conv.register_structure_hook(cls, make_dict_structure_fn(cls, conv, **ov))
     configure_tagged_union(HelperEvent, conv, tag_generator=_tag_of, tag_name="event")
     configure_tagged_union(DashboardEvent, conv, tag_generator=_tag_of, tag_name="kind")
+    configure_tagged_union(HostRequest, conv, tag_generator=_tag_of, tag_name="cmd")
     return conv
 
 
@@ -420,12 +753,28 @@ def _tag_of(cls: type[Any]) -> str:
 CONVERTER: Final = _make_converter()
 
 
-def _error_text(exc: BaseException) -> str:
+def _format_leaf(exc: BaseException, _type: type | None) -> str:
+    if isinstance(exc, KeyError):
+        return "required field missing"
+    if isinstance(exc, TypeError | ValueError) and str(exc):
+        return str(exc)
+    return format_exception(exc, _type)
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line naming each bad field (`... @ $.field`), from cattrs' nested validation errors."""
     if isinstance(exc, cattrs.BaseValidationError):
-        return "; ".join(cattrs.transform_error(exc))
+        return "; ".join(cattrs.transform_error(exc, format_exception=_format_leaf))
     if isinstance(exc, KeyError):
         return f"missing or unknown key {exc}"
     return str(exc) or type(exc).__name__
+
+
+_UNION_NAMES: Final[dict[Any, str]] = {
+    HelperEvent: "HelperEvent",
+    DashboardEvent: "DashboardEvent",
+    HostRequest: "host request",
+}
 
 
 def structure(data: Any, cls: type[T] | Any) -> T:
@@ -435,8 +784,8 @@ def structure(data: Any, cls: type[T] | Any) -> T:
     except RecordError:
         raise
     except Exception as exc:
-        name = getattr(cls, "__name__", str(cls))
-        raise RecordError(f"invalid {name}: {_error_text(exc)}") from exc
+        name = _UNION_NAMES.get(cls) or getattr(cls, "__name__", "record")
+        raise RecordError(f"invalid {name}: {describe_error(exc)}") from exc
     return result
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from hive_trio.config import Config
 from hive_trio.coordinator import Coordinator, open_coordinator
@@ -51,3 +52,14 @@ def wall_clock() -> FakeWallClock:
 async def coordinator(config: Config, wall_clock: FakeWallClock) -> AsyncIterator[Coordinator]:
     async with open_coordinator(config, clock=wall_clock) as coord:
         yield coord
+
+
+@pytest.fixture
+def autojump_clock() -> trio.testing.MockClock:
+    """pytest-trio's `autojump_clock`, but it waits 50 ms of real idleness before jumping.
+
+    A task waiting on `trio.to_thread` (every sqlite call) counts as blocked, so a zero threshold lets
+    virtual time leap past a deadline while a commit is still in its worker thread. A short real
+    threshold keeps jumps for when the hive is truly idle; timing stays fully virtual.
+    """
+    return trio.testing.MockClock(autojump_threshold=0.05)

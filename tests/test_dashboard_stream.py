@@ -24,7 +24,7 @@ from dashboard_support import (
 )
 from trio_websocket import ConnectionClosed, ConnectionRejected, connect_websocket_url
 
-from hive_trio.config import Config, ConfigError
+from hive_trio.config import Config
 from hive_trio.coordinator import open_coordinator
 from hive_trio.daemon import open_hive
 from hive_trio.dashboard.client import (
@@ -36,6 +36,7 @@ from hive_trio.dashboard.client import (
 from hive_trio.dashboard.protocol import ResumePoint, stream_url
 from hive_trio.dashboard.server import serve_dashboard
 from hive_trio.dashboard.token import dashboard_url
+from hive_trio.errors import HiveError
 from hive_trio.records import (
     OPERATOR,
     ApprovalResolvedEvent,
@@ -456,7 +457,7 @@ async def test_token_is_private_stable_and_printed_in_the_url(config: Config) ->
 
 
 async def test_a_public_bind_must_be_asked_for(config: Config, short_tmp: Path) -> None:
-    with pytest.RaisesGroup(pytest.RaisesExc(ConfigError, match="dashboard_public"), flatten_subgroups=True):
+    with pytest.RaisesGroup(pytest.RaisesExc(HiveError, match="dashboard_public"), flatten_subgroups=True):
         async with running_hive(config, dashboard_host="0.0.0.0"):
             pass
     async with running_hive(config, dashboard_host="0.0.0.0", dashboard_public=True) as hive:
@@ -477,7 +478,7 @@ async def test_port_in_use_is_a_clear_error(config: Config) -> None:
             dashboard_port=port,
             admin_group=None,
         )
-        in_use = pytest.RaisesExc(ConfigError, match=f"cannot serve the dashboard on 127.0.0.1:{port}: Address")
+        in_use = pytest.RaisesExc(HiveError, match=f"cannot serve the dashboard on 127.0.0.1:{port}: Address")
         with pytest.RaisesGroup(in_use, flatten_subgroups=True):
             async with open_hive(other):
                 pass

@@ -33,7 +33,6 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from hive_trio.config import ConfigError
 from hive_trio.coordinator import Coordinator
 from hive_trio.dashboard.actions import perform
 from hive_trio.dashboard.protocol import (
@@ -429,10 +428,10 @@ async def _bind(host: str, port: int, *, public_allowed: bool, stall_timeout: fl
     try:
         infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except OSError as exc:
-        raise ConfigError(f"dashboard_host {host!r} does not resolve: {exc}") from None
+        raise HiveError(f"dashboard_host {host!r} does not resolve: {exc}") from None
     loopback = is_loopback_host(host) or all(is_loopback_host(str(info[4][0])) for info in infos)
     if not loopback and not public_allowed:
-        raise ConfigError(
+        raise HiveError(
             f"dashboard_host {host!r} is not a loopback address; set dashboard_public = true to serve the "
             "dashboard beyond this machine (its token is still required)"
         )
@@ -456,7 +455,7 @@ async def _bind(host: str, port: int, *, public_allowed: bool, stall_timeout: fl
         sock.setblocking(False)
     except OSError as exc:
         sock.close()
-        raise ConfigError(f"cannot serve the dashboard on {host}:{port}: {exc.strerror or exc}") from None
+        raise HiveError(f"cannot serve the dashboard on {host}:{port}: {exc.strerror or exc}") from None
     return sock, not loopback
 
 

@@ -1,0 +1,141 @@
+"""Unix socket files for the daemon's servers: bind with the right mode, replace stale ones, unlink our own.
+
+trio has no unix-socket server helper, so this is the one place that binds, chmods, chowns and removes
+socket files. A socket file left by a crashed daemon is replaced; one that a live process still answers
+on is not. At exit a file is removed only if it is still the inode we bound: a re-registered agent may
+already have a fresh socket at the same path. It never decides *which* paths exist; callers pass them in.
+"""
+
+from __future__ import annotations
+
+import errno
+import grp
+import logging
+import os
+import socket
+import stat
+from pathlib import Path
+
+import attrs
+import trio
+
+from hive_trio.errors import HiveError
+
+log = logging.getLogger(__name__)
+
+BACKLOG = 128
+# How long a probe connect may take to tell a live socket from a stale one.
+PROBE_TIMEOUT = 1.0
+
+
+class SocketInUse(HiveError):
+    """Something live already answers on the path, or the path is not a socket at all."""
+
+
+# The latest binding of each path in this process. An inode alone cannot tell an old socket file from
+# its replacement: ext4 and tmpfs hand a freed inode number straight to the next file created.
+_latest: dict[Path, BoundSocket] = {}
+
+
+@attrs.frozen(eq=False)
+class BoundSocket:
+    """A listening socket and the file it is bound to, remembered for a safe unlink."""
+
+    path: Path
+    device: int
+    inode: int
+    listener: trio.SocketListener
+
+    def unlink_if_ours(self) -> bool:
+        """Remove the socket file if it is still the one we bound. Cheap and synchronous: runs in `finally`.
+
+        Ours means: no later binding of this path in this process (a re-registered agent), and the
+        file is still the inode we bound (nobody outside replaced it).
+        """
+        if _latest.get(self.path) is not self:
+            return False
+        del _latest[self.path]
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            return False
+        if (st.st_dev, st.st_ino) != (self.device, self.inode):
+            return False
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            return False
+        return True
+
+
+def _remove_stale(path: Path) -> None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise SocketInUse(f"refusing to replace {path}: it exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(PROBE_TIMEOUT)
+    try:
+        probe.connect(str(path))
+    except OSError as exc:
+        if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT):
+            raise SocketInUse(f"cannot tell whether {path} is still in use: {exc.strerror}") from exc
+    else:
+        raise SocketInUse(f"another process is already serving {path}")
+    finally:
+        probe.close()
+    log.info("replacing stale socket %s", path)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _apply_group(path: Path, group: str) -> None:
+    try:
+        gid = grp.getgrnam(group).gr_gid
+    except KeyError:
+        log.debug("group %r does not exist; %s keeps the daemon's group", group, path)
+        return
+    try:
+        os.chown(path, -1, gid)
+    except PermissionError:
+        log.warning("cannot give %s to group %r (not a member?); it keeps the daemon's group", path, group)
+
+
+def bind_unix_socket(path: Path, *, mode: int, group: str | None = None) -> tuple[socket.socket, int, int]:
+    """Blocking part of `bind_unix_listener`: replace a stale file, bind, chmod (and chown), listen."""
+    _remove_stale(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(path))
+        # Permissions are set before listen(): until then every connect is refused, so there is no
+        # moment at which the umask's looser mode lets anyone in.
+        os.chmod(path, mode)
+        if group is not None:
+            _apply_group(path, group)
+        st = os.lstat(path)
+        sock.listen(BACKLOG)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock, st.st_dev, st.st_ino
+
+
+async def bind_unix_listener(path: Path, *, mode: int, group: str | None = None) -> BoundSocket:
+    """Bind a listening unix socket at `path`, created with `mode` (and `group` if it exists)."""
+    try:
+        sock, device, inode = await trio.to_thread.run_sync(lambda: bind_unix_socket(path, mode=mode, group=group))
+    except OSError as exc:
+        raise SocketInUse(f"cannot bind {path}: {exc.strerror or exc}") from exc
+    bound = BoundSocket(
+        path=path, device=device, inode=inode, listener=trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+    )
+    _latest[path] = bound
+    return bound
+
+
+__all__ = ["BoundSocket", "SocketInUse", "bind_unix_listener", "bind_unix_socket"]

@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from hive_trio import records as r
+from hive_trio.records import RecordError
+
+STATUS = r.AgentStatus(
+    name="alpha",
+    running=True,
+    failed=False,
+    needs_update=False,
+    needs_login=False,
+    paused=False,
+    parent=None,
+    deployed_sha="0123456789ab",
+    active_model=None,
+    status_text="working",
+    status_set_at="2026-11-24T12:00:00Z",
+    url=None,
+    transient=r.TransientKind.REBUILDING,
+    pending_messages=3,
+)
+
+HELPER_EVENTS: list[Any] = [
+    r.HelperApprovalResolved(id=1, agent="alpha", status=r.ApprovalStatus.DENIED, note="no", sha="abc", tag="t"),
+    r.HelperSpawned(agent="alpha"),
+    r.HelperRebuilt(agent="alpha", sha="abc", tag="deployed/1"),
+    r.HelperKilled(agent="alpha"),
+    r.HelperDestroyed(agent="alpha"),
+    r.HelperContainerCrash(agent="alpha", note="exit 1"),
+    r.HelperNeedsUpdate(agent="alpha"),
+    r.HelperQuestionAsked(id=2, asker="alpha", question="q?", options=["a"], multi=False, deadline_at=5.0),
+    r.HelperQuestionAnswered(id=2, question="q?", answer="a", answerer="operator"),
+]
+
+DASHBOARD_EVENTS: list[Any] = [
+    r.SentEvent(sender="alpha", recipient="beta", body="hi", at=1.5, seq=1),
+    r.DeliveredEvent(sender="alpha", recipient="beta", body="hi", at=2.0, seq=2),
+    r.ApprovalAddedEvent(
+        id=1, agent="alpha", approval_kind=r.ApprovalKind.APPLY_COMMIT, sha_short="abc", diff="+x", description="d"
+    ),
+    r.ApprovalResolvedEvent(
+        id=1,
+        agent="alpha",
+        approval_kind=r.ApprovalKind.SPAWN,
+        sha_short=None,
+        status=r.ApprovalStatus.APPROVED,
+        resolved_at=3.0,
+        note=None,
+        description=None,
+        seq=4,
+    ),
+    r.QuestionAddedEvent(
+        id=1, asker="alpha", question="q", options=["a", "b"], multi=True, asked_at=1.0, deadline_at=None, seq=5
+    ),
+    r.QuestionResolvedEvent(id=1, answer="a, b", answerer="operator", answered_at=2.0, cancelled=False, seq=6),
+    r.TransientSetEvent(name="alpha", transient_kind=r.TransientKind.SPAWNING, since_unix=1.0, seq=7),
+    r.TransientClearedEvent(name="alpha", seq=8),
+    r.ContainerStateChangedEvent(row=STATUS, seq=9),
+    r.ContainerRemovedEvent(name="alpha", seq=10),
+]
+
+
+def test_every_variant_is_covered() -> None:
+    assert {type(e) for e in HELPER_EVENTS} == set(r.HELPER_EVENT_TYPES)
+    assert {type(e) for e in DASHBOARD_EVENTS} == set(r.DASHBOARD_EVENT_TYPES)
+
+
+@pytest.mark.parametrize("event", HELPER_EVENTS, ids=lambda e: e.tag_value)
+def test_helper_event_round_trips_through_json(event: Any) -> None:
+    text = r.to_json(event, r.HelperEvent)
+    data = json.loads(text)
+    assert data["event"] == event.tag_value
+    assert r.from_json(text, r.HelperEvent) == event
+
+
+@pytest.mark.parametrize("event", DASHBOARD_EVENTS, ids=lambda e: e.tag_value)
+def test_dashboard_event_round_trips_through_json(event: Any) -> None:
+    text = r.to_json(event, r.DashboardEvent)
+    data = json.loads(text)
+    assert data["kind"] == event.tag_value
+    assert data["seq"] == event.seq
+    assert r.from_json(text, r.DashboardEvent) == event
+
+
+def test_sent_uses_hyperhive_field_names() -> None:
+    data = r.unstructure_event(r.SentEvent(sender="a", recipient="b", body="x", at=1.0, seq=3))
+    assert data == {"kind": "sent", "from": "a", "to": "b", "body": "x", "at": 1.0, "seq": 3}
+
+
+def test_records_round_trip() -> None:
+    approval = r.Approval(
+        id=1,
+        agent="alpha",
+        kind=r.ApprovalKind.APPLY_COMMIT,
+        status=r.ApprovalStatus.PENDING,
+        requested_at=1.0,
+        commit_ref="abcdef0",
+        diff="+a",
+    )
+    question = r.Question(id=1, asker="alpha", question="q", asked_at=1.0, options=["x"], deadline_at=9.0)
+    message = r.Message(id=1, sender="a", recipient="b", body="x", sent_at=1.0, redelivered=True)
+    for record in (approval, question, message, STATUS, r.Delivery(1, "a", "x", 1.0, False)):
+        assert r.from_json(r.to_json(record), type(record)) == record
+    assert json.loads(r.to_json(message))["from"] == "a"
+
+
+@pytest.mark.parametrize(
+    ("payload", "fragment"),
+    [
+        ('{"kind": "nope", "seq": 1}', "nope"),
+        ('{"seq": 1}', "kind"),
+        ('{"kind": "sent", "from": "a", "to": "b", "body": 5, "at": 1, "seq": 1}', "string"),
+        ('{"kind": "sent", "from": "a", "to": "b", "at": 1, "seq": 1}', "body"),
+        ('{"kind": "transient_set", "name": "a", "transient_kind": "dancing", "since_unix": 1}', "dancing"),
+        ('{"kind": "sent", "from": "a", "to": "b", "body": "x", "at": true, "seq": 1}', "number"),
+        ("[1, 2]", ""),
+        ("not json", "JSON"),
+        (b"\xff\xfe", "JSON"),
+    ],
+)
+def test_malformed_input_raises_one_clear_error(payload: str | bytes, fragment: str) -> None:
+    with pytest.raises(RecordError) as info:
+        r.from_json(payload, r.DashboardEvent)
+    assert fragment in str(info.value)
+
+
+def test_strict_types_never_coerce() -> None:
+    with pytest.raises(RecordError, match="integer"):
+        r.structure({"id": "1", "from": "a", "body": "b", "sent_at": 1.0, "redelivered": False}, r.Delivery)
+    with pytest.raises(RecordError, match="boolean"):
+        r.structure({"id": True, "from": "a", "body": "b", "sent_at": 1.0, "redelivered": False}, r.Delivery)
+    with pytest.raises(RecordError, match="finite"):
+        r.structure({"id": 1, "from": "a", "body": "b", "sent_at": float("nan"), "redelivered": False}, r.Delivery)
+    with pytest.raises(RecordError, match="required field missing"):
+        r.structure({"id": 1, "body": "b", "sent_at": 1.0, "redelivered": False}, r.Delivery)

@@ -1,0 +1,255 @@
+"""The stores against a real sqlite file: broker leases, approval CAS, question deadlines."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from hive_trio.approvals import Approvals
+from hive_trio.broker import Broker
+from hive_trio.database import Database
+from hive_trio.errors import Conflict, InvalidRequest, NotFound, TooLarge, UnknownAgent
+from hive_trio.questions import OperatorQuestions
+from hive_trio.records import ApprovalKind, ApprovalStatus
+from hive_trio.roster import Roster
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = await Database.open(tmp_path / "hive.db")
+    yield database
+    database.close()
+
+
+@pytest.fixture
+async def broker(db: Database, clock: Clock) -> Broker:
+    roster = Roster(db, clock=clock)
+    for name in ("alpha", "beta"):
+        await roster.add(name)
+    return Broker(db, clock=clock, max_body_bytes=1024)
+
+
+async def count_messages(db: Database) -> int:
+    return int(await db.read(lambda c: c.execute("SELECT count(*) FROM messages").fetchone()[0]))
+
+
+# ------------------------------------------------------------------------------------------ broker
+
+
+async def test_committed_message_survives_reopen(tmp_path: Path, clock: Clock) -> None:
+    db = await Database.open(tmp_path / "hive.db")
+    await Roster(db, clock=clock).add("alpha")
+    sent = await Broker(db, clock=clock, max_body_bytes=100).send("operator", "alpha", "remember me")
+    db.close()
+    db = await Database.open(tmp_path / "hive.db")
+    try:
+        [got] = await Broker(db, clock=clock, max_body_bytes=100).deliver("alpha", limit=5)
+        assert (got.id, got.body, got.sender) == (sent.id, "remember me", "operator")
+    finally:
+        db.close()
+
+
+async def test_unknown_recipient_is_refused_and_creates_nothing(broker: Broker, db: Database) -> None:
+    with pytest.raises(UnknownAgent, match="ghost"):
+        await broker.send("alpha", "ghost", "hello?")
+    assert await count_messages(db) == 0
+    assert await broker.pending_counts() == {}
+
+
+async def test_manager_and_operator_inboxes_always_exist(broker: Broker) -> None:
+    await broker.send("alpha", "manager", "m")
+    await broker.send("alpha", "operator", "o")
+    assert await broker.pending_counts() == {"manager": 1, "operator": 1}
+
+
+async def test_per_recipient_order_is_send_order(broker: Broker) -> None:
+    for i in range(10):
+        await broker.send("alpha" if i % 2 else "operator", "beta", f"m{i}")
+    got = await broker.deliver("beta", limit=4) + await broker.deliver("beta", limit=32)
+    assert [m.body for m in got] == [f"m{i}" for i in range(10)]
+
+
+async def test_body_limit_refuses_not_truncates(broker: Broker, db: Database) -> None:
+    await broker.send("alpha", "beta", "x" * 1024)
+    with pytest.raises(TooLarge, match="1025 bytes"):
+        await broker.send("alpha", "beta", "x" * 1025)
+    with pytest.raises(TooLarge):
+        await broker.send("alpha", "beta", "é" * 513)  # counted in UTF-8 bytes
+    assert await count_messages(db) == 1
+
+
+async def test_lease_delivery_ack_and_requeue(broker: Broker, clock: Clock) -> None:
+    a = await broker.send("alpha", "beta", "one")
+    b = await broker.send("alpha", "beta", "two")
+    [first] = await broker.deliver("beta", limit=1)
+    assert first.id == a.id and first.delivered_at == clock.now and not first.redelivered
+    assert await broker.ack("beta") == 1
+    [second] = await broker.deliver("beta", limit=1)
+    assert second.id == b.id
+    # Not acked: a restart (or requeue_inflight) puts it back, marked redelivered.
+    assert await broker.requeue_inflight("beta") == 1
+    [again] = await broker.deliver("beta", limit=5)
+    assert again.id == b.id and again.redelivered
+    assert await broker.ack("beta") == 1
+    # The acked ones never come back.
+    assert await broker.requeue_inflight("beta") == 0
+    assert await broker.deliver("beta", limit=5) == []
+
+
+async def test_release_puts_an_unwritten_reply_straight_back(broker: Broker) -> None:
+    sent = await broker.send("alpha", "beta", "lost reply")
+    delivered = await broker.deliver("beta", limit=1)
+    assert await broker.pending_count("beta") == 0
+    assert await broker.release([m.id for m in delivered]) == 1
+    assert await broker.pending_count("beta") == 1
+    [back] = await broker.deliver("beta", limit=1)
+    assert back.id == sent.id and not back.redelivered  # the agent never saw it
+
+
+async def test_release_never_undoes_an_ack(broker: Broker) -> None:
+    await broker.send("alpha", "beta", "x")
+    delivered = await broker.deliver("beta", limit=1)
+    await broker.ack("beta")
+    assert await broker.release([m.id for m in delivered]) == 0
+    assert await broker.pending_count("beta") == 0
+
+
+async def test_broadcast_reaches_every_agent_but_the_sender(broker: Broker) -> None:
+    sent = await broker.broadcast("alpha", "all hands")
+    assert [m.recipient for m in sent] == ["beta"]
+    sent = await broker.broadcast("operator", "all hands")
+    assert [m.recipient for m in sent] == ["alpha", "beta"]
+
+
+async def test_vacuum_drops_only_old_acked_messages(broker: Broker, clock: Clock, db: Database) -> None:
+    await broker.send("alpha", "beta", "old acked")
+    await broker.deliver("beta", limit=1)
+    await broker.ack("beta")
+    await broker.send("alpha", "beta", "old unacked")
+    await broker.deliver("beta", limit=1)
+    await broker.send("alpha", "beta", "old undelivered")
+    clock.now += 31 * 86400
+    assert await broker.vacuum(retention_seconds=30 * 86400) == 1
+    bodies = await db.read(lambda c: [r[0] for r in c.execute("SELECT body FROM messages ORDER BY id")])
+    assert bodies == ["old unacked", "old undelivered"]
+
+
+# --------------------------------------------------------------------------------------- approvals
+
+
+async def test_double_approve_is_refused(db: Database, clock: Clock) -> None:
+    approvals = Approvals(db, clock=clock)
+    a = await approvals.add("alpha", ApprovalKind.APPLY_COMMIT, commit_ref="abcdef1", description="tweak")
+    assert a.status is ApprovalStatus.PENDING
+    done = await approvals.resolve(a.id, ApprovalStatus.APPROVED, note="lgtm")
+    assert (done.status, done.note, done.resolved_at) == (ApprovalStatus.APPROVED, "lgtm", clock.now)
+    with pytest.raises(Conflict, match="already approved"):
+        await approvals.resolve(a.id, ApprovalStatus.APPROVED)
+    with pytest.raises(Conflict):
+        await approvals.resolve(a.id, ApprovalStatus.DENIED, note="changed my mind")
+    assert (await approvals.get(a.id)).note == "lgtm"
+
+
+async def test_approving_a_denied_one_changes_nothing(db: Database, clock: Clock) -> None:
+    approvals = Approvals(db, clock=clock)
+    a = await approvals.add("alpha", ApprovalKind.SPAWN, description="new worker")
+    await approvals.resolve(a.id, ApprovalStatus.DENIED, note="no")
+    with pytest.raises(Conflict, match="already denied"):
+        await approvals.resolve(a.id, ApprovalStatus.APPROVED)
+    assert (await approvals.get(a.id)).status is ApprovalStatus.DENIED
+    with pytest.raises(NotFound):
+        await approvals.resolve(999, ApprovalStatus.APPROVED)
+
+
+async def test_failing_pending_approvals_of_a_destroyed_agent(db: Database, clock: Clock) -> None:
+    approvals = Approvals(db, clock=clock)
+    a = await approvals.add("alpha", ApprovalKind.APPLY_COMMIT, commit_ref="abcdef1")
+    b = await approvals.add("alpha", ApprovalKind.APPLY_COMMIT, commit_ref="abcdef2")
+    await approvals.resolve(b.id, ApprovalStatus.DENIED)
+    other = await approvals.add("beta", ApprovalKind.APPLY_COMMIT, commit_ref="abcdef3")
+    failed = await approvals.fail_pending_for("alpha", note="agent destroyed")
+    assert [f.id for f in failed] == [a.id]
+    assert failed[0].note == "agent destroyed" and failed[0].status is ApprovalStatus.FAILED
+    assert [p.id for p in await approvals.query(status=ApprovalStatus.PENDING)] == [other.id]
+
+
+# --------------------------------------------------------------------------------------- questions
+
+
+async def test_question_answer_is_compare_and_set(db: Database, clock: Clock) -> None:
+    questions = OperatorQuestions(db, clock=clock)
+    q = await questions.ask("alpha", "ship it?", options=["yes", "no"], default_answer="no", ttl_seconds=60)
+    assert q.deadline_at == clock.now + 60
+    answered = await questions.answer(q.id, "yes", answerer="operator")
+    assert (answered.answer, answered.answerer) == ("yes", "operator")
+    with pytest.raises(Conflict, match="already answered"):
+        await questions.answer(q.id, "no", answerer="operator")
+    with pytest.raises(Conflict):
+        await questions.cancel(q.id, by="operator")
+
+
+async def test_cancel_answers_with_the_sentinel(db: Database, clock: Clock) -> None:
+    questions = OperatorQuestions(db, clock=clock)
+    q = await questions.ask("alpha", "still needed?")
+    cancelled = await questions.cancel(q.id, by="operator")
+    assert (cancelled.answer, cancelled.cancelled) == ("[cancelled]", True)
+
+
+async def test_deadline_passed_while_down_is_found_on_reopen(tmp_path: Path, clock: Clock) -> None:
+    db = await Database.open(tmp_path / "hive.db")
+    questions = OperatorQuestions(db, clock=clock)
+    with_default = await questions.ask("alpha", "a?", default_answer="fine", ttl_seconds=10)
+    without = await questions.ask("beta", "b?", ttl_seconds=20, target="alpha")
+    later = await questions.ask("beta", "c?", ttl_seconds=3600)
+    db.close()
+    clock.now += 100  # the daemon was down across both deadlines
+    db = await Database.open(tmp_path / "hive.db")
+    try:
+        questions = OperatorQuestions(db, clock=clock)
+        assert await questions.next_deadline() == with_default.deadline_at
+        expired = await questions.expire()
+        assert [(q.id, q.answer, q.answerer) for q in expired] == [
+            (with_default.id, "fine", "ttl"),
+            (without.id, "[expired]", "ttl"),
+        ]
+        assert [q.id for q in await questions.list_open()] == [later.id]
+        assert await questions.expire() == []
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"question": "  "}, "empty"),
+        ({"question": "q", "ttl_seconds": 0}, "positive"),
+        ({"question": "q", "multi": True}, "options"),
+    ],
+)
+async def test_bad_questions_are_refused(db: Database, clock: Clock, kwargs: dict[str, object], fragment: str) -> None:
+    questions = OperatorQuestions(db, clock=clock)
+    with pytest.raises(InvalidRequest, match=fragment):
+        await questions.ask("alpha", **kwargs)  # type: ignore[arg-type]
+
+
+async def test_operator_questions_exclude_peer_questions(db: Database, clock: Clock) -> None:
+    questions = OperatorQuestions(db, clock=clock)
+    mine = await questions.ask("alpha", "operator?")
+    await questions.ask("alpha", "beta?", target="beta")
+    assert [q.id for q in await questions.list_open(operator_only=True)] == [mine.id]
+    assert len(await questions.list_open()) == 2
