@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import socket
 from functools import partial
 
 import pytest
@@ -123,3 +124,17 @@ async def test_watch_refuses_a_wrong_token_plainly(config: Config) -> None:
     async with running_hive(config) as hive:
         with pytest.raises(DashboardRefused, match="401"):
             await run_watch(url_of(hive).replace("token=", "token=wrong"), out=io.StringIO())
+
+
+async def test_watch_waits_for_a_daemon_that_is_not_there(short_tmp: object) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    out = Screen()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(partial(run_watch, f"http://127.0.0.1:{port}/?token=secret-value", out=out))
+        with trio.fail_after(10):
+            await out.shows("(waiting for the dashboard: no dashboard at http://127.0.0.1:")
+        nursery.cancel_scope.cancel()
+    assert "secret-value" not in out.getvalue()
+    assert out.getvalue().count("waiting for the dashboard") == 1

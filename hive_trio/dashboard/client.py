@@ -83,6 +83,9 @@ class DashboardClient:
         query = parse_qs(urlsplit(url).query)
         self.url = url
         self.token: str | None = query["token"][-1] if "token" in query else None
+        # For messages: the address without the token, which must never reach a log or a terminal.
+        parts = urlsplit(url)
+        self.where = f"{parts.scheme}://{parts.netloc}/"
         self.state = LiveState()
         self.filter = SeqFilter()
         self.snapshots = 0
@@ -178,7 +181,7 @@ class DashboardClient:
                     raise DashboardRefused(exc.status_code, reason) from None
                 except _CONNECT_ERRORS as exc:
                     if not started:
-                        raise DashboardUnavailable(f"no dashboard at {self.url}: {exc}") from None
+                        raise DashboardUnavailable(f"no dashboard at {self.where}: {_reason(exc)}") from None
                     log.info("dashboard connection lost (%s); reconnecting", exc)
                 finally:
                     self._disconnected()
@@ -296,6 +299,16 @@ async def open_dashboard_client(
         if only is None:
             raise
         raise only from None
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRejected):
+        return f"HTTP {exc.status_code}"
+    # trio-websocket wraps a refused TCP connect in a bare HandshakeError; the cause says what happened.
+    while not str(exc) and (exc.__cause__ or exc.__context__) is not None:
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _single(group: BaseExceptionGroup[BaseException]) -> Exception | None:

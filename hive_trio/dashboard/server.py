@@ -110,7 +110,6 @@ class DashboardServer:
         self.cookie_name = "hive_trio_token"
         self._actions: trio.Nursery | None = None
         self._encoded: OrderedDict[int, str] = OrderedDict()
-        self._encoded_epoch = coord.epoch
 
     # ------------------------------------------------------------------ app
     def app(self) -> ASGIApp:
