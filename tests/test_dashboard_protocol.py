@@ -234,6 +234,11 @@ def test_token_compare() -> None:
         ("null", "127.0.0.1:7847", False),
         ("file://", "127.0.0.1:7847", False),
         ("http://127.0.0.1:7847", None, False),
+        ("http://[::1]:7847", "[::1]:7847", True),
+        ("http://[::1]:7847", "::1:7847", True),  # trio-websocket's unbracketed Host
+        ("http://[::1]:7848", "::1:7847", False),
+        ("http://hive.example", "hive.example:80", True),
+        ("http://127.0.0.1:notaport", "127.0.0.1:7847", False),
     ],
 )
 def test_origin_must_be_the_dashboard_itself(origin: str | None, host: str | None, allowed: bool) -> None:
@@ -241,7 +246,7 @@ def test_origin_must_be_the_dashboard_itself(origin: str | None, host: str | Non
 
 
 def test_host_check_defeats_dns_rebinding_on_loopback() -> None:
-    for host in ("127.0.0.1:7847", "localhost:1", "[::1]:7847", "127.1.2.3"):
+    for host in ("127.0.0.1:7847", "localhost:1", "[::1]:7847", "::1:7847", "::1", "127.1.2.3"):
         assert host_allowed(host, public=False), host
     for host in ("evil.example:7847", "10.0.0.1:7847", None, ""):
         assert not host_allowed(host, public=False), host

@@ -517,3 +517,12 @@ async def test_a_stalled_client_is_cut_off_by_the_kernel_and_never_holds_others(
     else:
         # Still stuck when the daemon stopped: it is cut at the shutdown deadline, not waited for.
         assert 0.5 <= shutdown < 1.5
+
+
+async def test_an_ipv6_loopback_dashboard(config: Config) -> None:
+    async with running_hive(config, dashboard_host="::1") as hive:
+        assert hive.dashboard_url is not None and hive.dashboard_url.startswith("http://[::1]:")
+        own_origin = hive.dashboard_url.rstrip("/").encode()
+        async with raw_stream(hive, token=token_of(hive), headers=[(b"Origin", own_origin)]) as ws:
+            assert (await next_frame(ws))["type"] == "snapshot"
+        assert (await http_get(url_of(hive))).status == 200

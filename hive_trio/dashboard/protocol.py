@@ -224,10 +224,29 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
-def _split_host(hostport: str) -> str:
-    if hostport.startswith("["):
-        return hostport[1 : hostport.find("]")] if "]" in hostport else hostport
-    return hostport.rsplit(":", 1)[0] if hostport.count(":") == 1 else hostport
+def split_host(hostport: str) -> tuple[str, int | None]:
+    """`host[:port]` from a Host header: bracketed IPv6, or bare IPv6 as some clients send it."""
+    text = hostport.strip().lower()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    else:
+        # Bare IPv6 (Host should bracket it; trio-websocket does not): read a trailing all-digit group
+        # as the port when what precedes it is an address, so `::1:7847` is ::1 on port 7847.
+        host, _, port = text.rpartition(":")
+        if not (port.isdigit() and _is_address(host)):
+            host, port = text, ""
+    return host, int(port) if port.isdigit() else None
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def host_allowed(host_header: str | None, *, public: bool) -> bool:
@@ -236,7 +255,7 @@ def host_allowed(host_header: str | None, *, public: bool) -> bool:
         return True
     if not host_header:
         return False
-    return is_loopback_host(_split_host(host_header))
+    return is_loopback_host(split_host(host_header)[0])
 
 
 def origin_allowed(origin: str | None, host_header: str | None) -> bool:
@@ -252,7 +271,13 @@ def origin_allowed(origin: str | None, host_header: str | None) -> bool:
     parts = urlsplit(origin)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return False
-    return parts.netloc.lower() == host_header.lower()
+    try:
+        origin_port = parts.port
+    except ValueError:
+        return False
+    default = 443 if parts.scheme == "https" else 80
+    host, port = split_host(host_header)
+    return ((parts.hostname or "").lower(), origin_port or default) == (host, port or default)
 
 
 __all__ = [
@@ -276,6 +301,7 @@ __all__ = [
     "parse_action",
     "parse_frame",
     "parse_resume",
+    "split_host",
     "stream_url",
     "token_matches",
 ]

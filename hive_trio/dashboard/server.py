@@ -249,9 +249,10 @@ class StreamConnection:
             await self._writer_free.park()
         self._writing = True
         try:
-            # Never cut a frame in half: with permessage-deflate a half-sent frame corrupts the rest.
-            with trio.CancelScope(shield=True):
-                await self.ws.send_text(text)
+            # No shield of our own: hypercorn writes each frame's bytes in a shielded `send_all`, and a
+            # cancel that lands before it (dropping a frame) only ever comes when this stream is ending,
+            # so no later frame can depend on it (permessage-deflate state). A scope per frame costs.
+            await self.ws.send_text(text)
         except _SEND_ERRORS:
             self._gone = True
             self._finish(None)
