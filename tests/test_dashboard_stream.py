@@ -526,3 +526,26 @@ async def test_an_ipv6_loopback_dashboard(config: Config) -> None:
         async with raw_stream(hive, token=token_of(hive), headers=[(b"Origin", own_origin)]) as ws:
             assert (await next_frame(ws))["type"] == "snapshot"
         assert (await http_get(url_of(hive))).status == 200
+
+
+async def test_clients_vanishing_mid_snapshot_leave_nothing_behind(config: Config) -> None:
+    async with running_hive(config) as hive:
+        coord = hive.coordinator
+        await coord.roster.add("alpha")
+        for i in range(40):  # a snapshot of ~2.4 MB, so clients leave while it is being written
+            await coord.send("alpha", OPERATOR, f"{i} " + "b" * 60_000)
+        for i in range(10):
+            with trio.CancelScope() as scope:
+                async with raw_stream(hive, token=token_of(hive)) as ws:
+                    if i % 2:
+                        await ws.get_message()  # half leave after their snapshot, half before a byte
+                    scope.cancel()  # gone without a close handshake
+        with trio.fail_after(5):
+            for _ in range(500):
+                if coord.hub.subscriber_count == 0:
+                    break
+                await trio.sleep(0.01)
+        assert coord.hub.subscriber_count == 0
+        async with open_dashboard_client(url_of(hive)) as client:
+            assert len(client.state.log) == 40
+            assert (await client.action("send", to="alpha", body="still fine"))["ids"]
