@@ -97,6 +97,13 @@ async def test_operator_approves_answers_and_sends_from_the_page(config: Config)
                 await page.click("#send button[type=submit]")
                 await page.wait_for("document.querySelector('#log').textContent.includes('thanks, merging now')")
 
+                # The page reconnects and resumes: what happened while it was away shows, once.
+                await page.evaluate("hive.reconnect()")
+                await page.wait_for("document.querySelector('#conn').dataset.state === 'reconnecting'")
+                await coord.send("beta", OPERATOR, "sent while the page was away")
+                await page.wait_for("document.querySelector('#log').textContent.includes('while the page was away')")
+                assert await page.evaluate("[hive.stats.snapshots, hive.stats.resumes]") == [1, 1]
+
                 lifecycle = coord.lifecycle
                 assert isinstance(lifecycle, RecordingLifecycle)
                 await page.click('[data-agent="beta"] button[data-op="stop"]')

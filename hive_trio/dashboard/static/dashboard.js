@@ -55,6 +55,7 @@
   // ---------------------------------------------------------------- the socket
   let ws = null;
   let backoff = 500;
+  const stats = { snapshots: 0, resumes: 0 };
   let nextReq = 1;
   const pending = new Map(); // req -> {resolve, reject}
 
@@ -86,11 +87,13 @@
         return;
       }
       if (frame.type === "snapshot") {
+        stats.snapshots++;
         load(frame);
         synced = true;
         backoff = 500;
         setConn("live", "live");
       } else if (frame.type === "resumed") {
+        stats.resumes++;
         synced = true;
         backoff = 500;
         state.seq = frame.seq;
@@ -493,6 +496,9 @@
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) form.requestSubmit();
   });
   window.addEventListener("hashchange", renderAgents);
+
+  // For the browser's devtools (and the browser test): look at the state, force a reconnect.
+  window.hive = Object.freeze({ state, stats, reconnect: () => ws && ws.close() });
 
   connect();
 })();
