@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 import attrs
 import trio
 import trio_websocket
+from wsproto.frame_protocol import FrameProtocol
 
 from hive_trio.config import Config
 from hive_trio.daemon import open_hive
@@ -234,6 +235,47 @@ async def run_case(args: argparse.Namespace, probe: WriteProbe, *, stall: bool) 
     }
 
 
+async def floor(subscribers: int, body_bytes: int, rounds: int = 10) -> float:
+    """The same fan-out without the ASGI stack: one trio task per socketpair, wsproto framing, send_all.
+
+    What trio itself costs per frame on this machine, to tell the server's layers from the language.
+    """
+    pairs = [socket.socketpair() for _ in range(subscribers)]
+    streams = [trio.SocketStream(trio.socket.from_stdlib_socket(a)) for a, _ in pairs]
+    channels = [trio.open_memory_channel[str](8) for _ in range(subscribers)]
+    written = 0
+    all_written = trio.Event()
+
+    async def pump(i: int) -> None:
+        nonlocal written, all_written
+        framing = FrameProtocol(client=False, extensions=[])
+        async for text in channels[i][1]:
+            await streams[i].send_all(framing.send_data(text, fin=True))
+            written += 1
+            if written == subscribers:
+                all_written.set()
+
+    times = []
+    async with trio.open_nursery() as nursery:
+        for i in range(subscribers):
+            nursery.start_soon(pump, i)
+        await trio.sleep(0.2)
+        for _ in range(rounds):
+            written, all_written = 0, trio.Event()
+            started = now()
+            for send, _ in channels:
+                send.send_nowait("." * body_bytes)
+            await all_written.wait()
+            times.append(now() - started)
+            for _, peer in pairs:
+                peer.recv(1 << 20)
+        nursery.cancel_scope.cancel()
+    for a, b in pairs:
+        a.close()
+        b.close()
+    return statistics.median(times)
+
+
 async def proc_lines(proc: trio.Process) -> Any:
     assert proc.stdout is not None
     buffer = b""
@@ -247,6 +289,7 @@ async def proc_lines(proc: trio.Process) -> Any:
 async def bench(args: argparse.Namespace) -> None:
     probe = WriteProbe()
     rows = [await run_case(args, probe, stall=False), await run_case(args, probe, stall=True)]
+    floor_seconds = await floor(args.subscribers, args.body_bytes)
     cpu = platform.processor() or platform.machine()
     print(
         f"\n{args.subscribers} subscribers, {args.events} events at {args.rate}/s, {args.body_bytes}-byte bodies; "
@@ -267,6 +310,10 @@ async def bench(args: argparse.Namespace) -> None:
         )
         if r["timed_out"]:
             print(f"|  ({case}: some subscribers never saw the END marker) |")
+    print(
+        f"\nFloor (trio + wsproto + socketpairs, no ASGI): {floor_seconds * 1000:.1f} ms to write one event "
+        f"to {args.subscribers} sockets, {floor_seconds * 1e6 / args.subscribers:.0f} µs a frame."
+    )
 
 
 def main() -> None:
