@@ -29,7 +29,7 @@ from hive_trio.records import AgentRecord, Approval, ApprovalKind, ApprovalStatu
 
 
 def dashboard_config(config: Config, **changes: Any) -> Config:
-    return attrs.evolve(config, dashboard_enabled=True, dashboard_port=0, **changes)
+    return attrs.evolve(config, **{"dashboard_enabled": True, "dashboard_port": 0, **changes})
 
 
 @asynccontextmanager

@@ -102,22 +102,33 @@ class Screen(io.StringIO):
             await self.changed.wait()
 
 
-async def test_watch_prints_the_hive_live(config: Config) -> None:
-    async with running_hive(config) as hive:
-        coord = hive.coordinator
-        await coord.roster.add("alpha")
-        await add_pending_approval(coord, "alpha")
-        out = Screen()
-        async with trio.open_nursery() as nursery:
+async def test_watch_prints_the_hive_live_and_rides_out_a_restart(config: Config) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    out = Screen()
+    async with trio.open_nursery() as nursery:
+        async with running_hive(config, dashboard_port=port) as hive:
+            coord = hive.coordinator
+            await coord.roster.add("alpha")
+            await add_pending_approval(coord, "alpha")
             nursery.start_soon(partial(run_watch, url_of(hive), out=out))
             with trio.fail_after(10):
                 await out.shows("approval #1 pending")
                 await coord.send("alpha", OPERATOR, "done with the refactor")
                 await out.shows("alpha → operator: done with the refactor")
-            nursery.cancel_scope.cancel()
-        text = out.getvalue()
-        assert "\x1b[" not in text  # not a terminal: no colour codes
-        assert "alpha" in text.splitlines()[1]
+        with trio.fail_after(10):
+            await out.shows("(connection lost; reconnecting…)")
+        async with running_hive(config, dashboard_port=port) as again:
+            with trio.fail_after(10):
+                # Another daemon run (another epoch): a fresh summary, then live lines again.
+                await out.shows("hive (seq 0)")
+                await again.coordinator.send("alpha", OPERATOR, "back again")
+                await out.shows("alpha → operator: back again")
+        nursery.cancel_scope.cancel()
+    text = out.getvalue()
+    assert "\x1b[" not in text  # not a terminal: no colour codes
+    assert "alpha" in text.splitlines()[1]
 
 
 async def test_watch_refuses_a_wrong_token_plainly(config: Config) -> None:

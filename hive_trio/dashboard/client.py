@@ -101,6 +101,7 @@ class DashboardClient:
         self._ids = itertools.count(1)
         self._ws: WebSocketConnection | None = None
         self._connected = trio.Event()
+        self._lost = trio.Event()
         self._changed = trio.Event()
         self._closed = False
 
@@ -124,6 +125,16 @@ class DashboardClient:
 
     async def next_update(self) -> Update:
         return await self.__anext__()
+
+    async def wait_disconnected(self) -> None:
+        """Return once the current connection is lost (the client is then reconnecting)."""
+        if self._ws is None:
+            return
+        await self._lost.wait()
+
+    async def wait_connected(self) -> None:
+        """Return once the stream is synchronised (again)."""
+        await self._connected.wait()
 
     async def wait_until(self, predicate: Callable[[LiveState], bool]) -> LiveState:
         """Wait until the live state satisfies `predicate` (bound it with your own timeout)."""
@@ -228,6 +239,7 @@ class DashboardClient:
             if self._ws is None:
                 # Actions may go out only once the stream is synchronised again.
                 self._ws = ws
+                self._lost = trio.Event()
                 self._connected.set()
                 if task_status is not None:
                     task_status.started()
@@ -247,6 +259,8 @@ class DashboardClient:
         log.debug("result for unknown request %r", frame.req)
 
     def _disconnected(self) -> None:
+        if self._ws is not None:
+            self._lost.set()
         self._ws = None
         self._connected = trio.Event()
         for pending in self._pending.values():

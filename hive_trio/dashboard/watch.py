@@ -15,7 +15,7 @@ from typing import Final, TextIO
 
 import trio
 
-from hive_trio.dashboard.client import DashboardError, DashboardRefused, open_dashboard_client
+from hive_trio.dashboard.client import DashboardClient, DashboardError, DashboardRefused, open_dashboard_client
 from hive_trio.dashboard.live_state import LiveState
 from hive_trio.records import (
     AgentStatus,
@@ -138,6 +138,13 @@ def _emit(out: TextIO, line: str) -> None:
     out.flush()
 
 
+async def _say_when_lost(client: DashboardClient, out: TextIO, paint: Paint) -> None:
+    while True:
+        await client.wait_disconnected()
+        _emit(out, paint("dim", "(connection lost; reconnecting…)"))
+        await client.wait_connected()
+
+
 async def run_watch(url: str, *, out: TextIO | None = None, colour: bool | None = None) -> None:
     """Print the hive's live events until cancelled (Ctrl-C), riding out daemon restarts.
 
@@ -149,8 +156,12 @@ async def run_watch(url: str, *, out: TextIO | None = None, colour: bool | None 
     waiting_said = False
     while True:
         try:
-            async with open_dashboard_client(url, max_backoff=RETRY_SECONDS) as client:
+            async with (
+                open_dashboard_client(url, max_backoff=RETRY_SECONDS) as client,
+                trio.open_nursery() as nursery,
+            ):
                 waiting_said = False
+                nursery.start_soon(_say_when_lost, client, stream, paint)
                 async for update in client:
                     if isinstance(update, Snapshot):
                         for line in render_snapshot(client.state, paint):
@@ -161,6 +172,7 @@ async def run_watch(url: str, *, out: TextIO | None = None, colour: bool | None 
                         rendered = render_event(update, paint)
                         if rendered is not None:
                             _emit(stream, rendered)
+                nursery.cancel_scope.cancel()
         except DashboardRefused:
             raise
         except DashboardError as exc:
