@@ -101,6 +101,10 @@ def build_server(toolbox: Toolbox, lease: LeaseBook) -> Server[Any]:
         request_id = ctx.request_id
         try:
             data = await toolbox.call(params.name, params.arguments, on_delivered=partial(lease.hold, request_id))
+            # A `notifications/cancelled` that landed during recv's shielded deliver: the SDK drops this
+            # reply without a word, so the messages must go back now. Held until the connection ends,
+            # an `ack_turn` on the same connection would ack them unseen.
+            await trio.lowlevel.checkpoint_if_cancelled()
             text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
         except UnknownTool as exc:
             raise MCPError(code=types.INVALID_PARAMS, message=str(exc)) from None

@@ -126,6 +126,10 @@ def pending_counts(conn: apsw.Connection) -> dict[str, int]:
     }
 
 
+def pending_counts_for(conn: apsw.Connection, names: Sequence[str]) -> dict[str, int]:
+    return {name: pending_count(conn, name) for name in dict.fromkeys(names)}
+
+
 def recent(conn: apsw.Connection, *, recipient: str | None, limit: int) -> list[Message]:
     if recipient is None:
         cur = conn.execute(f"SELECT {_COLUMNS} FROM messages ORDER BY id DESC LIMIT ?", (limit,))

@@ -7,6 +7,8 @@ file is an error at start, not a silently ignored setting. It must never start a
 from __future__ import annotations
 
 import os
+import shlex
+import sys
 import tempfile
 import tomllib
 from collections.abc import Mapping
@@ -23,7 +25,14 @@ Synchronous = Literal["FULL", "NORMAL", "EXTRA", "OFF"]
 
 ENV_PREFIX: Final = "HIVE_TRIO_"
 DEFAULT_DASHBOARD_PORT: Final = 7847
-DEFAULT_AGENT_COMMAND: Final = "exec python3 -m hive_trio.example_agent"
+
+
+def python_module_command(module: str, python: str = sys.executable) -> str:
+    """A shell command running `module` with this very interpreter, so a venv works without being on PATH."""
+    return f"exec {shlex.quote(python)} -m {module}"
+
+
+DEFAULT_AGENT_COMMAND: Final = python_module_command("hive_trio.example_agent")
 
 
 class ConfigError(ValueError):

@@ -414,13 +414,18 @@ class Coordinator:
         return None if self.dashboard_url is None else f"{self.dashboard_url}#agent={name}"
 
     async def agent_statuses(self, names: Sequence[str] | None = None) -> list[AgentStatus]:
-        # One read: the rows and the counts agree, and it costs one thread hop rather than two.
-        records, counts = await self.db.read(lambda c: (roster_sql.list_all(c), broker_sql.pending_counts(c)))
-        wanted = None if names is None else set(names)
+        if names is None:
+            # One read: the rows and the counts agree, and it costs one thread hop rather than two.
+            records, counts = await self.db.read(lambda c: (roster_sql.list_all(c), broker_sql.pending_counts(c)))
+        else:
+            # One agent's change is published per event: read its row only, not the whole roster
+            # (reading all of it per event made a 1,000-agent reconcile quadratic).
+            wanted = list(names)
+            records, counts = await self.db.read(
+                lambda c: (roster_sql.list_named(c, wanted), broker_sql.pending_counts_for(c, wanted))
+            )
         rows = []
         for r in records:
-            if wanted is not None and r.name not in wanted:
-                continue
             running = self.is_running(r.name)
             rows.append(
                 AgentStatus(
@@ -439,6 +444,7 @@ class Coordinator:
                     url=self.agent_url(r.name),
                     transient=self.transient_of(r.name),
                     pending_messages=counts.get(r.name, 0),
+                    failed_reason=r.failed_reason if r.failed else None,
                 )
             )
         return rows

@@ -7,6 +7,7 @@ pytest plugin in `hive_trio.testing` and the benchmarks run, so each of them run
 from __future__ import annotations
 
 import logging
+import resource
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -16,10 +17,15 @@ import attrs
 import trio
 
 from hive_trio.agent_socket import serve_agent_socket
+from hive_trio.backends import Backend
+from hive_trio.backends.nixos_container import NixosContainerBackend
+from hive_trio.backends.process import ProcessBackend
 from hive_trio.config import Config
 from hive_trio.coordinator import Coordinator, WallClock, open_coordinator
 from hive_trio.dashboard.server import serve_dashboard
 from hive_trio.host_socket import serve_host_socket
+from hive_trio.lifecycle import Lifecycle
+from hive_trio.paths import HivePaths
 
 log = logging.getLogger(__name__)
 
@@ -34,30 +40,89 @@ class Hive:
         return self.coordinator.dashboard_url
 
 
+def raise_open_file_limit() -> int:
+    """Lift the soft RLIMIT_NOFILE to the hard limit; return the new soft limit.
+
+    Each process agent holds about three descriptors in the daemon (its output pipe, its pidfd, its
+    log file) besides its socket, so the common soft limit of 1,024 would stop a hive at a few
+    hundred agents with EMFILE.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            log.warning("could not raise the open-file limit from %d", soft)
+    return soft
+
+
+def make_backend(config: Config) -> Backend:
+    """The lifecycle backend `config.backend` names."""
+    if config.backend == "nixos-container":
+        return NixosContainerBackend(
+            hyperhive_flake=config.hyperhive_flake,
+            dashboard_port=config.dashboard_port,
+            operator_pronouns=config.operator_pronouns,
+        )
+    return ProcessBackend(
+        agent_command=config.agent_command,
+        manager_command=config.manager_command,
+        log_max_bytes=config.agent_log_max_bytes,
+        operator_pronouns=config.operator_pronouns,
+        pids_root=HivePaths(config.state_dir, config.runtime_dir).pids_root,
+    )
+
+
+def manages_manager(config: Config) -> bool:
+    """Process backend: the manager runs only if `manager_command` is set. Containers: `hm1nd` always."""
+    return config.backend == "nixos-container" or config.manager_command is not None
+
+
 @asynccontextmanager
-async def open_hive(config: Config, *, clock: WallClock = time.time) -> AsyncIterator[Hive]:
-    """Run a whole hive for as long as the block lives; every socket is bound when it yields."""
+async def open_hive(config: Config, *, clock: WallClock = time.time, lifecycle: bool = True) -> AsyncIterator[Hive]:
+    """Run a whole hive for as long as the block lives; every socket is bound when it yields.
+
+    Agents recorded as running are running again (reconcile) when it yields; on exit they are stopped
+    gracefully, within `config.shutdown_grace`, while their sockets still answer.
+
+    `lifecycle=False` runs the hive without a backend: agents are bare (a roster row and a socket,
+    nothing supervised), as `hive_trio.testing` uses by default; lifecycle operations are refused.
+    """
     async with open_coordinator(config, clock=clock, serve_socket=serve_agent_socket) as coord:
         nursery = coord.root_nursery
         # Resolves deadlines that passed while the daemon was down before anything else can ask.
         await nursery.start(coord.serve_question_watchdog)
         nursery.start_soon(coord.serve_vacuum)
         await coord.register_manager()
-        # --- sockets' minimal stand-in for reconcile (the lifecycle layer owns reconcile proper):
-        # every agent in the roster gets its socket back, so its harness can reconnect after a restart.
-        for record in await coord.roster.all():
-            await coord.register_agent(record.name)
-        # --- end of the stand-in.
+        supervisor: Lifecycle | None = None
+        if lifecycle:
+            supervisor = Lifecycle(coord, backend=make_backend(config), manage_manager=manages_manager(config))
+            coord.lifecycle = supervisor
+            # Reconcile: every agent in the roster gets its socket back (so its harness can reconnect),
+            # and what should run is started again.
+            await nursery.start(supervisor.serve)
+        else:
+            for record in await coord.roster.all():
+                await coord.register_agent(record.name)
         if config.dashboard_enabled:
             # Bound before open_hive yields, so `hive.dashboard_url` is always usable (port 0 included).
             await nursery.start(serve_dashboard, coord)
         # host.sock last: once an operator can connect, every agent socket is already bound.
         await nursery.start(serve_host_socket, coord)
-        yield Hive(coordinator=coord, config=config)
+        try:
+            yield Hive(coordinator=coord, config=config)
+        finally:
+            if supervisor is not None:
+                with trio.CancelScope(shield=True) as cleanup:
+                    cleanup.deadline = trio.current_time() + config.shutdown_grace
+                    await supervisor.shutdown()
 
 
 async def serve_daemon(config: Config, *, ready: trio.Event | None = None) -> None:
     """Run the daemon in the foreground until SIGINT or SIGTERM, then shut down gracefully."""
+    raise_open_file_limit()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_hive(config) as hive:
             log.info("hive-trio is up: state %s, runtime %s", config.state_dir, config.runtime_dir)

@@ -93,6 +93,10 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     );
     CREATE INDEX questions_open ON questions (deadline_at) WHERE answer IS NULL;
     """,
+    # 2: why an agent is `failed` (restart limit, a start that could not happen), for the operator.
+    """
+    ALTER TABLE agents ADD COLUMN failed_reason TEXT;
+    """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
@@ -200,10 +204,17 @@ class Database:
                         batch, self._pending = self._pending, []
                         for item in batch:
                             item.taken = True
-                        # Not abandonable: the thread always finishes, so every waiter gets an outcome.
-                        await trio.to_thread.run_sync(self._run_batch, batch)
-                        for item in batch:
-                            item.finished.set()
+                        try:
+                            # Shielded and not abandonable: once items are taken, the batch always runs to
+                            # its end, so every waiter gets an outcome. (Unshielded, a cancel landing at
+                            # to_thread's entry checkpoint left the batch unrun and its waiters hung.)
+                            with trio.CancelScope(shield=True):
+                                await trio.to_thread.run_sync(self._run_batch, batch)
+                        finally:
+                            for item in batch:
+                                if item.result is None:
+                                    item.result = outcome.Error(StorageError("the write batch did not run"))
+                                item.finished.set()
                 finally:
                     self._round = None
                     round_done.set()

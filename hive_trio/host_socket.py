@@ -27,10 +27,12 @@ from hive_trio.paths import SOCKET_MODE
 from hive_trio.records import (
     BROADCAST,
     OPERATOR,
+    ApprovalStatus,
     ContainerRemovedEvent,
     ContainerStateChangedEvent,
     HostAgentStatus,
     HostAnswer,
+    HostApproval,
     HostApprovals,
     HostApprove,
     HostBroadcast,
@@ -158,7 +160,7 @@ class HostCommands:
 
     async def _request_spawn(self, request: HostRequestSpawn) -> Fields:
         approval = await self.coordinator.ops.request_spawn(request.name, request.description, requested_by=OPERATOR)
-        return {"approval": unstructure(approval)}
+        return {"approval": unstructure(HostApproval.of(approval))}
 
     async def _kill(self, request: HostKill) -> Fields:
         # hyperhive's `kill` stops the container the ordinary way; it is not a SIGKILL.
@@ -190,16 +192,22 @@ class HostCommands:
         return {"name": request.name}
 
     async def _pending(self, request: HostPending) -> Fields:
-        return {"approvals": unstructure(await self.coordinator.approvals.query(status=request.status))}
+        return await self._approval_rows(request.status)
 
     async def _approvals(self, request: HostApprovals) -> Fields:
-        return {"approvals": unstructure(await self.coordinator.approvals.query(status=request.status))}
+        return await self._approval_rows(request.status)
+
+    async def _approval_rows(self, status: ApprovalStatus | None) -> Fields:
+        approvals = await self.coordinator.approvals.query(status=status)
+        return {"approvals": unstructure([HostApproval.of(a) for a in approvals])}
 
     async def _approve(self, request: HostApprove) -> Fields:
-        return {"approval": unstructure(await self.coordinator.ops.approve(request.id, note=request.note))}
+        approval = await self.coordinator.ops.approve(request.id, note=request.note)
+        return {"approval": unstructure(HostApproval.of(approval))}
 
     async def _deny(self, request: HostDeny) -> Fields:
-        return {"approval": unstructure(await self.coordinator.ops.deny(request.id, note=request.note))}
+        approval = await self.coordinator.ops.deny(request.id, note=request.note)
+        return {"approval": unstructure(HostApproval.of(approval))}
 
     async def _questions(self, request: HostQuestions) -> Fields:
         store = self.coordinator.questions

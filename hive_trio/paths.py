@@ -13,6 +13,7 @@ from pathlib import Path
 import attrs
 
 from hive_trio.names import validate_agent_name
+from hive_trio.records import MANAGER_AGENT
 
 RUNTIME_DIR_MODE = 0o751
 PRIVATE_DIR_MODE = 0o700
@@ -54,6 +55,34 @@ class HivePaths:
     @property
     def manager_socket(self) -> Path:
         return self.manager_runtime / "mcp.sock"
+
+    @property
+    def manager_state_root(self) -> Path:
+        """The manager's own durable dir (beside `agents/`, so it is never a tombstone)."""
+        return self.state_dir / "manager"
+
+    @property
+    def manager_notes(self) -> Path:
+        return self.manager_state_root / "state"
+
+    @property
+    def manager_claude(self) -> Path:
+        return self.manager_state_root / "claude"
+
+    @property
+    def manager_log(self) -> Path:
+        return self.logs_root / "manager.log"
+
+    @property
+    def pids_root(self) -> Path:
+        """Pid records of supervised processes; volatile like the sockets, read by reconcile."""
+        return self.runtime_dir / "pids"
+
+    def pid_record(self, name: str) -> Path:
+        """The pid record of an agent's (or the manager's) process."""
+        if name != MANAGER_AGENT:
+            validate_agent_name(name)
+        return self.pids_root / f"{name}.json"
 
     @property
     def agents_state_root(self) -> Path:
@@ -105,12 +134,18 @@ class HivePaths:
         _mkdir(self.agents_state_root, PRIVATE_DIR_MODE)
         _mkdir(self.applied_root, PRIVATE_DIR_MODE)
         _mkdir(self.logs_root, PRIVATE_DIR_MODE)
+        _mkdir(self.pids_root, PRIVATE_DIR_MODE)
 
     def ensure_agent_dirs(self, name: str) -> None:
         _mkdir(self.agent_runtime(name), RUNTIME_DIR_MODE)
         _mkdir(self.agent_state_root(name), PRIVATE_DIR_MODE)
         _mkdir(self.agent_notes(name), PRIVATE_DIR_MODE)
         _mkdir(self.agent_claude(name), PRIVATE_DIR_MODE)
+
+    def ensure_manager_dirs(self) -> None:
+        _mkdir(self.manager_state_root, PRIVATE_DIR_MODE)
+        _mkdir(self.manager_notes, PRIVATE_DIR_MODE)
+        _mkdir(self.manager_claude, PRIVATE_DIR_MODE)
 
     def kept_state_names(self) -> list[str]:
         """Names with a state dir: live agents and destroyed-but-kept tombstones alike."""

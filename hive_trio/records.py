@@ -11,6 +11,7 @@ import enum
 import json
 import math
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Final, TypeAlias, TypeVar, cast
 
 import attrs
@@ -142,6 +143,8 @@ class AgentRecord:
     active_model: str | None = None
     status_text: str | None = None
     status_set_at: float | None = None
+    # Why `failed` is set (restart limit reached, a start that could not happen); None otherwise.
+    failed_reason: str | None = None
 
 
 @attrs.frozen
@@ -162,6 +165,20 @@ class AgentStatus:
     url: str | None
     transient: TransientKind | None = None
     pending_messages: int = 0
+    failed_reason: str | None = None
+
+
+@attrs.frozen
+class PidRecord:
+    """What the process backend writes beside a running agent, so a daemon restarted after SIGKILL can
+    find the process it left behind and stop it (`pid` and `start_ticks` identify it in `/proc`)."""
+
+    name: str
+    pid: int
+    pgid: int
+    boot_id: str
+    start_ticks: int
+    command: str
 
 
 # ------------------------------------------------------------------------------------ HelperEvent
@@ -651,6 +668,52 @@ class Urls:
     home: str | None
 
 
+def rfc3339(ts: float | None) -> str | None:
+    """Unix seconds as hyperhive writes times on host.sock: RFC 3339 UTC, whole seconds, `Z`."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@attrs.frozen
+class HostApproval:
+    """An approval as host.sock carries it: hyperhive's v1 row, whose times are RFC 3339 strings.
+
+    hyperhive's clients decode `requested_at` as a string, so a number fails their whole `pending`
+    response. The stores and the dashboard keep unix seconds (`Approval`).
+    """
+
+    id: int
+    agent: str
+    kind: ApprovalKind
+    status: ApprovalStatus
+    requested_at: str
+    commit_ref: str | None = None
+    fetched_sha: str | None = None
+    description: str | None = None
+    diff: str | None = None
+    note: str | None = None
+    resolved_at: str | None = None
+    requested_by: str | None = None
+
+    @classmethod
+    def of(cls, approval: Approval) -> HostApproval:
+        return cls(
+            id=approval.id,
+            agent=approval.agent,
+            kind=approval.kind,
+            status=approval.status,
+            requested_at=rfc3339(approval.requested_at) or "",
+            commit_ref=approval.commit_ref,
+            fetched_sha=approval.fetched_sha,
+            description=approval.description,
+            diff=approval.diff,
+            note=approval.note,
+            resolved_at=rfc3339(approval.resolved_at),
+            requested_by=approval.requested_by,
+        )
+
+
 # ------------------------------------------------------------------------------------ the converter
 
 
@@ -680,6 +743,20 @@ def _strict(kind: type[Any], label: str) -> Any:
         return value
 
     return hook
+
+
+# sqlite's INTEGER (every id, count and limit here) is 64-bit; a larger JSON number is a bad request, not
+# an OverflowError deep inside a query.
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
+
+
+def _structure_int(value: Any, _: type[Any]) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer, got {json_type_name(value)}")
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise TypeError("expected an integer that fits in 64 bits")
+    return value
 
 
 def _structure_float(value: Any, _: type[Any]) -> float:
@@ -726,7 +803,7 @@ def _structure_text_or_list(value: Any, _: Any) -> str | list[str]:
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=False)
     conv.register_structure_hook(str, _strict(str, "a string"))
-    conv.register_structure_hook(int, _strict(int, "an integer"))
+    conv.register_structure_hook(int, _structure_int)
     conv.register_structure_hook(bool, _strict(bool, "a boolean"))
     conv.register_structure_hook(float, _structure_float)
     conv.register_structure_hook_factory(is_sequence, _strict_list_factory)

@@ -17,7 +17,7 @@ from hive_trio.records import AgentRecord
 
 _COLUMNS: Final = (
     "name, created_at, parent, desired, failed, paused, needs_update, needs_login,"
-    " deployed_sha, active_model, status_text, status_set_at"
+    " deployed_sha, active_model, status_text, status_set_at, failed_reason"
 )
 UPDATABLE: Final = frozenset(
     {
@@ -31,6 +31,7 @@ UPDATABLE: Final = frozenset(
         "active_model",
         "status_text",
         "status_set_at",
+        "failed_reason",
     }
 )
 
@@ -49,6 +50,7 @@ def _row(r: Sequence[Any]) -> AgentRecord:
         active_model=r[9],
         status_text=r[10],
         status_set_at=r[11],
+        failed_reason=r[12],
     )
 
 
@@ -88,6 +90,12 @@ def get(conn: apsw.Connection, name: str) -> AgentRecord | None:
 
 def list_all(conn: apsw.Connection) -> list[AgentRecord]:
     return [_row(r) for r in conn.execute(f"SELECT {_COLUMNS} FROM agents ORDER BY name")]
+
+
+def list_named(conn: apsw.Connection, names: Sequence[str]) -> list[AgentRecord]:
+    """The rows of `names` only: one agent's status change must not read the whole roster."""
+    found = (get(conn, name) for name in dict.fromkeys(names))
+    return sorted((r for r in found if r is not None), key=lambda r: r.name)
 
 
 class Roster:

@@ -155,13 +155,15 @@ async def open_test_hive(
     agents: Sequence[str] = (),
     directory: Path | None = None,
     clock: WallClock | None = None,
+    lifecycle: bool = False,
     **settings: Any,
 ) -> AsyncIterator[InProcessHive]:
     """Run a whole hive (`hive_trio.daemon.open_hive`) in this trio run, in `directory` or a temp dir.
 
     `settings` override `Config` fields (the dashboard is off unless you turn it on). Every socket is
     bound when this yields, and `agents` are added, bare. The clock follows trio's, so `autojump_clock`
-    drives question deadlines too.
+    drives question deadlines too. With `lifecycle=True` the hive also runs its lifecycle backend, so
+    `spawn` and friends start real agent processes (`agent_command`), as the daemon does.
     """
     from hive_trio.config import Config
     from hive_trio.daemon import open_hive
@@ -169,7 +171,7 @@ async def open_test_hive(
     with _directory(directory) as root:
         base: dict[str, Any] = {"dashboard_enabled": False, "admin_group": None}
         config = Config(state_dir=root / "state", runtime_dir=root / "run", **{**base, **settings})
-        async with open_hive(config, clock=clock or TrioWallClock()) as hive:
+        async with open_hive(config, clock=clock or TrioWallClock(), lifecycle=lifecycle) as hive:
             handle = InProcessHive(hive, root)
             for name in agents:
                 await handle.add_agent(name)

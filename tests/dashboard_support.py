@@ -1,8 +1,10 @@
 """Shared pieces for the dashboard tests: a hive with its dashboard on port 0, and a lifecycle double.
 
-`RecordingLifecycle` stands in for the lifecycle branch's `Lifecycle` in the tests that approve or
-restart over the socket; it resolves approvals the way the real one must (store CAS, then
-`coord.approval_resolved`), so the stream sees the real events. The lead swaps in the real one.
+The approve/deny/lifecycle round trip is tested against the real `Lifecycle` (real child processes).
+`RecordingLifecycle` is kept for what the real one cannot be made to do on cue: hold an action open
+(to see the spinner, a `Busy` refusal, an operator leaving mid-action) and show an apply_commit
+approval with a diff without building a git history. It resolves approvals the way the real one does
+(store CAS, then `coord.approval_resolved`), so the stream sees the same events.
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ def dashboard_config(config: Config, **changes: Any) -> Config:
 
 
 @asynccontextmanager
-async def running_hive(config: Config, **changes: Any) -> AsyncIterator[Hive]:
-    async with open_hive(dashboard_config(config, **changes)) as hive:
+async def running_hive(config: Config, *, lifecycle: bool = False, **changes: Any) -> AsyncIterator[Hive]:
+    """A real hive with its dashboard on port 0; bare agents unless `lifecycle` (real child processes)."""
+    async with open_hive(dashboard_config(config, **changes), lifecycle=lifecycle) as hive:
         yield hive
 
 

@@ -171,6 +171,58 @@ async def test_a_recv_the_client_gives_up_on_does_not_eat_later_mail(
         assert [(m["body"], m["redelivered"]) for m in got] == [("after the timeout", False)]
 
 
+async def test_a_recv_cancelled_while_delivering_puts_its_messages_back_at_once(
+    hive: InProcessHive, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [message] = await hive.coordinator.send("alpha", "beta", "must not be acked unseen")
+    broker = hive.coordinator.broker
+    deliver = broker.deliver
+    delivering, proceed, delivered = trio.Event(), trio.Event(), trio.Event()
+
+    async def held_deliver(recipient: str, *, limit: int) -> Any:
+        delivering.set()
+        await proceed.wait()
+        try:
+            return await deliver(recipient, limit=limit)
+        finally:
+            delivered.set()
+
+    release = broker.release
+    released = trio.Event()
+
+    async def watched_release(ids: Sequence[int]) -> int:
+        try:
+            return await release(ids)
+        finally:
+            released.set()
+
+    monkeypatch.setattr(broker, "deliver", held_deliver)
+    monkeypatch.setattr(broker, "release", watched_release)
+    raw = await open_raw(hive, "beta")
+    await raw.handshake()
+    recv = {"name": "recv", "arguments": {"wait_seconds": 30}}
+    await raw.send({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": recv})
+    await delivering.wait()
+    # The client gives up (as the SDK does on its own timeout) while the rows are being stamped delivered.
+    await raw.send({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}})
+    await raw.send({"jsonrpc": "2.0", "id": 2, "method": "ping"})
+    assert (await raw.read())["id"] == 2  # the cancel has been read and applied
+    monkeypatch.setattr(broker, "deliver", deliver)
+    proceed.set()
+    await delivered.wait()
+    # Same connection, still open: the cancelled call's messages go back at once, not at disconnect.
+    with trio.fail_after(5):
+        await released.wait()
+    assert await broker.get(message.id) == message
+    ack = {"name": "ack_turn", "arguments": {}}
+    await raw.send({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": ack})
+    reply = await raw.read()
+    assert (reply["id"], json.loads(reply["result"]["content"][0]["text"])) == (3, {"acked": 0})
+    await raw.stream.aclose()
+    async with hive.open_agent("beta") as beta:
+        assert await bodies(beta, wait_seconds=10) == ["must not be acked unseen"]
+
+
 async def test_questions_between_agents_arrive_as_helper_events(hive: InProcessHive) -> None:
     async with hive.open_agent("alpha") as alpha, hive.open_agent("beta") as beta:
         asked = await alpha.call("ask", question="tabs or spaces?", options=["tabs", "spaces"], to="beta")

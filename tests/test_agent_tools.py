@@ -78,6 +78,7 @@ ASK = next(s for s in AGENT_TOOLS if s.name == "ask")
         (SEND, {"to": 5, "body": "x"}, "expected a string, got an integer @ $.to"),
         (RECV, {"wait_seconds": "5"}, "expected a number, got a string @ $.wait_seconds"),
         (RECV, {"max": 2.5}, "expected an integer, got a number @ $.max"),
+        (RECV, {"max": 10**30}, "expected an integer that fits in 64 bits @ $.max"),
         (ASK, {"question": "q", "options": "yes,no"}, "expected a list, got a string @ $.options"),
         (ASK, {"question": "q", "multi": 1}, "expected a boolean, got an integer @ $.multi"),
     ],

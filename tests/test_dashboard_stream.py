@@ -277,7 +277,9 @@ async def test_wrong_or_missing_token_and_foreign_origin_are_refused(config: Con
 async def test_approve_answer_and_send_over_the_socket(config: Config) -> None:
     async with running_hive(config) as hive:
         coord = hive.coordinator
-        coord.lifecycle = RecordingLifecycle(coord)  # stands in for the lifecycle branch's Lifecycle
+        # The double resolves an apply_commit approval without a git history; the real Lifecycle is
+        # exercised in test_approve_deny_and_lifecycle_with_the_real_lifecycle.
+        coord.lifecycle = RecordingLifecycle(coord)
         await coord.roster.add("alpha")
         approval = await add_pending_approval(coord, "alpha")
         question = await coord.ask("alpha", "Which region?", options=["eu", "us", "ap"], multi=True)
@@ -314,6 +316,37 @@ async def test_approve_answer_and_send_over_the_socket(config: Config) -> None:
         assert any('"event":"question_answered"' in b and "eu, ap" in b for b in bodies)
         manager_inbox = await coord.recent_messages("manager")
         assert any('"event":"approval_resolved"' in m.body for m in manager_inbox)
+
+
+@pytest.mark.slow
+async def test_approve_deny_and_lifecycle_with_the_real_lifecycle(config: Config) -> None:
+    """The operator's buttons against the real `Lifecycle`: real child processes, real spawn approvals."""
+    async with running_hive(
+        config, lifecycle=True, agent_command="exec sleep 3600", stop_grace=2.0, shutdown_grace=3.0
+    ) as hive:
+        coord = hive.coordinator
+        wanted = await coord.ops.request_spawn("beta", "a reviewer for alpha", requested_by="manager")
+        unwanted = await coord.ops.request_spawn("gamma", "another one", requested_by="manager")
+        async with open_dashboard_client(url_of(hive), buffer=float("inf")) as client:
+            assert set(client.state.approvals) == {wanted.id, unwanted.id}
+            with trio.fail_after(20):
+                approved = await client.action("approve", id=wanted.id, note="welcome")
+                assert approved["status"] == "approved"
+                await client.wait_until(lambda s: "beta" in s.agents and s.agents["beta"].running)
+                denied = await client.action("deny", id=unwanted.id, note="one is enough")
+                assert denied["status"] == "denied"
+                await client.wait_until(lambda s: not s.approvals)
+
+                await client.action("stop", name="beta")
+                await client.wait_until(lambda s: not s.agents["beta"].running and "beta" not in s.transients)
+                await client.action("start", name="beta")
+                await client.wait_until(lambda s: s.agents["beta"].running and "beta" not in s.transients)
+                with pytest.raises(ActionFailed, match="gamma"):
+                    await client.action("restart", name="gamma")
+        kinds = [type(e).tag_value for e in coord.hub.replay_since(0) or []]
+        for kind in ("approval_resolved", "transient_set", "transient_cleared", "container_state_changed"):
+            assert kind in kinds, kind
+        assert (await coord.approvals.get(unwanted.id)).note == "one is enough"
 
 
 async def test_lifecycle_buttons_spin_and_survive_the_operator_leaving(config: Config) -> None:

@@ -130,6 +130,8 @@ MALFORMED: list[tuple[bytes, str]] = [
     (b'{"cmd":"approve","id":"7"}', "expected an integer, got a string @ $.id"),
     (b'{"cmd":"approve","id":true}', "expected an integer, got a boolean @ $.id"),
     (b'{"cmd":"approve","id":7.5}', "expected an integer, got a number @ $.id"),
+    (b'{"cmd":"approve","id":100000000000000000000000000000}', "fits in 64 bits @ $.id"),
+    (b'{"cmd":"cancel_question","id":-9223372036854775809}', "fits in 64 bits @ $.id"),
     (b'{"cmd":"approvals","status":"lost"}', "'lost' is not a valid ApprovalStatus @ $.status"),
     (b'{"cmd":"answer","id":3,"answer":7}', "expected a string or a list of strings @ $.answer"),
     (b'{"cmd":"send","to":"alpha"}', "required field missing @ $.body"),

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import stat
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -228,6 +230,22 @@ async def test_lifecycle_verbs_go_through_coordinator_ops(hive: InProcessHive) -
     ]
 
 
+async def test_approval_rows_carry_hyperhive_rfc3339_times(hive: InProcessHive) -> None:
+    # hyperhive's clients read `requested_at` as a string; a number fails their whole `pending` response.
+    approvals = hive.coordinator.approvals
+    first = await approvals.add("alpha", ApprovalKind.SPAWN, description="a reviewer", requested_by="manager")
+    second = await approvals.add("beta", ApprovalKind.APPLY_COMMIT, commit_ref="abcdef1", requested_by="manager")
+    await approvals.resolve(second.id, ApprovalStatus.DENIED, note="not now")
+    stamp = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+    (row,) = (await hive.host("pending"))["approvals"]
+    assert (row["id"], row["kind"], row["status"], row["resolved_at"]) == (first.id, "spawn", "pending", None)
+    assert stamp.fullmatch(row["requested_at"])
+    assert row["requested_at"] == datetime.fromtimestamp(first.requested_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    denied = (await hive.host("approvals", status="denied"))["approvals"]
+    assert [(a["id"], a["note"]) for a in denied] == [(second.id, "not now")]
+    assert stamp.fullmatch(denied[0]["requested_at"]) and stamp.fullmatch(denied[0]["resolved_at"])
+
+
 # ------------------------------------------------------------------------------ the status feed
 
 
@@ -287,6 +305,7 @@ MALFORMED = [
     (b'{"cmd":"restart"}', "required field missing @ $.name"),
     (b'{"cmd":"restart","name":["alpha"]}', "expected a string, got a list @ $.name"),
     (b'{"cmd":"approve","id":"1"}', "expected an integer"),
+    (b'{"cmd":"answer","id":9223372036854775808,"answer":"x"}', "fits in 64 bits"),
     (b'{"cmd":"start","scope":"everything"}', "expected an object"),
     (b'{"cmd":"send","to":"alpha"}', "required field missing @ $.body"),
 ]

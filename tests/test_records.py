@@ -134,6 +134,10 @@ def test_strict_types_never_coerce() -> None:
         r.structure({"id": "1", "from": "a", "body": "b", "sent_at": 1.0, "redelivered": False}, r.Delivery)
     with pytest.raises(RecordError, match="boolean"):
         r.structure({"id": True, "from": "a", "body": "b", "sent_at": 1.0, "redelivered": False}, r.Delivery)
+    with pytest.raises(RecordError, match="64 bits"):
+        r.structure({"id": 2**63, "from": "a", "body": "b", "sent_at": 1.0, "redelivered": False}, r.Delivery)
+    big = {"id": 2**63 - 1, "from": "a", "body": "b", "sent_at": 1.0, "redelivered": False}
+    assert r.structure(big, r.Delivery).id == 2**63 - 1
     with pytest.raises(RecordError, match="finite"):
         r.structure({"id": 1, "from": "a", "body": "b", "sent_at": float("nan"), "redelivered": False}, r.Delivery)
     with pytest.raises(RecordError, match="required field missing"):

@@ -1,0 +1,91 @@
+"""An agent's output log: appended chunk by chunk, rotated at a size limit, never buffered in memory.
+
+A process agent's stdout and stderr go through a pipe to this writer. The file is rotated to
+`<name>.log.1` when the next chunk would push it past `max_bytes`, so an agent that floods its
+output costs at most twice `max_bytes` of disk and one pipe chunk of memory; it is slowed by the
+pipe, never allowed to grow the daemon. Writes happen in a worker thread (regular files block).
+This module never reads the pipe itself and knows nothing of processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import BinaryIO
+
+import trio
+
+log = logging.getLogger(__name__)
+
+
+def rotated_path(path: Path) -> Path:
+    return path.with_name(path.name + ".1")
+
+
+class AgentLog:
+    def __init__(self, path: Path, *, max_bytes: int) -> None:
+        if max_bytes <= 0:
+            raise ValueError("max_bytes must be positive")
+        self.path = path
+        self.max_bytes = max_bytes
+        self._file: BinaryIO | None = None
+        self._size = 0
+        self.rotations = 0
+        self.failed = False
+
+    @classmethod
+    async def open(cls, path: Path, *, max_bytes: int) -> AgentLog:
+        writer = cls(path, max_bytes=max_bytes)
+        await trio.to_thread.run_sync(writer._open)
+        return writer
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        self._file = os.fdopen(fd, "ab", buffering=0)
+        self._size = os.fstat(fd).st_size
+
+    def _rotate(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        os.replace(self.path, rotated_path(self.path))
+        self.rotations += 1
+        self._open()
+
+    def write_sync(self, data: bytes | bytearray) -> None:
+        """Append `data`, rotating whenever the file is full; the file never exceeds `max_bytes`."""
+        view = memoryview(data)
+        while view:
+            room = self.max_bytes - self._size
+            if room <= 0:
+                self._rotate()
+                continue
+            part = view[:room]
+            assert self._file is not None
+            self._file.write(part)
+            self._size += len(part)
+            view = view[len(part) :]
+
+    async def write(self, data: bytes | bytearray) -> None:
+        """Append `data`. A failing disk loses log lines (logged once), never stops the agent."""
+        if self.failed or not data:
+            return
+        try:
+            await trio.to_thread.run_sync(self.write_sync, data)
+        except OSError as exc:
+            self.failed = True
+            log.warning("agent log %s stopped: %s; further output is discarded", self.path, exc)
+
+    def close_sync(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    async def aclose(self) -> None:
+        await trio.to_thread.run_sync(self.close_sync)
+
+    @property
+    def size(self) -> int:
+        return self._size

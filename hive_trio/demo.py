@@ -1,0 +1,109 @@
+"""`hive-trio up`: the whole hive on embedded defaults, with example agents that really talk.
+
+It runs the same `open_hive` as the daemon, with state in `./hive-state`, the dashboard on loopback,
+three example agents (spawned directly, as the operator would) and the example manager, all on the
+process backend and all real MCP clients of their sockets. It prints where to look and what to try,
+and runs until Ctrl-C. It must never do anything the daemon itself would not: no shortcuts into the
+stores, only lifecycle operations and the sockets.
+"""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import sys
+from pathlib import Path
+from typing import Final
+
+import attrs
+import trio
+
+from hive_trio.config import Config, default_runtime_dir, default_state_dir, python_module_command
+from hive_trio.coordinator import Coordinator
+from hive_trio.daemon import open_hive, raise_open_file_limit
+
+EXAMPLE_AGENTS: Final = ("alice", "bob", "carol")
+UP_STATE_DIR: Final = Path("hive-state")
+
+
+def example_agent_command(python: str = sys.executable) -> str:
+    return python_module_command("hive_trio.example_agent", python)
+
+
+def example_manager_command(python: str = sys.executable) -> str:
+    return python_module_command("hive_trio.example_manager", python)
+
+
+def up_config(config: Config) -> Config:
+    """`config` with `up`'s defaults wherever the operator left the daemon's defaults in place.
+
+    State goes to `./hive-state`, and the runtime dir follows the CLI's rule for `up`
+    (`cli.embedded_runtime_dir`: under the state dir, or a private /tmp dir when socket paths there
+    would be too long), so `run_up` called directly finds the same hive the `hive-trio` commands do,
+    and never replaces the sockets of a `hive-trio daemon` running on the defaults. Agents and manager
+    run the bundled examples, with this Python.
+    """
+    from hive_trio.cli import embedded_runtime_dir
+
+    state_dir = UP_STATE_DIR.resolve() if config.state_dir == default_state_dir() else config.state_dir
+    runtime_dir = config.runtime_dir
+    if runtime_dir == default_runtime_dir():
+        runtime_dir = embedded_runtime_dir(state_dir)
+    return attrs.evolve(
+        config,
+        state_dir=state_dir,
+        runtime_dir=runtime_dir,
+        manager_command=config.manager_command or example_manager_command(),
+    )
+
+
+async def spawn_examples(coord: Coordinator, names: tuple[str, ...] = EXAMPLE_AGENTS) -> list[str]:
+    """Spawn the examples that are not there yet. A name the operator destroyed (a tombstone) stays gone."""
+    tombstones = set(await coord.tombstones())
+    spawned = []
+    for name in names:
+        if name in tombstones or await coord.roster.get(name) is not None:
+            continue
+        await coord.ops.spawn(name)
+        spawned.append(name)
+    return spawned
+
+
+def banner(coord: Coordinator, config: Config) -> str:
+    run = shlex.quote(str(config.runtime_dir))
+    state = shlex.quote(str(config.state_dir))
+    if coord.dashboard_url:
+        dashboard = f"dashboard: {coord.dashboard_url}\n  (with its token: hive-trio dashboard-url --state-dir {state})"
+    else:
+        dashboard = "dashboard: not in this build yet (it is being built on its own branch)"
+    return f"""\
+hive-trio is up: example agents {", ".join(EXAMPLE_AGENTS)} and an example manager are running.
+  state:   {config.state_dir}
+  runtime: {config.runtime_dir}
+  {dashboard}
+
+Try, in another terminal:
+  hive-trio status --runtime-dir {run}
+  hive-trio questions --runtime-dir {run}          # {EXAMPLE_AGENTS[0]} asked you something
+  hive-trio answer ID "the tests" --runtime-dir {run}
+  hive-trio approvals --runtime-dir {run}          # the manager proposed a config change
+  hive-trio approve ID --runtime-dir {run}         # {EXAMPLE_AGENTS[0]} is rebuilt and greets in Swedish
+  hive-trio send alice "hi from the operator" --runtime-dir {run}
+  tail -f {state}/logs/*.log
+
+Ctrl-C stops the hive; the agents stop with it, and everything stays in {config.state_dir}.
+"""
+
+
+async def run_up(config: Config) -> None:
+    """Run `hive-trio up` until SIGINT or SIGTERM (the CLI calls `trio.run(run_up, config)`)."""
+    config = up_config(config)
+    raise_open_file_limit()
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with open_hive(config) as hive:
+            coord = hive.coordinator
+            await spawn_examples(coord)
+            print(banner(coord, config), flush=True)
+            async for _ in signals:
+                print("stopping the hive…", flush=True)
+                break

@@ -1,0 +1,63 @@
+"""The parts of `hive-trio up` and its examples that need no socket: config defaults, parsing, edits."""
+
+from __future__ import annotations
+
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from hive_trio.backends.process import parse_agent_toml, starter_agent_toml
+from hive_trio.cli import embedded_runtime_dir
+from hive_trio.config import Config, default_runtime_dir, default_state_dir
+from hive_trio.demo import example_agent_command, up_config
+from hive_trio.example_agent import agent_names, messages_of
+from hive_trio.example_manager import with_greeting
+
+
+def test_up_defaults_state_here_and_the_clis_runtime_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = up_config(Config())
+    assert config.state_dir == tmp_path / "hive-state"
+    assert config.runtime_dir == embedded_runtime_dir(tmp_path / "hive-state")
+    assert config.runtime_dir != default_runtime_dir()
+    assert sys.executable in config.agent_command and "hive_trio.example_agent" in config.agent_command
+    assert config.manager_command is not None and "hive_trio.example_manager" in config.manager_command
+    # The operator's own choices are kept.
+    chosen = up_config(Config(state_dir=tmp_path / "s", runtime_dir=tmp_path / "r", agent_command="exec x"))
+    assert (chosen.state_dir, chosen.runtime_dir, chosen.agent_command) == (tmp_path / "s", tmp_path / "r", "exec x")
+    assert Config().state_dir == default_state_dir()
+
+
+def test_example_agent_command_quotes_the_interpreter() -> None:
+    assert example_agent_command("/opt/my python/bin/python3") == (
+        "exec '/opt/my python/bin/python3' -m hive_trio.example_agent"
+    )
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        ["bob", "alice"],
+        {"agents": ["alice", "bob"]},
+        {"agents": [{"name": "bob", "running": True}, {"name": "alice"}]},
+        [{"name": "alice"}, "bob", 5, None],
+    ],
+)
+def test_agent_names_reads_any_list_agents_shape(result: object) -> None:
+    assert agent_names(result) == ["alice", "bob"]
+
+
+def test_messages_of() -> None:
+    assert messages_of({"messages": [{"from": "a", "body": "x"}, "junk"]}) == [{"from": "a", "body": "x"}]
+    assert messages_of(None) == []
+
+
+def test_the_manager_edit_is_valid_agent_toml() -> None:
+    edited = with_greeting(starter_agent_toml("alice"), "hej")
+    assert tomllib.loads(edited)["env"] == {"EXAMPLE_GREETING": "hej"}
+    assert parse_agent_toml(edited).env == {"EXAMPLE_GREETING": "hej"}
+    # Idempotent, and a file without [env] gets one.
+    assert with_greeting(edited, "hej") == edited
+    assert tomllib.loads(with_greeting("[agent]\n", "hi"))["env"] == {"EXAMPLE_GREETING": "hi"}
