@@ -122,3 +122,17 @@ async def test_operator_approves_answers_and_sends_from_the_page(config: Config)
         answered = await coord.questions.get(question.id)
         assert answered.answer == "quarantine" and answered.answerer == OPERATOR
         assert [m.body for m in await coord.recent_messages("alpha")][-1] == "thanks, merging now"
+
+
+async def test_without_a_token_the_page_says_how_to_get_one(config: Config) -> None:
+    async with running_hive(config) as hive:
+        assert hive.dashboard_url is not None
+        async with open_browser() as browser:
+            page = await browser.new_page()
+            await page.call("Page.navigate", url=hive.dashboard_url)
+            text = await page.wait_for("document.querySelector('main.notice h1')?.textContent")
+            assert text == "This dashboard needs its token"
+            # Styled by the dashboard's stylesheet, not refused by its own CSP.
+            await page.wait_for("getComputedStyle(document.querySelector('main')).maxWidth === '576px'")
+            await page.screenshot(ARTIFACTS / "dashboard-no-token.png")
+            assert [e for e in page.console_errors if "401" not in e] == []

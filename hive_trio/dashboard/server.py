@@ -72,9 +72,10 @@ MAX_ACTIONS_IN_FLIGHT: Final = 16
 # Results waiting for a connection that is not reading; past this the connection is closed.
 RESULT_BACKLOG: Final = 64
 ENCODED_CACHE: Final = 2048
+# Kernel memory a peer that reads nothing can pin; past it, writes back-pressure and the hub drops it.
+SEND_BUFFER: Final = 128 * 1024
 # Dead peers are found by TCP keepalive, not websocket pings: hypercorn 0.18's ping task sleeps its
 # whole interval before noticing a closed connection, which held every shutdown for `graceful_timeout`.
-SEND_BUFFER: Final = 128 * 1024
 KEEPALIVE_IDLE: Final = 30
 KEEPALIVE_INTERVAL: Final = 10
 KEEPALIVE_PROBES: Final = 3
@@ -90,10 +91,11 @@ SECURITY_HEADERS: Final = {
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",
 }
-NEEDS_TOKEN_PAGE: Final = """<!doctype html><meta charset="utf-8"><title>hive-trio</title>
-<body style="font:16px system-ui;margin:4rem auto;max-width:36rem;color:#333">
-<h1 style="font-weight:500">This dashboard needs its token</h1>
-<p>Open the URL that <code>hive-trio dashboard-url</code> prints on the daemon's machine.</p>"""
+# Styled by the page's own stylesheet: the CSP allows no inline style.
+NEEDS_TOKEN_PAGE: Final = """<!doctype html><meta charset="utf-8"><title>hive</title>
+<link rel="icon" href="data:,"><link rel="stylesheet" href="/static/dashboard.css">
+<main class="notice panel"><h1>This dashboard needs its token</h1>
+<p>Open the URL that <code>hive-trio dashboard-url</code> prints on the daemon's machine.</p></main>"""
 WRONG_TOKEN_PAGE: Final = NEEDS_TOKEN_PAGE.replace("needs its token", "did not accept that token")
 
 
