@@ -154,17 +154,28 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
+    from hive_trio.errors import HiveError
+
     config = load_cli_config(args)
     dashboard_url = _optional("hive_trio.dashboard.token", "dashboard_url", "watch")
     run_watch = _optional("hive_trio.dashboard.watch", "run_watch", "watch")
-    trio.run(run_watch, dashboard_url(config))
+    try:
+        # No token yet, or the dashboard refused it: one line, not a traceback.
+        trio.run(run_watch, dashboard_url(config))
+    except HiveError as exc:
+        raise CliError(str(exc)) from None
     return EXIT_OK
 
 
 def cmd_dashboard_url(args: argparse.Namespace) -> int:
+    from hive_trio.errors import HiveError
+
     config = load_cli_config(args)
     dashboard_url = _optional("hive_trio.dashboard.token", "dashboard_url", "dashboard-url")
-    print(dashboard_url(config))
+    try:
+        print(dashboard_url(config))
+    except HiveError as exc:
+        raise CliError(str(exc)) from None
     return EXIT_OK
 
 

@@ -11,7 +11,7 @@ import trio
 from dashboard_support import add_pending_approval, running_hive, url_of
 
 from hive_trio.config import Config
-from hive_trio.dashboard.client import DashboardRefused
+from hive_trio.dashboard.client import DashboardRefused, DashboardUnavailable
 from hive_trio.dashboard.live_state import LiveState
 from hive_trio.dashboard.watch import ansi, render_event, render_snapshot, run_watch
 from hive_trio.records import (
@@ -137,15 +137,29 @@ async def test_watch_refuses_a_wrong_token_plainly(config: Config) -> None:
             await run_watch(url_of(hive).replace("token=", "token=wrong"), out=io.StringIO())
 
 
-async def test_watch_waits_for_a_daemon_that_is_not_there(short_tmp: object) -> None:
+async def test_watch_without_a_daemon_fails_plainly_or_waits_when_asked() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/?token=secret-value"
+    with pytest.raises(DashboardUnavailable, match=f"no dashboard at http://127.0.0.1:{port}/: ") as caught:
+        await run_watch(url, out=io.StringIO())
+    assert "secret-value" not in str(caught.value)
     out = Screen()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(partial(run_watch, f"http://127.0.0.1:{port}/?token=secret-value", out=out))
+        nursery.start_soon(partial(run_watch, url, out=out, wait=True))
         with trio.fail_after(10):
-            await out.shows("(waiting for the dashboard: no dashboard at http://127.0.0.1:")
+            await out.shows("(waiting for the dashboard to come back…)")
         nursery.cancel_scope.cancel()
     assert "secret-value" not in out.getvalue()
     assert out.getvalue().count("waiting for the dashboard") == 1
+
+
+def test_cli_dashboard_url_without_a_token_is_one_line(config: Config, capsys: pytest.CaptureFixture[str]) -> None:
+    from hive_trio.cli import main
+
+    code = main(["dashboard-url", "--state-dir", str(config.state_dir), "--runtime-dir", str(config.runtime_dir)])
+    assert code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hive-trio: no dashboard token at") and "start the daemon once" in err
+    assert "\n" not in err

@@ -28,6 +28,7 @@ from trio_websocket import (
 
 from hive_trio.dashboard.live_state import LiveState
 from hive_trio.dashboard.protocol import SeqFilter, encode_action, parse_frame, stream_url
+from hive_trio.errors import HiveError
 from hive_trio.records import DashboardEvent, EventFrame, RecordError, ResultFrame, ResumedFrame, Snapshot
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ MAX_MESSAGE: Final = 64 * 1024 * 1024
 _CONNECT_ERRORS: Final = (OSError, HandshakeError, ConnectionClosed, trio.BrokenResourceError, trio.TooSlowError)
 
 
-class DashboardError(Exception):
+class DashboardError(HiveError):
     """Something about the dashboard connection, said for a person."""
 
 

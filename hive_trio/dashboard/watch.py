@@ -15,7 +15,13 @@ from typing import Final, TextIO
 
 import trio
 
-from hive_trio.dashboard.client import DashboardClient, DashboardError, DashboardRefused, open_dashboard_client
+from hive_trio.dashboard.client import (
+    DashboardClient,
+    DashboardError,
+    DashboardRefused,
+    DashboardUnavailable,
+    open_dashboard_client,
+)
 from hive_trio.dashboard.live_state import LiveState
 from hive_trio.records import (
     AgentStatus,
@@ -145,15 +151,17 @@ async def _say_when_lost(client: DashboardClient, out: TextIO, paint: Paint) -> 
         await client.wait_connected()
 
 
-async def run_watch(url: str, *, out: TextIO | None = None, colour: bool | None = None) -> None:
+async def run_watch(url: str, *, out: TextIO | None = None, colour: bool | None = None, wait: bool = False) -> None:
     """Print the hive's live events until cancelled (Ctrl-C), riding out daemon restarts.
 
-    Raises `DashboardRefused` when the token is wrong: waiting would not fix that.
+    A daemon that is not there at the start is an error (`DashboardUnavailable`), as for every other
+    command, unless `wait`. Raises `DashboardRefused` when the token is wrong: waiting cannot fix that.
     """
     stream = sys.stdout if out is None else out
     use_colour = (stream.isatty() and "NO_COLOR" not in os.environ) if colour is None else colour
     paint: Paint = ansi if use_colour else plain
     waiting_said = False
+    connected_once = False
     while True:
         try:
             async with (
@@ -161,6 +169,7 @@ async def run_watch(url: str, *, out: TextIO | None = None, colour: bool | None 
                 trio.open_nursery() as nursery,
             ):
                 waiting_said = False
+                connected_once = True
                 nursery.start_soon(_say_when_lost, client, stream, paint)
                 async for update in client:
                     if isinstance(update, Snapshot):
@@ -175,6 +184,12 @@ async def run_watch(url: str, *, out: TextIO | None = None, colour: bool | None 
                 nursery.cancel_scope.cancel()
         except DashboardRefused:
             raise
+        except DashboardUnavailable:
+            if not (wait or connected_once):
+                raise
+            if not waiting_said:
+                _emit(stream, paint("dim", "(waiting for the dashboard to come back…)"))
+                waiting_said = True
         except DashboardError as exc:
             if not waiting_said:
                 _emit(stream, paint("dim", f"(waiting for the dashboard: {exc})"))
