@@ -309,7 +309,7 @@ class Coordinator:
         try:
             await self.send(sender, BROADCAST, body)
         except HiveError as exc:
-            return [f"{n}: {exc}" for n in await self._agent_names() if n != sender]
+            return [f"{n}: {exc}" for n in await self.agent_names() if n != sender]
         return []
 
     async def recv(self, name: str, *, wait_seconds: float = 0.0, limit: int = 1) -> list[Message]:
@@ -385,7 +385,8 @@ class Coordinator:
         await self.notify_agent(MANAGER_AGENT, event)
 
     # ================================================================== agents
-    async def _agent_names(self) -> list[str]:
+    async def agent_names(self) -> list[str]:
+        """Every agent the roster holds, running or not (the manager is not an agent row)."""
         return [r.name for r in await self.roster.all()]
 
     async def require_agent(self, name: str) -> AgentRecord:
@@ -396,7 +397,7 @@ class Coordinator:
         return self.paths.kept_state_names()
 
     async def tombstones(self) -> list[str]:
-        live = set(await self._agent_names())
+        live = set(await self.agent_names())
         return [n for n in self.kept_state_names() if n not in live]
 
     async def set_status_text(self, name: str, text: str | None) -> AgentRecord:
@@ -495,6 +496,9 @@ class Coordinator:
             raise HiveError("this hive runs without a lifecycle backend")
         return self.lifecycle
 
+    async def list_approvals(self, *, status: ApprovalStatus | None = None) -> list[Approval]:
+        return await self.approvals.query(status=status)
+
     # ================================================================== questions
     async def ask(
         self,
@@ -591,6 +595,12 @@ class Coordinator:
         await self.notify_agent(
             q.asker, HelperQuestionAnswered(id=q.id, question=q.question, answer=q.answer, answerer=q.answerer)
         )
+
+    async def list_questions(self, *, recent: int | None = None) -> list[Question]:
+        """Open questions, or with `recent` the last that many, answered ones too."""
+        if recent is None:
+            return await self.questions.list_open()
+        return await self.questions.list_recent(limit=recent)
 
     async def expire_questions(self) -> list[Question]:
         expired = await self.questions.expire()
