@@ -22,6 +22,7 @@ from hive_trio.backends.nixos_container import NixosContainerBackend
 from hive_trio.backends.process import ProcessBackend
 from hive_trio.config import Config
 from hive_trio.coordinator import Coordinator, WallClock, open_coordinator
+from hive_trio.dashboard.server import serve_dashboard
 from hive_trio.host_socket import serve_host_socket
 from hive_trio.lifecycle import Lifecycle
 from hive_trio.paths import HivePaths
@@ -105,6 +106,9 @@ async def open_hive(config: Config, *, clock: WallClock = time.time, lifecycle: 
         else:
             for record in await coord.roster.all():
                 await coord.register_agent(record.name)
+        if config.dashboard_enabled:
+            # Bound before open_hive yields, so `hive.dashboard_url` is always usable (port 0 included).
+            await nursery.start(serve_dashboard, coord)
         # host.sock last: once an operator can connect, every agent socket is already bound.
         await nursery.start(serve_host_socket, coord)
         try:

@@ -925,3 +925,186 @@ class Snapshot:
     questions: list[Question]
     messages: list[Message]
     tombstones: list[str] = attrs.field(factory=list)
+
+
+# ------------------------------------------------------------------------- dashboard stream wire
+# The operator's websocket (SPEC §7). Actions come in tagged by `op`; frames go out tagged by `type`.
+# hyperhive's dashboard posts forms and streams SSE; here one socket carries both directions, so every
+# action names a client-chosen `req` that its `result` frame echoes.
+
+# A client-chosen request id: a JSON number or string (or absent). Anything else is refused.
+RequestId: TypeAlias = int | str | None
+# A multi-choice answer may come as the list of selections; the coordinator joins them with ", ".
+AnswerText: TypeAlias = str | list[str]
+
+
+@attrs.frozen
+class ApproveAction:
+    tag_value: ClassVar[str] = "approve"
+    id: int
+    note: str | None = None
+    req: RequestId = None
+
+
+@attrs.frozen
+class DenyAction:
+    tag_value: ClassVar[str] = "deny"
+    id: int
+    note: str | None = None
+    req: RequestId = None
+
+
+@attrs.frozen
+class AnswerAction:
+    tag_value: ClassVar[str] = "answer"
+    id: int
+    answer: AnswerText
+    req: RequestId = None
+
+
+@attrs.frozen
+class CancelQuestionAction:
+    tag_value: ClassVar[str] = "cancel_question"
+    id: int
+    req: RequestId = None
+
+
+@attrs.frozen
+class SendAction:
+    tag_value: ClassVar[str] = "send"
+    to: str
+    body: str
+    req: RequestId = None
+
+
+@attrs.frozen
+class StartAction:
+    tag_value: ClassVar[str] = "start"
+    name: str
+    req: RequestId = None
+
+
+@attrs.frozen
+class StopAction:
+    tag_value: ClassVar[str] = "stop"
+    name: str
+    graceful: bool = True
+    req: RequestId = None
+
+
+@attrs.frozen
+class RestartAction:
+    tag_value: ClassVar[str] = "restart"
+    name: str
+    req: RequestId = None
+
+
+@attrs.frozen
+class RebuildAction:
+    tag_value: ClassVar[str] = "rebuild"
+    name: str
+    req: RequestId = None
+
+
+@attrs.frozen
+class DestroyAction:
+    tag_value: ClassVar[str] = "destroy"
+    name: str
+    purge: bool = False
+    req: RequestId = None
+
+
+@attrs.frozen
+class SpawnAction:
+    tag_value: ClassVar[str] = "spawn"
+    name: str
+    parent: str | None = None
+    req: RequestId = None
+
+
+@attrs.frozen
+class CancelTransientAction:
+    tag_value: ClassVar[str] = "cancel_transient"
+    name: str
+    req: RequestId = None
+
+
+DashboardAction: TypeAlias = (
+    ApproveAction
+    | DenyAction
+    | AnswerAction
+    | CancelQuestionAction
+    | SendAction
+    | StartAction
+    | StopAction
+    | RestartAction
+    | RebuildAction
+    | DestroyAction
+    | SpawnAction
+    | CancelTransientAction
+)
+DASHBOARD_ACTION_TYPES: Final[tuple[type[Any], ...]] = DashboardAction.__args__
+DASHBOARD_OPS: Final[tuple[str, ...]] = tuple(t.tag_value for t in DASHBOARD_ACTION_TYPES)
+
+
+@attrs.frozen
+class ResumedFrame:
+    """Sent instead of a snapshot when `?since=` could be honoured: events after `seq` follow."""
+
+    seq: int
+    epoch: str
+
+
+@attrs.frozen
+class EventFrame:
+    event: DashboardEvent
+
+
+@attrs.frozen
+class ResultFrame:
+    """The answer to one action; `result` is the action's plain-data outcome when it has one."""
+
+    req: RequestId
+    ok: bool
+    error: str | None = None
+    result: Any = None
+
+
+# A snapshot frame is the `Snapshot` itself, flat, tagged `"type": "snapshot"` (SPEC §7).
+StreamFrame: TypeAlias = Snapshot | ResumedFrame | EventFrame | ResultFrame
+_FRAME_TAGS: Final[dict[type[Any], str]] = {
+    Snapshot: "snapshot",
+    ResumedFrame: "resumed",
+    EventFrame: "event",
+    ResultFrame: "result",
+}
+FRAME_TYPES: Final[tuple[str, ...]] = tuple(_FRAME_TAGS.values())
+
+
+def _structure_request_id(value: Any, _: Any) -> RequestId:
+    if value is None or (isinstance(value, int | str) and not isinstance(value, bool)):
+        return value
+    raise TypeError(f"expected a number or a string, got {type(value).__name__}")
+
+
+def _structure_answer(value: Any, _: Any) -> AnswerText:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise TypeError("expected a string or a list of strings")
+
+
+def _configure_stream_wire(conv: cattrs.Converter) -> None:
+    conv.register_structure_hook(RequestId, _structure_request_id)
+    conv.register_structure_hook(AnswerText, _structure_answer)
+    configure_tagged_union(DashboardAction, conv, tag_generator=_tag_of, tag_name="op")
+    configure_tagged_union(StreamFrame, conv, tag_generator=_FRAME_TAGS.__getitem__, tag_name="type")
+
+
+_configure_stream_wire(CONVERTER)
+
+
+def unstructure_frame(frame: StreamFrame) -> dict[str, Any]:
+    data: dict[str, Any] = CONVERTER.unstructure(frame, StreamFrame)
+    return data

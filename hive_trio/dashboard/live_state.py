@@ -1,0 +1,188 @@
+"""What a dashboard client knows: a snapshot with the stream's events applied, idempotently.
+
+SPEC §4: a client must tolerate an event whose effect the snapshot already shows, so every change is
+applied by id (an approval resolved twice is resolved once; a message already in the snapshot's log is
+not logged again). The web page does the same in JavaScript. Pure data; no I/O, no trio.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Final
+
+import attrs
+
+from hive_trio.records import (
+    AgentStatus,
+    ApprovalAddedEvent,
+    ApprovalKind,
+    ApprovalResolvedEvent,
+    ContainerRemovedEvent,
+    ContainerStateChangedEvent,
+    DashboardEvent,
+    DeliveredEvent,
+    QuestionAddedEvent,
+    QuestionResolvedEvent,
+    SentEvent,
+    Snapshot,
+    TransientClearedEvent,
+    TransientKind,
+    TransientSetEvent,
+)
+
+LOG_LIMIT: Final = 500
+
+
+@attrs.frozen
+class PendingApproval:
+    id: int
+    agent: str
+    kind: ApprovalKind
+    sha_short: str | None
+    description: str | None
+    diff: str | None
+
+
+@attrs.frozen
+class OpenQuestion:
+    id: int
+    asker: str
+    question: str
+    options: list[str]
+    multi: bool
+    asked_at: float
+    deadline_at: float | None
+    default_answer: str | None
+
+
+@attrs.frozen
+class LogEntry:
+    sender: str
+    recipient: str
+    body: str
+    at: float
+    delivered: bool = False
+
+
+@attrs.define
+class LiveState:
+    epoch: str | None = None
+    seq: int = 0
+    agents: dict[str, AgentStatus] = attrs.field(factory=dict)
+    transients: dict[str, TransientKind] = attrs.field(factory=dict)
+    approvals: dict[int, PendingApproval] = attrs.field(factory=dict)
+    questions: dict[int, OpenQuestion] = attrs.field(factory=dict)
+    log: deque[LogEntry] = attrs.field(factory=lambda: deque(maxlen=LOG_LIMIT))
+    tombstones: list[str] = attrs.field(factory=list)
+
+    def load(self, snapshot: Snapshot) -> None:
+        """Replace everything with `snapshot` (a connect, or a resync after falling behind)."""
+        self.epoch, self.seq = snapshot.epoch, snapshot.seq
+        self.agents = {row.name: row for row in snapshot.agents}
+        self.transients = {row.name: row.transient for row in snapshot.agents if row.transient is not None}
+        self.approvals = {
+            a.id: PendingApproval(
+                id=a.id,
+                agent=a.agent,
+                kind=a.kind,
+                sha_short=a.fetched_sha[:12] if a.fetched_sha else None,
+                description=a.description,
+                diff=a.diff,
+            )
+            for a in snapshot.approvals
+        }
+        self.questions = {
+            q.id: OpenQuestion(
+                id=q.id,
+                asker=q.asker,
+                question=q.question,
+                options=list(q.options),
+                multi=q.multi,
+                asked_at=q.asked_at,
+                deadline_at=q.deadline_at,
+                default_answer=q.default_answer,
+            )
+            for q in snapshot.questions
+            if q.target is None and q.is_open
+        }
+        self.log = deque(
+            (
+                LogEntry(m.sender, m.recipient, m.body, m.sent_at, delivered=m.delivered_at is not None)
+                for m in snapshot.messages
+            ),
+            maxlen=LOG_LIMIT,
+        )
+        self.tombstones = list(snapshot.tombstones)
+
+    def apply(self, event: DashboardEvent) -> None:
+        """Apply one live event; applying one the state already shows changes nothing."""
+        self.seq = max(self.seq, event.seq)
+        match event:
+            case SentEvent():
+                entry = LogEntry(event.sender, event.recipient, event.body, event.at)
+                if self._find(entry) is None:
+                    self.log.append(entry)
+            case DeliveredEvent():
+                self._mark_delivered(event)
+            case ApprovalAddedEvent():
+                self.approvals[event.id] = PendingApproval(
+                    id=event.id,
+                    agent=event.agent,
+                    kind=event.approval_kind,
+                    sha_short=event.sha_short,
+                    description=event.description,
+                    diff=event.diff,
+                )
+            case ApprovalResolvedEvent():
+                self.approvals.pop(event.id, None)
+            case QuestionAddedEvent():
+                self.questions[event.id] = OpenQuestion(
+                    id=event.id,
+                    asker=event.asker,
+                    question=event.question,
+                    options=list(event.options),
+                    multi=event.multi,
+                    asked_at=event.asked_at,
+                    deadline_at=event.deadline_at,
+                    default_answer=event.default_answer,
+                )
+            case QuestionResolvedEvent():
+                self.questions.pop(event.id, None)
+            case TransientSetEvent():
+                self.transients[event.name] = event.transient_kind
+                self._set_row_transient(event.name, event.transient_kind)
+            case TransientClearedEvent():
+                self.transients.pop(event.name, None)
+                self._set_row_transient(event.name, None)
+            case ContainerStateChangedEvent():
+                row = event.row
+                # The row was read when it was published; a spinner set or cleared since wins.
+                self.agents[row.name] = attrs.evolve(row, transient=self.transients.get(row.name))
+                if row.name in self.tombstones:
+                    self.tombstones.remove(row.name)
+            case ContainerRemovedEvent():
+                self.agents.pop(event.name, None)
+                self.transients.pop(event.name, None)
+
+    def _find(self, entry: LogEntry) -> int | None:
+        # Newest first: a duplicate is an event racing the snapshot, so it is near the end.
+        for i in range(len(self.log) - 1, -1, -1):
+            e = self.log[i]
+            if (e.sender, e.recipient, e.at, e.body) == (entry.sender, entry.recipient, entry.at, entry.body):
+                return i
+        return None
+
+    def _mark_delivered(self, event: DeliveredEvent) -> None:
+        for i in range(len(self.log) - 1, -1, -1):
+            e = self.log[i]
+            if not e.delivered and (e.sender, e.recipient, e.body) == (event.sender, event.recipient, event.body):
+                self.log[i] = attrs.evolve(e, delivered=True)
+                return
+
+    def _set_row_transient(self, name: str, kind: TransientKind | None) -> None:
+        row = self.agents.get(name)
+        if row is not None:
+            self.agents[name] = attrs.evolve(row, transient=kind)
+
+
+__all__ = ["LOG_LIMIT", "LiveState", "LogEntry", "OpenQuestion", "PendingApproval"]

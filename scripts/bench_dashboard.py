@@ -1,0 +1,339 @@
+"""Dashboard fan-out benchmark: N websocket subscribers, event latency p50/p99, with and without a stalled one.
+
+The daemon (a real `open_hive` with its dashboard on loopback, port 0) runs in this process; the
+subscribers run in a child process on trio-websocket, so server and clients each get a core. Each event
+carries its emit time (CLOCK_MONOTONIC is system-wide on Linux); a subscriber's latency is receive time
+minus emit time. In the stalled run one more subscriber completes the handshake with a tiny receive
+buffer and then never reads: the hub must drop it and the others must not notice.
+
+    python scripts/bench_dashboard.py                       # 1000 subscribers, 60 events at 2/s
+    python scripts/bench_dashboard.py --subscribers 200 --events 50
+
+Results go to stdout as a markdown table (docs/PERFORMANCE.md keeps the measured ones).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import attrs
+import trio
+import trio_websocket
+from wsproto.frame_protocol import FrameProtocol
+
+from hive_trio.config import Config
+from hive_trio.daemon import open_hive
+from hive_trio.dashboard.protocol import ResumePoint, stream_url
+from hive_trio.dashboard.server import StreamConnection
+from hive_trio.dashboard.token import dashboard_url
+from hive_trio.records import OPERATOR, SentEvent
+
+END = "END"
+WARM = "WARM"
+
+
+def now() -> float:
+    return time.clock_gettime(time.CLOCK_MONOTONIC)
+
+
+# ------------------------------------------------------------------------------------ subscribers
+
+
+@attrs.define
+class Tally:
+    latencies: list[float] = attrs.field(factory=list)
+    resyncs: int = 0
+
+
+async def subscriber(url: str, tally: Tally, ready: trio.Semaphore, limiter: trio.CapacityLimiter) -> None:
+    async with trio.open_nursery() as nursery:
+        async with limiter:  # connect in waves, as a thousand reconnecting browsers would
+            ws = await trio_websocket.connect_websocket_url(nursery, url, max_message_size=64 * 1024 * 1024)
+            first = json.loads(await ws.get_message())
+        assert first["type"] in ("snapshot", "resumed"), first
+        ready.release()
+        while True:
+            frame = json.loads(await ws.get_message())
+            received = now()
+            if frame.get("type") == "snapshot":
+                tally.resyncs += 1  # fell behind: the END marker may be inside this snapshot's past
+                continue
+            if frame.get("type") != "event":
+                continue
+            body = frame["event"]["body"]
+            if body.startswith(END):
+                break
+            if body.startswith(WARM):
+                continue
+            tally.latencies.append(received - float(body.split(" ", 1)[0]))
+        await ws.aclose()
+
+
+async def stalled_subscriber(url: str, *, task_status: trio.TaskStatus[trio_websocket.WebSocketConnection]) -> None:
+    """Handshake, then never read again, with a receive buffer small enough to fill at once."""
+    parts = urlsplit(url)
+    assert parts.hostname is not None and parts.port is not None
+    sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    await sock.connect((parts.hostname, parts.port))
+    stream = trio.SocketStream(sock)
+    async with trio.open_nursery() as nursery:
+        ws = await trio_websocket.wrap_client_stream(
+            nursery, stream, parts.hostname, f"{parts.path}?{parts.query}", message_queue_size=1
+        )
+        task_status.started(ws)
+        await trio.sleep_forever()
+
+
+async def run_subscribers(url: str, stall_url: str | None, count: int, seconds: float) -> None:
+    tally = Tally()
+    ready = trio.Semaphore(0)
+    limiter = trio.CapacityLimiter(64)
+    stalled = None
+    async with trio.open_nursery() as nursery:
+        with trio.move_on_after(seconds) as deadline:
+            async with trio.open_nursery() as subscribers:
+                for _ in range(count):
+                    subscribers.start_soon(subscriber, url, tally, ready, limiter)
+                for _ in range(count):
+                    await ready.acquire()
+                if stall_url is not None:
+                    stalled = await nursery.start(stalled_subscriber, stall_url)
+                # This process only generates load: keep its own garbage collector out of the numbers.
+                gc.freeze()
+                print("READY", flush=True)
+        # Was the stalled socket cut by the server's kernel (TCP_USER_TIMEOUT)? A reset shows on read.
+        cut = None
+        if stalled is not None:
+            with trio.move_on_after(2):
+                try:
+                    while True:
+                        await stalled.get_message()
+                except trio_websocket.ConnectionClosed as closed:
+                    cut = closed.reason.code if closed.reason else -1
+        nursery.cancel_scope.cancel()
+    print(
+        json.dumps(
+            {
+                "latencies": tally.latencies,
+                "resyncs": tally.resyncs,
+                "timed_out": deadline.cancelled_caught,
+                "stalled_closed": cut,
+            }
+        ),
+        flush=True,
+    )
+
+
+# ---------------------------------------------------------------------------------------- daemon
+
+
+class WriteProbe:
+    """Counts stream frames handed to the kernel, to time the server's side of a fan-out.
+
+    A measuring probe for this script only: it wraps `StreamConnection._send` in this process.
+    """
+
+    def __init__(self) -> None:
+        self.target = 0
+        self.count = 0
+        self.done_at = 0.0
+        original = StreamConnection._send
+
+        async def probed(conn: StreamConnection, text: str) -> None:
+            await original(conn, text)
+            self.count += 1
+            if self.count == self.target:
+                self.done_at = now()
+
+        StreamConnection._send = probed  # type: ignore[method-assign]
+
+    def arm(self, frames: int) -> None:
+        self.target, self.count, self.done_at = frames, 0, 0.0
+
+
+async def run_case(args: argparse.Namespace, probe: WriteProbe, *, stall: bool) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="ht-bench-", dir="/tmp") as tmp:
+        config = Config(
+            state_dir=Path(tmp) / "state",
+            runtime_dir=Path(tmp) / "run",
+            dashboard_port=0,
+            admin_group=None,
+            synchronous="NORMAL",
+        )
+        async with open_hive(config) as hive:
+            coord = hive.coordinator
+            # A snapshot of ~6 MiB (100 messages of 60 KiB) for whoever connects without resuming: the
+            # stalled subscriber, which then sits in its first write for as long as the kernel allows.
+            for i in range(100):
+                await coord.broker.send("bench", OPERATOR, f"{i} " + "z" * 60_000)
+            base = dashboard_url(config)
+            # Everyone else resumes from the current seq, so they start without a snapshot.
+            live = stream_url(base, token=None, resume=ResumePoint(coord.hub.current_seq(), coord.epoch))
+            child = [sys.executable, __file__, "--role", "subscribers", "--url", live]
+            child += ["--subscribers", str(args.subscribers), "--seconds", str(args.events / args.rate + 60)]
+            if stall:
+                child += ["--stall-url", stream_url(base, token=None, resume=None)]
+            async with trio.open_nursery() as nursery:
+                proc = await nursery.start(partial(trio.run_process, child, stdout=subprocess.PIPE, check=False))
+                lines = proc_lines(proc)
+                connect_started = now()
+                line = await lines.__anext__()
+                assert line == "READY", line
+                connect_seconds = now() - connect_started
+                pad = "." * args.body_bytes
+                # Warm-up, not measured: first-use costs (imports, caches, socket buffers) are not fan-out.
+                for _ in range(3):
+                    coord.hub.emit(SentEvent(sender="bench", recipient="all", body=f"{WARM} {pad}", at=time.time()))
+                    await trio.sleep(1.0)
+                interval = 1.0 / args.rate
+                next_at = trio.current_time()
+                fanouts = []
+                for _ in range(args.events):
+                    probe.arm(args.subscribers)
+                    emitted = now()
+                    coord.hub.emit(SentEvent(sender="bench", recipient="all", body=f"{emitted} {pad}", at=time.time()))
+                    next_at += interval
+                    await trio.sleep_until(next_at)
+                    if probe.done_at:
+                        fanouts.append(probe.done_at - emitted)
+                coord.hub.emit(SentEvent(sender="bench", recipient="all", body=END, at=time.time()))
+                result = json.loads(await lines.__anext__())
+                dropped = coord.hub.dropped_subscribers
+                nursery.cancel_scope.cancel()
+    lat = sorted(result["latencies"])
+    q = statistics.quantiles(lat, n=100)
+    fan = sorted(fanouts)
+    return {
+        "server_p50_ms": statistics.median(fan) * 1000 if fan else float("nan"),
+        "server_max_ms": fan[-1] * 1000 if fan else float("nan"),
+        "stall": stall,
+        "samples": len(lat),
+        "connect_s": connect_seconds,
+        "p50_ms": q[49] * 1000,
+        "p99_ms": q[98] * 1000,
+        "max_ms": lat[-1] * 1000,
+        "dropped": dropped,
+        "resyncs": result["resyncs"],
+        "timed_out": result["timed_out"],
+        "stalled_closed": result["stalled_closed"],
+    }
+
+
+async def floor(subscribers: int, body_bytes: int, rounds: int = 10) -> float:
+    """The same fan-out without the ASGI stack: one trio task per socketpair, wsproto framing, send_all.
+
+    What trio itself costs per frame on this machine, to tell the server's layers from the language.
+    """
+    pairs = [socket.socketpair() for _ in range(subscribers)]
+    streams = [trio.SocketStream(trio.socket.from_stdlib_socket(a)) for a, _ in pairs]
+    channels = [trio.open_memory_channel[str](8) for _ in range(subscribers)]
+    written = 0
+    all_written = trio.Event()
+
+    async def pump(i: int) -> None:
+        nonlocal written, all_written
+        framing = FrameProtocol(client=False, extensions=[])
+        async for text in channels[i][1]:
+            await streams[i].send_all(framing.send_data(text, fin=True))
+            written += 1
+            if written == subscribers:
+                all_written.set()
+
+    times = []
+    async with trio.open_nursery() as nursery:
+        for i in range(subscribers):
+            nursery.start_soon(pump, i)
+        await trio.sleep(0.2)
+        for _ in range(rounds):
+            written, all_written = 0, trio.Event()
+            started = now()
+            for send, _ in channels:
+                send.send_nowait("." * body_bytes)
+            await all_written.wait()
+            times.append(now() - started)
+            for _, peer in pairs:
+                peer.recv(1 << 20)
+        nursery.cancel_scope.cancel()
+    for a, b in pairs:
+        a.close()
+        b.close()
+    return statistics.median(times)
+
+
+async def proc_lines(proc: trio.Process) -> Any:
+    assert proc.stdout is not None
+    buffer = b""
+    async for chunk in proc.stdout:
+        buffer += chunk
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            yield line.decode()
+
+
+async def bench(args: argparse.Namespace) -> None:
+    probe = WriteProbe()
+    rows = [await run_case(args, probe, stall=False), await run_case(args, probe, stall=True)]
+    floor_seconds = await floor(args.subscribers, args.body_bytes)
+    cpu = platform.processor() or platform.machine()
+    print(
+        f"\n{args.subscribers} subscribers, {args.events} events at {args.rate}/s, {args.body_bytes}-byte bodies; "
+        f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}\n"
+    )
+    print(
+        "| case | samples | connect all (s) | p50 (ms) | p99 (ms) | max (ms) | server fan-out p50 / max (ms) "
+        "| hub drops | resyncs | stalled one |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        case = "one stalled subscriber" if r["stall"] else "all reading"
+        fate = "—" if not r["stall"] else ("cut by the kernel" if r["stalled_closed"] else "still open")
+        print(
+            f"| {case} | {r['samples']} | {r['connect_s']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} "
+            f"| {r['max_ms']:.1f} | {r['server_p50_ms']:.1f} / {r['server_max_ms']:.1f} "
+            f"| {r['dropped']} | {r['resyncs']} | {fate} |"
+        )
+        if r["timed_out"]:
+            print(f"|  ({case}: some subscribers never saw the END marker) |")
+    print(
+        f"\nFloor (trio + wsproto + socketpairs, no ASGI): {floor_seconds * 1000:.1f} ms to write one event "
+        f"to {args.subscribers} sockets, {floor_seconds * 1e6 / args.subscribers:.0f} µs a frame."
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--role", choices=["bench", "subscribers"], default="bench")
+    parser.add_argument("--url")
+    parser.add_argument("--subscribers", type=int, default=1000)
+    parser.add_argument("--events", type=int, default=60)
+    parser.add_argument("--rate", type=float, default=2.0)
+    parser.add_argument("--body-bytes", type=int, default=512)
+    parser.add_argument("--stall-url")
+    parser.add_argument("--seconds", type=float, default=120.0)
+    args = parser.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * args.subscribers + 256)), hard))
+    if args.role == "subscribers":
+        trio.run(run_subscribers, args.url, args.stall_url, args.subscribers, args.seconds)
+    else:
+        trio.run(bench, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""Shared pieces for the dashboard tests: a hive with its dashboard on port 0, and a lifecycle double.
+
+The approve/deny/lifecycle round trip is tested against the real `Lifecycle` (real child processes).
+`RecordingLifecycle` is kept for what the real one cannot be made to do on cue: hold an action open
+(to see the spinner, a `Busy` refusal, an operator leaving mid-action) and show an apply_commit
+approval with a diff without building a git history. It resolves approvals the way the real one does
+(store CAS, then `coord.approval_resolved`), so the stream sees the same events.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import attrs
+import trio
+from trio_websocket import WebSocketConnection, open_websocket_url
+
+from hive_trio.config import Config
+from hive_trio.coordinator import Coordinator
+from hive_trio.daemon import Hive, open_hive
+from hive_trio.dashboard.protocol import ResumePoint, stream_url
+from hive_trio.dashboard.token import dashboard_url
+from hive_trio.errors import HiveError, NotFound
+from hive_trio.records import AgentRecord, Approval, ApprovalKind, ApprovalStatus, TransientKind
+
+
+def dashboard_config(config: Config, **changes: Any) -> Config:
+    return attrs.evolve(config, **{"dashboard_enabled": True, "dashboard_port": 0, **changes})
+
+
+@asynccontextmanager
+async def running_hive(config: Config, *, lifecycle: bool = False, **changes: Any) -> AsyncIterator[Hive]:
+    """A real hive with its dashboard on port 0; bare agents unless `lifecycle` (real child processes)."""
+    async with open_hive(dashboard_config(config, **changes), lifecycle=lifecycle) as hive:
+        yield hive
+
+
+def url_of(hive: Hive) -> str:
+    return dashboard_url(hive.config)
+
+
+def token_of(hive: Hive) -> str:
+    return hive.coordinator.paths.dashboard_token.read_text().strip()
+
+
+@asynccontextmanager
+async def raw_stream(
+    hive: Hive,
+    *,
+    token: str | None = None,
+    resume: ResumePoint | None = None,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> AsyncIterator[WebSocketConnection]:
+    """A bare trio-websocket connection: sees exactly the frames the server sends."""
+    assert hive.dashboard_url is not None
+    url = stream_url(hive.dashboard_url, token=token, resume=resume)
+    async with open_websocket_url(url, extra_headers=headers, max_message_size=64 * 1024 * 1024) as ws:
+        yield ws
+
+
+async def next_frame(ws: WebSocketConnection, *, within: float = 5.0) -> dict[str, Any]:
+    with trio.fail_after(within):
+        data: dict[str, Any] = json.loads(await ws.get_message())
+    return data
+
+
+@attrs.define
+class RecordingLifecycle:
+    """A `LifecycleOps` double: approvals resolve for real; lifecycle verbs are recorded, gated if asked."""
+
+    coord: Coordinator
+    calls: list[tuple[str, str]] = attrs.field(factory=list)
+    gate: trio.Event | None = None
+    finished: list[tuple[str, str]] = attrs.field(factory=list)
+
+    async def _verb(self, verb: str, name: str, kind: TransientKind) -> None:
+        await self.coord.require_agent(name)
+        with self.coord.transient(name, kind):
+            self.calls.append((verb, name))
+            if self.gate is not None:
+                await self.gate.wait()
+        self.finished.append((verb, name))
+
+    async def spawn(self, name: str, *, parent: str | None = None) -> AgentRecord:
+        self.calls.append(("spawn", name))
+        return await self.coord.roster.add(name, parent=parent)
+
+    async def start(self, name: str) -> None:
+        await self._verb("start", name, TransientKind.STARTING)
+
+    async def stop(self, name: str, *, graceful: bool = True) -> None:
+        await self._verb("stop", name, TransientKind.STOPPING)
+
+    async def restart(self, name: str) -> None:
+        await self._verb("restart", name, TransientKind.RESTARTING)
+
+    async def rebuild(self, name: str) -> None:
+        await self._verb("rebuild", name, TransientKind.REBUILDING)
+
+    async def destroy(self, name: str, *, purge: bool = False) -> None:
+        await self._verb("destroy", name, TransientKind.DESTROYING)
+
+    async def purge_tombstone(self, name: str) -> None:
+        raise NotFound(f"no tombstone {name!r}")
+
+    async def request_spawn(self, name: str, description: str | None, *, requested_by: str) -> Approval:
+        approval = await self.coord.approvals.add(
+            name, ApprovalKind.SPAWN, description=description, requested_by=requested_by
+        )
+        await self.coord.add_approval(approval)
+        return approval
+
+    async def request_apply_commit(
+        self, agent: str, commit_ref: str, description: str | None, *, requested_by: str
+    ) -> Approval:
+        raise HiveError("apply_commit needs the real lifecycle")
+
+    async def _resolve(self, approval_id: int, status: ApprovalStatus, note: str | None) -> Approval:
+        return await self.coord.resolve_approval(approval_id, status, note=note)
+
+    async def approve(self, approval_id: int, *, note: str | None = None) -> Approval:
+        return await self._resolve(approval_id, ApprovalStatus.APPROVED, note)
+
+    async def deny(self, approval_id: int, *, note: str | None = None) -> Approval:
+        return await self._resolve(approval_id, ApprovalStatus.DENIED, note)
+
+
+async def add_pending_approval(coord: Coordinator, agent: str, *, diff: str | None = None) -> Approval:
+    """An apply_commit approval as the lifecycle layer records one: row, fetched diff, event."""
+    approval = await coord.approvals.add(
+        agent, ApprovalKind.APPLY_COMMIT, commit_ref="abc1234", description=f"update {agent}", requested_by="manager"
+    )
+    approval = await coord.approvals.set_fetched(
+        approval.id,
+        fetched_sha="abc1234def5678900000",
+        diff=diff or "--- a/agent.nix\n+++ b/agent.nix\n@@ -1 +1 @@\n-old = 1;\n+new = 2;\n",
+    )
+    await coord.add_approval(approval)
+    return approval
+
+
+@attrs.frozen
+class HttpReply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+async def http_get(
+    url: str, *, params: dict[str, str] | None = None, headers: dict[str, str] | None = None
+) -> HttpReply:
+    """A plain GET with the standard library's HTTP client, in a worker thread (real HTTP, no fakes)."""
+    if params:
+        url = f"{url}{'&' if '?' in url else '?'}{urllib.parse.urlencode(params)}"
+    request = urllib.request.Request(url, headers=headers or {})
+
+    def fetch() -> HttpReply:
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return HttpReply(response.status, {k.lower(): v for k, v in response.headers.items()}, response.read())
+        except urllib.error.HTTPError as exc:
+            return HttpReply(exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read())
+
+    return await trio.to_thread.run_sync(fetch)
