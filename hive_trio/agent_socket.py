@@ -16,7 +16,7 @@ import functools
 import json
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn
@@ -59,11 +59,15 @@ class LeaseBook:
         """The transport's `on_written`: a success response left in full, so its messages arrived."""
         if not isinstance(message, types.JSONRPCResponse):
             return  # an error reply carries no messages; anything held for its id must go back
-        queue = self._held.get(message.id)
+        self.confirm_id(message.id)
+
+    def confirm_id(self, request_id: RequestId) -> None:
+        """The result for `request_id` was written in full: the oldest batch held for it arrived."""
+        queue = self._held.get(request_id)
         if queue:
             queue.popleft()
             if not queue:
-                del self._held[message.id]
+                del self._held[request_id]
 
     def take(self, request_id: RequestId | None) -> list[Message]:
         """Everything held for `request_id` (its call failed or was cancelled before replying)."""
@@ -83,14 +87,86 @@ def _text_result(text: str, *, is_error: bool = False) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=is_error)
 
 
-def build_server(toolbox: Toolbox, lease: LeaseBook) -> Server[Any]:
-    """The SDK server for one connection: `tools/list` and `tools/call` over `toolbox`."""
-    coordinator = toolbox.coordinator
+async def run_tool(
+    toolbox: Toolbox, lease: LeaseBook, request_id: RequestId | None, name: str, arguments: Mapping[str, Any] | None
+) -> tuple[str, bool]:
+    """Run one `tools/call`: (the result's text, whether it is an error). `UnknownTool` for a name not here.
 
-    async def release(messages: list[Message]) -> None:
+    Messages `recv` hands out are held against `request_id` until the reply is known to be written; on
+    any failure here they go straight back.
+    """
+
+    async def release() -> None:
+        messages = lease.take(request_id)
         if messages:
             with trio.CancelScope(shield=True):
-                await coordinator.release(messages)
+                await toolbox.coordinator.release(messages)
+
+    try:
+        data = await toolbox.call(name, arguments, on_delivered=partial(lease.hold, request_id))
+        # A `notifications/cancelled` that landed during recv's shielded deliver: no reply will carry
+        # the messages, so they must go back now. Held until the connection ends, an `ack_turn` on the
+        # same connection would ack them unseen.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":")), False
+    except UnknownTool:
+        raise
+    except HiveError as exc:
+        await release()
+        return str(exc), True
+    except trio.Cancelled:
+        # The connection is closing or the client cancelled this call: no reply will carry them.
+        await release()
+        raise
+    except Exception:
+        log.exception("tool %r on %s's socket failed", name, toolbox.name)
+        await release()
+        return f"internal error in the hive daemon while running {name!r}", True
+
+
+class ToolLane:
+    """`tools/call` straight from the toolbox, beside the SDK: the hot path of every agent.
+
+    The transport hands it plain requests of initialized sessions (`mcp_transport.FastLane`); the replies
+    are what the SDK would write for the same call. Leases work as with the SDK: held by request id,
+    confirmed once the result is in the kernel's hands, released otherwise.
+    """
+
+    def __init__(self, toolbox: Toolbox, lease: LeaseBook) -> None:
+        self.toolbox = toolbox
+        self.lease = lease
+
+    def claims(self, method: str, params: Mapping[str, Any]) -> bool:
+        # Anything unusual (`_meta`, a progress token, odd types) is the SDK's to answer.
+        return (
+            method == "tools/call"
+            and params.keys() <= {"name", "arguments"}
+            and isinstance(params.get("name"), str)
+            and (params.get("arguments") is None or type(params.get("arguments")) is dict)
+        )
+
+    async def answer(self, request_id: RequestId, params: Mapping[str, Any]) -> dict[str, Any] | types.ErrorData:
+        try:
+            text, is_error = await run_tool(
+                self.toolbox, self.lease, request_id, params["name"], params.get("arguments")
+            )
+        except UnknownTool as exc:
+            return types.ErrorData(code=types.INVALID_PARAMS, message=str(exc))
+        return {"content": [{"type": "text", "text": text}], "isError": is_error}
+
+    async def settled(self, request_id: RequestId, *, delivered: bool) -> None:
+        # No checkpoint before the shielded release: the transport calls this from `finally`, cancelled or not.
+        if delivered:
+            self.lease.confirm_id(request_id)
+            return
+        messages = self.lease.take(request_id)
+        if messages:
+            with trio.CancelScope(shield=True):
+                await self.toolbox.coordinator.release(messages)
+
+
+def build_server(toolbox: Toolbox, lease: LeaseBook) -> Server[Any]:
+    """The SDK server for one connection: `tools/list` and `tools/call` over `toolbox`."""
 
     async def list_tools(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
@@ -98,28 +174,11 @@ def build_server(toolbox: Toolbox, lease: LeaseBook) -> Server[Any]:
         return types.ListToolsResult(tools=toolbox.mcp_tools())
 
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
-        request_id = ctx.request_id
         try:
-            data = await toolbox.call(params.name, params.arguments, on_delivered=partial(lease.hold, request_id))
-            # A `notifications/cancelled` that landed during recv's shielded deliver: the SDK drops this
-            # reply without a word, so the messages must go back now. Held until the connection ends,
-            # an `ack_turn` on the same connection would ack them unseen.
-            await trio.lowlevel.checkpoint_if_cancelled()
-            text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+            text, is_error = await run_tool(toolbox, lease, ctx.request_id, params.name, params.arguments)
         except UnknownTool as exc:
             raise MCPError(code=types.INVALID_PARAMS, message=str(exc)) from None
-        except HiveError as exc:
-            await release(lease.take(request_id))
-            return _text_result(str(exc), is_error=True)
-        except trio.Cancelled:
-            # The connection is closing or the client cancelled this call: no reply will carry them.
-            await release(lease.take(request_id))
-            raise
-        except Exception:
-            log.exception("tool %r on %s's socket failed", params.name, toolbox.name)
-            await release(lease.take(request_id))
-            return _text_result(f"internal error in the hive daemon while running {params.name!r}", is_error=True)
-        return _text_result(text)
+        return _text_result(text, is_error=is_error)
 
     server: Server[Any] = Server(
         SERVER_NAME,
@@ -152,7 +211,9 @@ async def serve_mcp_connection(toolbox: Toolbox, stream: trio.abc.Stream, *, max
     lease = LeaseBook()
     server = build_server(toolbox, lease)
     try:
-        async with open_mcp_streams(stream, role="server", max_frame=max_frame, on_written=lease.confirm) as (
+        async with open_mcp_streams(
+            stream, role="server", max_frame=max_frame, on_written=lease.confirm, fast_lane=ToolLane(toolbox, lease)
+        ) as (
             read,
             write,
         ):
@@ -189,4 +250,4 @@ async def serve_agent_socket(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-__all__ = ["LeaseBook", "build_server", "serve_agent_socket", "serve_mcp_connection"]
+__all__ = ["LeaseBook", "ToolLane", "build_server", "run_tool", "serve_agent_socket", "serve_mcp_connection"]

@@ -9,6 +9,7 @@ module knows nothing of sockets or JSON-RPC; `agent_socket` carries it over MCP.
 
 from __future__ import annotations
 
+import functools
 import re
 import types
 import typing
@@ -58,6 +59,10 @@ class ToolSpec:
     description: str
     args: type[Any]
     manager_only: bool = False
+
+    @functools.cached_property
+    def argument_names(self) -> frozenset[str]:
+        return frozenset(f.name for f in attrs.fields(self.args))
 
     def as_mcp(self) -> mcp_types.Tool:
         return mcp_types.Tool(name=self.name, description=self.description, input_schema=input_schema(self.args))
@@ -165,8 +170,8 @@ def input_schema(cls: type[Any]) -> dict[str, Any]:
 def parse_arguments(spec: ToolSpec, arguments: Mapping[str, Any] | None) -> Any:
     """Decode a `tools/call`'s arguments into the tool's record; unknown keys are refused by name."""
     arguments = {} if arguments is None else arguments
-    known = {f.name for f in attrs.fields(spec.args)}
-    extra = sorted(set(arguments) - known)
+    known = spec.argument_names
+    extra = sorted(arguments.keys() - known) if not arguments.keys() <= known else []
     claimed = [k for k in extra if k in IDENTITY_KEYS]
     if claimed:
         raise InvalidRequest(

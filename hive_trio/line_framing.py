@@ -22,6 +22,10 @@ class LineFramer:
 
     def feed(self, data: bytes | bytearray) -> list[bytes]:
         """Add received bytes; return the complete lines (without their newline). May raise FrameTooLarge."""
+        if not self._buf and data.endswith(b"\n") and data.count(b"\n") == 1 and len(data) <= self.max_frame:
+            # The common case, one whole request per read: no copy into the buffer and out again.
+            line = bytes(data[:-1])
+            return [line[:-1] if line.endswith(b"\r") else line]
         self._buf += data
         lines: list[bytes] = []
         start = 0

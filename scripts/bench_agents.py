@@ -11,6 +11,7 @@ so what is measured is the daemon. Results go in docs/PERFORMANCE.md ("## Agents
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import resource
@@ -74,7 +75,8 @@ async def bench(agents: int, concurrency: int, root: Path) -> None:
             f"peak rss while spawning: {peak_spawning:.1f} MiB"
         )
         await trio.sleep(1.0)
-        print(f"daemon rss with {running} agents running: {rss_mib():.1f} MiB, open fds: {open_fds()}")
+        rss_running = rss_mib()
+        print(f"daemon rss with {running} agents running: {rss_running:.1f} MiB, open fds: {open_fds()}")
         statuses_at = time.perf_counter()
         rows = await coord.agent_statuses()
         print(f"agent_statuses() over {len(rows)} agents: {(time.perf_counter() - statuses_at) * 1000:.1f} ms")
@@ -90,6 +92,8 @@ async def bench(agents: int, concurrency: int, root: Path) -> None:
             f"rss={rss_mib():.1f} MiB"
         )
     print(f"max rss of the whole run: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f} MiB")
+    summary = {"agents": agents, "running": running, "rss_mib": rss_running, "spawn_s": spawn_time}
+    print("RESULT " + json.dumps(summary), flush=True)  # for scripts/bench_all.py
 
 
 def main() -> None:

@@ -314,6 +314,14 @@ async def bench(args: argparse.Namespace) -> None:
         f"\nFloor (trio + wsproto + socketpairs, no ASGI): {floor_seconds * 1000:.1f} ms to write one event "
         f"to {args.subscribers} sockets, {floor_seconds * 1e6 / args.subscribers:.0f} µs a frame."
     )
+    summary = {
+        "subscribers": args.subscribers,
+        "p50_ms": rows[0]["p50_ms"],
+        "p99_ms": rows[0]["p99_ms"],
+        "stalled_p99_ms": rows[1]["p99_ms"],
+        "floor_ms": floor_seconds * 1000,
+    }
+    print("RESULT " + json.dumps(summary), flush=True)  # for scripts/bench_all.py
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ Usage: python scripts/bench_mcp.py [--seconds 5] [--connections 1 32] [--tool li
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import time
@@ -58,6 +59,9 @@ async def run_connections(
             nursery.start_soon(one)
     daemon_cpu, client_cpu = cpu_seconds(daemon_pid) - daemon_cpu, time.process_time() - client_cpu
     total = len(latencies)
+    summary = {"tool": tool, "connections": connections, "rate": total / seconds}
+    summary |= {"p50_ms": percentile(latencies, 0.50) * 1000, "p99_ms": percentile(latencies, 0.99) * 1000}
+    print("RESULT " + json.dumps(summary), flush=True)  # for scripts/bench_all.py
     print(
         f"{tool:<12} connections={connections:<3} calls={total:<7} calls/s={total / seconds:7.0f} "
         f"p50={percentile(latencies, 0.50) * 1000:6.3f} ms  p99={percentile(latencies, 0.99) * 1000:6.3f} ms  "

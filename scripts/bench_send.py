@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import statistics
 import sys
 import time
@@ -73,6 +74,64 @@ class LineClient:
         if result.get("isError"):
             raise RuntimeError(result["content"][0]["text"])
         return json.loads(result["content"][0]["text"])
+
+
+class BlockingClient:
+    """The same client on a blocking socket, for one connection: no event loop between the calls."""
+
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(str(path))
+        self.file = self.sock.makefile("rb")
+        self.next_id = 0
+        self.request("initialize", HELLO)
+        self.sock.sendall(b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n')
+
+    def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        self.next_id += 1
+        line = json.dumps({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params})
+        self.sock.sendall(line.encode() + b"\n")
+        while True:
+            reply: dict[str, Any] = json.loads(self.file.readline())
+            if reply.get("id") == self.next_id:
+                return reply
+
+    def call(self, tool: str, **arguments: Any) -> Any:
+        result = self.request("tools/call", {"name": tool, "arguments": arguments})["result"]
+        if result.get("isError"):
+            raise RuntimeError(result["content"][0]["text"])
+        return json.loads(result["content"][0]["text"])
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
+def blocking_burst(path: Path, daemon_pid: int, *, seconds: float, recipient: str) -> dict[str, float]:
+    client = BlockingClient(path)
+    client.call("send", to=recipient, body="warm-up")
+    latencies: list[float] = []
+    daemon_cpu, loop_cpu = cpu_seconds(daemon_pid), cpu_seconds(daemon_pid, tid=daemon_pid)
+    client_cpu = time.thread_time()
+    started = time.perf_counter()
+    deadline = started + seconds
+    n = 0
+    while (now := time.perf_counter()) < deadline:
+        client.call("send", to=recipient, body=f"durable message {n}")
+        latencies.append(time.perf_counter() - now)
+        n += 1
+    elapsed = time.perf_counter() - started
+    client_cpu = time.thread_time() - client_cpu
+    daemon_cpu, loop_cpu = cpu_seconds(daemon_pid) - daemon_cpu, cpu_seconds(daemon_pid, tid=daemon_pid) - loop_cpu
+    client.close()
+    return {
+        "rate": n / elapsed,
+        "p50_ms": percentile(latencies, 0.5) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+        "daemon_us": daemon_cpu / n * 1e6,
+        "loop_us": loop_cpu / n * 1e6,
+        "client_us": client_cpu / n * 1e6,
+    }
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -139,6 +198,12 @@ async def measure(seconds: float, repeat: int, connection_counts: list[int], bas
                 raw_db = scratch / f"raw-{run}.db"
                 results["raw"].append(await trio.to_thread.run_sync(raw_rate, raw_db, seconds))
                 for n in connection_counts:
+                    if n == 1:
+                        one = await trio.to_thread.run_sync(
+                            lambda: blocking_burst(sockets[0], daemon.process.pid, seconds=seconds, recipient="sink")
+                        )
+                        results["e2e_1"].append(one)
+                        continue
                     results[f"e2e_{n}"].append(
                         await send_burst(sockets, daemon.process.pid, connections=n, seconds=seconds, recipient="sink")
                     )
@@ -171,7 +236,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--dir", type=Path, default=None, help="where the raw database goes (default: beside hive.db)")
     args = parser.parse_args()
-    report(trio.run(measure, args.seconds, args.repeat, args.connections, args.dir))
+    summary = trio.run(measure, args.seconds, args.repeat, args.connections, args.dir)
+    report(summary)
+    print("RESULT " + json.dumps(summary), flush=True)  # for scripts/bench_all.py
 
 
 if __name__ == "__main__":

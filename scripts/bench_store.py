@@ -10,6 +10,7 @@ Usage: python scripts/bench_store.py [--seconds 3] [--dir DIR] [--repeat 3]
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
@@ -89,6 +90,8 @@ def main() -> None:
         f"Broker.send, 32 senders (group)      {group:10.0f}   {group / raw:5.2f}x raw  (target >= 5x)"
         f"  ~{statistics.median(batch_sizes):.1f} sends/commit"
     )
+    summary = {"raw": raw, "single": single, "group": group, "sends_per_commit": statistics.median(batch_sizes)}
+    print("RESULT " + json.dumps(summary), flush=True)  # for scripts/bench_all.py
 
 
 if __name__ == "__main__":
