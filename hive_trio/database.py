@@ -152,9 +152,11 @@ def connect(path: Path, *, synchronous: str = "FULL") -> apsw.Connection:
 @attrs.define(eq=False)
 class _WriteRequest(Generic[T]):
     work: Work[T]
-    taken: bool = False
+    taken: bool = False  # in a batch: it will run, whatever happens to its caller
+    leads: bool = False  # its caller runs the next round
     result: outcome.Outcome[T] | None = None
-    finished: trio.Event = attrs.field(factory=trio.Event)
+    # Set once: when its batch has finished, or when its caller is made the next round's leader.
+    wake: trio.Event = attrs.field(factory=trio.Event)
 
 
 class Database:
@@ -172,7 +174,7 @@ class Database:
         self._write_limiter = trio.CapacityLimiter(1)
         self._read_limiter = trio.CapacityLimiter(1)
         self._pending: list[_WriteRequest[Any]] = []
-        self._round: trio.Event | None = None
+        self._leading = False  # a round is running, or the caller who runs the next one has been chosen
         self.batches = 0
         self.writes = 0
 
@@ -194,47 +196,64 @@ class Database:
     async def write(self, work: Work[T]) -> T:
         """Run `work(conn)` in a transaction; return its result once committed, or raise its error.
 
-        Whoever finds the writer idle leads: it takes every pending request into one batch. Others wait
-        for that round to end, then either find their request done or lead the next round. Waiting on
-        the round, not on the limiter, keeps one wake-up per caller instead of a hand-off chain.
+        Whoever finds the writer idle leads: it takes every pending request into one batch and runs it.
+        When the batch is done, its callers are woken and leadership passes to the oldest request that
+        arrived meanwhile, whose caller takes everything pending into the next batch. Every caller is
+        woken once, for its result or to lead: never a hand-off chain, never a second wake-up.
         """
         request: _WriteRequest[T] = _WriteRequest(work)
         self._pending.append(request)
         try:
-            while not request.taken:
-                if self._round is not None:
-                    await self._round.wait()
-                    continue
-                self._round = round_done = trio.Event()
-                try:
-                    async with self._write_limiter:
-                        batch, self._pending = self._pending, []
-                        for item in batch:
-                            item.taken = True
-                        try:
-                            # Shielded and not abandonable: once items are taken, the batch always runs to
-                            # its end, so every waiter gets an outcome. (Unshielded, a cancel landing at
-                            # to_thread's entry checkpoint left the batch unrun and its waiters hung.)
-                            with trio.CancelScope(shield=True):
-                                await trio.to_thread.run_sync(self._run_batch, batch)
-                        finally:
-                            for item in batch:
-                                if item.result is None:
-                                    item.result = outcome.Error(StorageError("the write batch did not run"))
-                                item.finished.set()
-                finally:
-                    self._round = None
-                    round_done.set()
+            if self._leading:
+                await request.wake.wait()
+            else:
+                self._leading = request.leads = True
+            if request.result is None:
+                await self._lead()
+                # A leader cancelled while its (shielded) batch ran sees the cancellation now, as others do.
+                await trio.lowlevel.checkpoint_if_cancelled()
         except trio.Cancelled:
-            if not request.taken:
-                self._pending.remove(request)
-                raise
-            with trio.CancelScope(shield=True):
-                await request.finished.wait()
+            await self._withdraw(request)
             raise
-        await request.finished.wait()
         assert request.result is not None
         return request.result.unwrap()
+
+    async def _lead(self) -> None:
+        async with self._write_limiter:
+            batch, self._pending = self._pending, []
+            for item in batch:
+                item.taken = True
+            try:
+                # Shielded and not abandonable: once items are taken, the batch always runs to its end,
+                # so every waiter gets an outcome.
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(self._run_batch, batch)
+            finally:
+                for item in batch:
+                    if item.result is None:
+                        item.result = outcome.Error(StorageError("the write batch did not run"))
+                    item.wake.set()
+                self._hand_over()
+
+    def _hand_over(self) -> None:
+        """The next round is led by the oldest waiting caller; with none, the writer goes idle."""
+        if self._pending:
+            successor = self._pending[0]
+            successor.leads = True
+            successor.wake.set()
+        else:
+            self._leading = False
+
+    async def _withdraw(self, request: _WriteRequest[Any]) -> None:
+        """Its caller was cancelled. Not yet in a batch: it never runs (and a leader passes the lead on).
+        In a batch: wait, shielded, for that batch's outcome; the caller then sees its cancellation."""
+        if request.taken:
+            with trio.CancelScope(shield=True):
+                await request.wake.wait()
+            return
+        self._pending.remove(request)
+        if request.leads:
+            self._hand_over()
 
     def _run_batch(self, batch: list[_WriteRequest[Any]]) -> None:
         conn = self._writer
