@@ -95,7 +95,8 @@ class Verdict:
 
     def summary(self) -> str:
         return (
-            f"attempted={self.attempted} acknowledged={self.acknowledged} received_ok={self.received_ok} "
+            f"attempted={self.attempted} acknowledged={self.acknowledged} "
+            f"unacknowledged={self.attempted - self.acknowledged} received_ok={self.received_ok} "
             f"lost={len(self.lost)} recovered={len(self.recovered)} unexpected={len(self.unexpected)} "
             f"duplicated={len(self.duplicated)} (unexplained {len(self.unexplained_duplicates)}) "
             f"redelivered={self.redelivered} bad_redeliveries={len(self.bad_redeliveries)} "
