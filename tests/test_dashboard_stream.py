@@ -1,4 +1,4 @@
-"""The dashboard stream end to end: a real hive, its real hypercorn server, real websockets on loopback."""
+"""The dashboard stream end to end: a real hive, its real server, real websockets on loopback."""
 
 from __future__ import annotations
 
@@ -519,10 +519,10 @@ async def test_port_in_use_is_a_clear_error(config: Config) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stall_timeout", [1.0, 30.0])
-async def test_a_stalled_client_is_cut_off_by_the_kernel_and_never_holds_others(
-    config: Config, stall_timeout: float
+async def test_a_stalled_client_is_cut_by_the_send_timeout_and_never_holds_others(
+    config: Config, stall_timeout: float, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """hypercorn shields each write, so only the kernel (TCP_USER_TIMEOUT) can free a stalled socket."""
+    """A peer that reads nothing holds only its own task: its write is cut after `stall_timeout`."""
     cfg = dashboard_config(config, subscriber_buffer=8, shutdown_grace=0.5)
     async with trio.open_nursery() as outer:
         async with open_coordinator(cfg) as coord:
@@ -536,19 +536,26 @@ async def test_a_stalled_client_is_cut_off_by_the_kernel_and_never_holds_others(
                     while coord.hub.dropped_subscribers == 0:
                         coord.hub.emit(SentEvent(sender="alpha", recipient="beta", body=body, at=time.time()))
                         await healthy.wait_until(lambda s: s.seq == coord.hub.current_seq())
-                # The hub let go of it at once; its task is stuck in a write until the kernel gives up.
+                # The hub let go of it at once; its task is stuck in a write until the send timeout.
                 await trio.sleep(2.0)
                 coord.hub.emit(SentEvent(sender="alpha", recipient="beta", body="after", at=time.time()))
                 await healthy.wait_until(lambda s: s.seq == coord.hub.current_seq())
                 assert healthy.snapshots == 1
+            cut_before_shutdown = any("read nothing" in r.getMessage() for r in caplog.records)
             started = trio.current_time()
         shutdown = trio.current_time() - started
-        await stalled.aclose()
+        # The stalled peer finds its connection reset, not closed with a close frame.
+        with pytest.raises(ConnectionClosed) as closed, trio.fail_after(10):
+            while True:
+                await stalled.get_message()
+        assert closed.value.reason.code == 1006
     if stall_timeout < 2.0:
-        # The kernel had already cut the stalled socket, so nothing was left to wait for.
+        # The send timeout had already cut the stalled socket, so nothing was left to wait for.
+        assert cut_before_shutdown
         assert shutdown < 0.5
     else:
         # Still stuck when the daemon stopped: it is cut at the shutdown deadline, not waited for.
+        assert not cut_before_shutdown
         assert 0.5 <= shutdown < 1.5
 
 
