@@ -57,7 +57,7 @@ from hive_trio.dashboard.routes import (
     text_reply,
 )
 from hive_trio.dashboard.token import ensure_token, http_url
-from hive_trio.dashboard.transport import ConnectionStream, receive_request, send_reply
+from hive_trio.dashboard.transport import ConnectionStream, receive_request, send_reply, serve_stall_watch
 from hive_trio.errors import HiveError
 from hive_trio.event_hub import Resync, Subscription
 from hive_trio.records import DashboardAction, DashboardEvent, RequestId, unstructure
@@ -67,7 +67,8 @@ log = logging.getLogger(__name__)
 STATIC_DIR: Final = Path(__file__).parent / "static"
 _STATIC_ROOT: Final = STATIC_DIR.resolve()
 # A write that makes no progress for this long cuts its connection (the peer stopped reading). Only
-# that connection's own task ever waits for it; the hub has usually dropped it long before.
+# that connection's own task ever waits for it; the hub has usually dropped it long before. Same as
+# the TCP_USER_TIMEOUT the hypercorn version set.
 DEFAULT_STALL_TIMEOUT: Final = 5.0
 # A request head must be complete within this long of when the connection started waiting for it;
 # it doubles as the idle keep-alive timeout. Slow-loris clients hold a task for at most this.
@@ -99,6 +100,7 @@ class DashboardServer:
         self.stall_timeout = stall_timeout
         self.closing = trio.Event()
         self.connections: set[StreamConnection] = set()
+        self.streams: set[ConnectionStream] = set()  # every open TCP connection, for the stall watch
         self._waiting: set[trio.CancelScope] = set()  # HTTP connections waiting for a request head
         self._accepting = trio.CancelScope()
         self._actions: trio.Nursery | None = None
@@ -118,6 +120,8 @@ class DashboardServer:
         """
         async with trio.open_nursery() as actions:
             self._actions = actions
+            # Checked a few times per timeout: a stalled peer is cut between 1 and 1.25 timeouts.
+            actions.start_soon(partial(serve_stall_watch, self.streams, interval=min(1.0, self.stall_timeout / 4)))
             async with trio.open_nursery() as connections:
                 await connections.start(self._accept, listener, connections)
                 task_status.started()
@@ -125,7 +129,7 @@ class DashboardServer:
                 self._accepting.cancel()
                 for scope in list(self._waiting):
                     scope.cancel()
-            # Actions outlive their connection, not the dashboard.
+            # Actions outlive their connection, not the dashboard; the stall watch goes with them.
             actions.cancel_scope.cancel()
 
     async def _accept(
@@ -146,6 +150,7 @@ class DashboardServer:
     async def handle_connection(self, socket_stream: trio.SocketStream) -> None:
         """Serve one TCP connection: HTTP requests with keep-alive, or one websocket."""
         stream = ConnectionStream(socket_stream, stall_timeout=self.stall_timeout)
+        self.streams.add(stream)
         try:
             await self._serve_http(stream)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -155,6 +160,7 @@ class DashboardServer:
             # One connection's failure is logged and ends that connection, never the dashboard.
             log.exception("dashboard connection failed")
         finally:
+            self.streams.discard(stream)
             await trio.aclose_forcefully(stream)
 
     async def _serve_http(self, stream: ConnectionStream) -> None:
