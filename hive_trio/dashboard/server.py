@@ -75,6 +75,9 @@ DEFAULT_STALL_TIMEOUT: Final = 5.0
 HEAD_TIMEOUT: Final = 10.0
 # Request line plus headers; past it, 431. Browsers send ~1-2 KiB, cookies included.
 MAX_REQUEST_HEAD: Final = 16 * 1024
+# How long a connection closed after an error reply keeps reading (and dropping) what the peer still
+# sends, so that the reply is not destroyed by a reset.
+LINGER_TIMEOUT: Final = 1.0
 # How long a websocket close handshake may take before the socket is simply closed.
 CLOSE_TIMEOUT: Final = 1.0
 # Actions one connection may have in flight; the next frame is not read until one finishes.
@@ -174,6 +177,8 @@ class DashboardServer:
             if isinstance(got, Reply):
                 if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
                     await send_reply(conn, stream, got, head_only=False)
+                    with trio.move_on_after(LINGER_TIMEOUT):
+                        await stream.linger()
                 return
             request = HttpRequest.from_h11(got)
             decision = route(request, self.site, closing=self.closing.is_set())
@@ -183,8 +188,12 @@ class DashboardServer:
                 return
             reply = await self._reply_for(decision)
             await send_reply(conn, stream, reply, head_only=request.method == "HEAD")
-            if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
-                return  # a body left unread, HTTP/1.0, or `Connection: close`
+            if conn.their_state is not h11.DONE:
+                with trio.move_on_after(LINGER_TIMEOUT):
+                    await stream.linger()  # a request body we did not read
+                return
+            if conn.our_state is not h11.DONE:
+                return  # HTTP/1.0, or `Connection: close`
             conn.start_next_cycle()
 
     async def _next_request(

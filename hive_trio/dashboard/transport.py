@@ -18,6 +18,7 @@ import math
 import socket
 import struct
 from collections.abc import Callable, Collection
+from contextlib import suppress
 from typing import Final, NoReturn
 
 import h11
@@ -110,6 +111,20 @@ class ConnectionStream(trio.abc.Stream):
         self.stalled = True
         self.abort()
         return True
+
+    async def linger(self, *, limit: int = 256 * 1024) -> None:
+        """Half-close, then read and drop what the peer still sends (up to `limit`; the caller bounds the time).
+
+        Closing a socket with unread input resets the connection, and a reset can destroy the reply
+        the peer has not read yet (RFC 9112 §9.6): the 400 or 431 that says why would be lost.
+        """
+        if self._broken:
+            return
+        with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._stream.send_eof()
+            drained = 0
+            while drained < limit and (chunk := await self.receive_some(RECEIVE_BYTES)):
+                drained += len(chunk)
 
     async def wait_send_all_might_not_block(self) -> None:
         await self._stream.wait_send_all_might_not_block()
