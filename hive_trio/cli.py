@@ -73,6 +73,27 @@ def load_cli_config(args: argparse.Namespace, **defaults: Any) -> Any:
         raise CliError(str(exc)) from None
 
 
+# Where `hive-trio up` keeps its hive, relative to the directory it was started in.
+UP_STATE_DIR: Final = Path("hive-state")
+
+
+def discovered_hive(args: argparse.Namespace) -> dict[str, Any]:
+    """The hive `hive-trio up` runs in the current directory, when nothing else names one.
+
+    As git finds `.git`: with no `--runtime-dir`, `--state-dir` or `--config`, and no `HIVE_TRIO_*_DIR`
+    in the environment, a live `./hive-state` is the hive the operator means.
+    """
+    if any(getattr(args, flag, None) for flag in ("runtime_dir", "state_dir", "config")):
+        return {}
+    if "HIVE_TRIO_RUNTIME_DIR" in os.environ or "HIVE_TRIO_STATE_DIR" in os.environ:
+        return {}
+    state_dir = UP_STATE_DIR.resolve()
+    runtime_dir = embedded_runtime_dir(state_dir)
+    if (runtime_dir / "host.sock").exists():
+        return {"state_dir": state_dir, "runtime_dir": runtime_dir}
+    return {}
+
+
 def embedded_runtime_dir(state_dir: Path) -> Path:
     """`up`'s runtime dir: under the state dir, or a private /tmp dir if sockets there would be too long."""
     preferred = state_dir / "run"
@@ -143,7 +164,7 @@ def _optional(module: str, attribute: str, command: str) -> Any:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    state_dir = Path(args.state_dir or "hive-state").resolve()
+    state_dir = Path(args.state_dir or UP_STATE_DIR).resolve()
     runtime_dir = Path(args.runtime_dir).resolve() if args.runtime_dir else embedded_runtime_dir(state_dir)
     args.state_dir, args.runtime_dir = str(state_dir), str(runtime_dir)
     config = load_cli_config(args)
@@ -156,7 +177,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_watch(args: argparse.Namespace) -> int:
     from hive_trio.errors import HiveError
 
-    config = load_cli_config(args)
+    config = load_cli_config(args, **discovered_hive(args))
     dashboard_url = _optional("hive_trio.dashboard.token", "dashboard_url", "watch")
     run_watch = _optional("hive_trio.dashboard.watch", "run_watch", "watch")
     try:
@@ -170,7 +191,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 def cmd_dashboard_url(args: argparse.Namespace) -> int:
     from hive_trio.errors import HiveError
 
-    config = load_cli_config(args)
+    config = load_cli_config(args, **discovered_hive(args))
     dashboard_url = _optional("hive_trio.dashboard.token", "dashboard_url", "dashboard-url")
     try:
         print(dashboard_url(config))
@@ -197,7 +218,7 @@ def _host_call(args: argparse.Namespace, cmd: str, **fields: Any) -> dict[str, A
     from hive_trio.host_client import host_request
     from hive_trio.paths import HivePaths
 
-    config = load_cli_config(args)
+    config = load_cli_config(args, **discovered_hive(args))
     socket_path = HivePaths(config.state_dir, config.runtime_dir).host_socket
     with _reaching_the_daemon():
         return trio.run(lambda: host_request(socket_path, cmd, **fields))

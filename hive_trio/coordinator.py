@@ -163,6 +163,8 @@ class Coordinator:
         self._slots: dict[str, AgentSlot] = {}
         self._transients: dict[str, Transient] = {}
         self._running: set[str] = set()
+        # Mirrors the roster's `paused` column, so `recv` need not read it on every call.
+        self._paused: set[str] = set()
         self._deadline_bell = trio.Event()
         self.lifecycle: LifecycleOps | None = None
 
@@ -309,14 +311,15 @@ class Coordinator:
         try:
             await self.send(sender, BROADCAST, body)
         except HiveError as exc:
-            return [f"{n}: {exc}" for n in await self._agent_names() if n != sender]
+            return [f"{n}: {exc}" for n in await self.agent_names() if n != sender]
         return []
 
     async def recv(self, name: str, *, wait_seconds: float = 0.0, limit: int = 1) -> list[Message]:
         """Hand out up to `limit` messages, parking up to `wait_seconds` for the first one.
 
         Parking waits on the inbox bell the hub rings when a message for `name` commits, so an idle
-        agent costs nothing; the database is read once per wake, never polled.
+        agent costs nothing; the database is read once per wake, never polled. A paused agent's turn
+        loop is parked here (host.sock `set_paused`): nothing is handed out until it is un-paused.
         """
         limit = max(1, min(int(limit), MAX_RECV_BATCH))
         wait = min(max(float(wait_seconds), 0.0), self.config.max_recv_wait)
@@ -328,8 +331,10 @@ class Coordinator:
             # With the shield the caller always gets the list and no checkpoint follows before
             # `return`, so whoever awaited recv can hand the messages on or release them.
             await trio.lowlevel.checkpoint_if_cancelled()
-            with trio.CancelScope(shield=True):
-                messages = await self.broker.deliver(name, limit=limit)
+            messages = []
+            if name not in self._paused:
+                with trio.CancelScope(shield=True):
+                    messages = await self.broker.deliver(name, limit=limit)
             if messages:
                 for m in messages:
                     self.hub.emit(DeliveredEvent(sender=m.sender, recipient=m.recipient, body=m.body, at=self.clock()))
@@ -385,7 +390,8 @@ class Coordinator:
         await self.notify_agent(MANAGER_AGENT, event)
 
     # ================================================================== agents
-    async def _agent_names(self) -> list[str]:
+    async def agent_names(self) -> list[str]:
+        """Every agent the roster holds, running or not (the manager is not an agent row)."""
         return [r.name for r in await self.roster.all()]
 
     async def require_agent(self, name: str) -> AgentRecord:
@@ -396,7 +402,7 @@ class Coordinator:
         return self.paths.kept_state_names()
 
     async def tombstones(self) -> list[str]:
-        live = set(await self._agent_names())
+        live = set(await self.agent_names())
         return [n for n in self.kept_state_names() if n not in live]
 
     async def set_status_text(self, name: str, text: str | None) -> AgentRecord:
@@ -407,6 +413,11 @@ class Coordinator:
     async def set_paused(self, name: str, paused: bool) -> AgentRecord:
         await self.require_agent(name)
         record = await self.roster.update(name, paused=paused)
+        if paused:
+            self._paused.add(name)
+        elif name in self._paused:
+            self._paused.discard(name)
+            self.hub.ring_inbox(name)  # a parked recv picks up what waited meanwhile
         await self.publish_status(name)
         return record
 
@@ -494,6 +505,9 @@ class Coordinator:
         if self.lifecycle is None:
             raise HiveError("this hive runs without a lifecycle backend")
         return self.lifecycle
+
+    async def list_approvals(self, *, status: ApprovalStatus | None = None) -> list[Approval]:
+        return await self.approvals.query(status=status)
 
     # ================================================================== questions
     async def ask(
@@ -591,6 +605,12 @@ class Coordinator:
         await self.notify_agent(
             q.asker, HelperQuestionAnswered(id=q.id, question=q.question, answer=q.answer, answerer=q.answerer)
         )
+
+    async def list_questions(self, *, recent: int | None = None) -> list[Question]:
+        """Open questions, or with `recent` the last that many, answered ones too."""
+        if recent is None:
+            return await self.questions.list_open()
+        return await self.questions.list_recent(limit=recent)
 
     async def expire_questions(self) -> list[Question]:
         expired = await self.questions.expire()
@@ -690,6 +710,7 @@ async def open_coordinator(
         try:
             async with trio.open_nursery() as nursery:
                 coord = Coordinator(config=config, db=db, nursery=nursery, clock=clock, serve_socket=serve_socket)
+                coord._paused = {r.name for r in await coord.roster.all() if r.paused}
                 try:
                     yield coord
                 finally:

@@ -12,18 +12,18 @@ from __future__ import annotations
 import shlex
 import signal
 import sys
-from pathlib import Path
 from typing import Final
 
 import attrs
 import trio
 
+from hive_trio.cli import UP_STATE_DIR, embedded_runtime_dir
 from hive_trio.config import Config, default_runtime_dir, default_state_dir, python_module_command
 from hive_trio.coordinator import Coordinator
 from hive_trio.daemon import open_hive, raise_open_file_limit
+from hive_trio.dashboard.token import dashboard_url
 
 EXAMPLE_AGENTS: Final = ("alice", "bob", "carol")
-UP_STATE_DIR: Final = Path("hive-state")
 
 
 def example_agent_command(python: str = sys.executable) -> str:
@@ -43,8 +43,6 @@ def up_config(config: Config) -> Config:
     and never replaces the sockets of a `hive-trio daemon` running on the defaults. Agents and manager
     run the bundled examples, with this Python.
     """
-    from hive_trio.cli import embedded_runtime_dir
-
     state_dir = UP_STATE_DIR.resolve() if config.state_dir == default_state_dir() else config.state_dir
     runtime_dir = config.runtime_dir
     if runtime_dir == default_runtime_dir():
@@ -70,12 +68,14 @@ async def spawn_examples(coord: Coordinator, names: tuple[str, ...] = EXAMPLE_AG
 
 
 def banner(coord: Coordinator, config: Config) -> str:
-    run = shlex.quote(str(config.runtime_dir))
     state = shlex.quote(str(config.state_dir))
+    # From this directory the commands find `up`'s hive on their own (cli.discovered_hive).
+    found = config.state_dir == UP_STATE_DIR.resolve() and config.runtime_dir == embedded_runtime_dir(config.state_dir)
+    flags = "" if found else f" --runtime-dir {shlex.quote(str(config.runtime_dir))}"
     if coord.dashboard_url:
-        dashboard = f"dashboard: {coord.dashboard_url}\n  (with its token: hive-trio dashboard-url --state-dir {state})"
+        dashboard = f"dashboard: {dashboard_url(config)}"
     else:
-        dashboard = "dashboard: not in this build yet (it is being built on its own branch)"
+        dashboard = "dashboard: off (dashboard_enabled = false)"
     return f"""\
 hive-trio is up: example agents {", ".join(EXAMPLE_AGENTS)} and an example manager are running.
   state:   {config.state_dir}
@@ -83,12 +83,14 @@ hive-trio is up: example agents {", ".join(EXAMPLE_AGENTS)} and an example manag
   {dashboard}
 
 Try, in another terminal:
-  hive-trio status --runtime-dir {run}
-  hive-trio questions --runtime-dir {run}          # {EXAMPLE_AGENTS[0]} asked you something
-  hive-trio answer ID "the tests" --runtime-dir {run}
-  hive-trio approvals --runtime-dir {run}          # the manager proposed a config change
-  hive-trio approve ID --runtime-dir {run}         # {EXAMPLE_AGENTS[0]} is rebuilt and greets in Swedish
-  hive-trio send alice "hi from the operator" --runtime-dir {run}
+  open the dashboard above, or in another terminal here:
+  hive-trio status{flags}
+  hive-trio questions{flags}             # {EXAMPLE_AGENTS[0]} asked you something
+  hive-trio answer ID "the tests"{flags}
+  hive-trio approvals{flags}             # the manager proposed a config change
+  hive-trio approve ID{flags}            # {EXAMPLE_AGENTS[0]} is rebuilt and greets in Swedish
+  hive-trio send alice "hi from the operator"{flags}
+  hive-trio watch{flags}                 # the live event stream
   tail -f {state}/logs/*.log
 
 Ctrl-C stops the hive; the agents stop with it, and everything stays in {config.state_dir}.

@@ -96,7 +96,7 @@ class HostCommands:
 
     # ------------------------------------------------------------------ hyperhive's verbs
     async def _list(self, _: HostList) -> Fields:
-        return {"agents": [r.name for r in await self.coordinator.roster.all()]}
+        return {"agents": await self.coordinator.agent_names()}
 
     async def _agent_status(self, _: HostAgentStatus) -> Fields:
         return {"agent_statuses": unstructure(await self.coordinator.agent_statuses())}
@@ -108,7 +108,7 @@ class HostCommands:
     async def _scope_names(self, scope: Scope) -> list[str]:
         names = list(dict.fromkeys(scope.agent_names))
         if scope.agents:
-            names += [r.name for r in await self.coordinator.roster.all() if r.name not in names]
+            names += [n for n in await self.coordinator.agent_names() if n not in names]
         elif not names:
             # hyperhive reads an empty scope as "everything"; one missing field should not stop the hive.
             raise InvalidRequest('scope names no agents: list "agent_names", or set "agents": true for every agent')
@@ -198,7 +198,7 @@ class HostCommands:
         return await self._approval_rows(request.status)
 
     async def _approval_rows(self, status: ApprovalStatus | None) -> Fields:
-        approvals = await self.coordinator.approvals.query(status=status)
+        approvals = await self.coordinator.list_approvals(status=status)
         return {"approvals": unstructure([HostApproval.of(a) for a in approvals])}
 
     async def _approve(self, request: HostApprove) -> Fields:
@@ -210,8 +210,7 @@ class HostCommands:
         return {"approval": unstructure(HostApproval.of(approval))}
 
     async def _questions(self, request: HostQuestions) -> Fields:
-        store = self.coordinator.questions
-        found = await (store.list_recent(limit=RECENT_QUESTIONS) if request.all else store.list_open())
+        found = await self.coordinator.list_questions(recent=RECENT_QUESTIONS if request.all else None)
         return {"questions": unstructure(found)}
 
     async def _answer(self, request: HostAnswer) -> Fields:

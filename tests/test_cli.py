@@ -20,7 +20,7 @@ import trio
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from hive_trio.cli import build_parser, embedded_runtime_dir, format_table, main
+from hive_trio.cli import build_parser, discovered_hive, embedded_runtime_dir, format_table, main
 from hive_trio.config import Config
 from hive_trio.mcp_client import open_agent_client, tool_result_json
 from hive_trio.testing import DaemonProcess, InProcessHive, open_daemon_process, short_temp_dir
@@ -326,3 +326,22 @@ def test_daemon_flags_become_the_config(tmp_path: Path) -> None:
     bad = build_parser().parse_args(["daemon", "--dashboard", "no-port-here"])
     with pytest.raises(Exception, match="--dashboard wants HOST:PORT"):
         load_cli_config(bad)
+
+
+def test_up_hive_in_the_current_directory_is_found_without_flags(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HIVE_TRIO_RUNTIME_DIR", raising=False)
+    monkeypatch.delenv("HIVE_TRIO_STATE_DIR", raising=False)
+    parse = build_parser().parse_args
+    assert discovered_hive(parse(["status"])) == {}  # nothing here yet
+    state = (tmp_path / "hive-state").resolve()
+    runtime = embedded_runtime_dir(state)
+    runtime.mkdir(parents=True)
+    (runtime / "host.sock").touch()
+    assert discovered_hive(parse(["status"])) == {"state_dir": state, "runtime_dir": runtime}
+    # Anything that names a hive wins.
+    assert discovered_hive(parse(["status", "--runtime-dir", "/elsewhere"])) == {}
+    monkeypatch.setenv("HIVE_TRIO_RUNTIME_DIR", "/elsewhere")
+    assert discovered_hive(parse(["status"])) == {}

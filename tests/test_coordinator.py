@@ -294,3 +294,35 @@ async def test_snapshot_reads_seq_before_gathering(coordinator: Coordinator) -> 
     assert snap.seq == coordinator.hub.current_seq() == 1
     assert [a.name for a in snap.agents] == ["alpha"] and snap.agents[0].pending_messages == 1
     assert [m.body for m in snap.messages] == ["one"]
+
+
+async def test_a_paused_agent_is_handed_nothing_until_unpaused(
+    coordinator: Coordinator, autojump_clock: trio.abc.Clock
+) -> None:
+    await coordinator.roster.add("alpha")
+    await coordinator.set_paused("alpha", True)
+    await coordinator.send("operator", "alpha", "waits for you")
+    assert await coordinator.recv("alpha", wait_seconds=30) == []
+    assert await coordinator.inbox_depth("alpha") == 1  # kept, not lost
+    got: list[str] = []
+
+    async def parked() -> None:
+        got.extend(m.body for m in await coordinator.recv("alpha", wait_seconds=120))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(parked)
+        await trio.sleep(10)
+        assert got == []
+        await coordinator.set_paused("alpha", False)
+    assert got == ["waits for you"]
+
+
+async def test_paused_survives_a_daemon_restart(config: Config) -> None:
+    async with open_coordinator(config) as coord:
+        await coord.roster.add("alpha")
+        await coord.set_paused("alpha", True)
+        await coord.send("operator", "alpha", "x")
+    async with open_coordinator(config) as coord:
+        assert await coord.recv("alpha") == []
+        await coord.set_paused("alpha", False)
+        assert [m.body for m in await coord.recv("alpha")] == ["x"]
