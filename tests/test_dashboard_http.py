@@ -282,3 +282,10 @@ async def test_h11_accepts_what_browsers_send(config: Config) -> None:
                 assert isinstance(event, h11.Response)
                 assert event.status_code == 200
                 break
+
+
+async def test_http_1_0_gets_its_answer_and_a_close(config: Config, autojump_clock: trio.testing.MockClock) -> None:
+    async with running_hive(config) as hive, raw_http(hive) as http:
+        await http.send(b"GET /static/dashboard.css HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        reply = await http.read_to_close(within=0.9)  # no keep-alive for HTTP/1.0: closed at once
+        assert reply.startswith(b"HTTP/1.1 200 ") and b"connection: close" in reply.lower()

@@ -188,11 +188,11 @@ class DashboardServer:
                 return
             reply = await self._reply_for(decision)
             await send_reply(conn, stream, reply, head_only=request.method == "HEAD")
-            if conn.their_state is not h11.DONE:
+            if conn.their_state in (h11.SEND_BODY, h11.ERROR):
                 with trio.move_on_after(LINGER_TIMEOUT):
                     await stream.linger()  # a request body we did not read
                 return
-            if conn.our_state is not h11.DONE:
+            if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                 return  # HTTP/1.0, or `Connection: close`
             conn.start_next_cycle()
 
