@@ -20,7 +20,7 @@ import trio
 from hive_trio.cli import UP_STATE_DIR, embedded_runtime_dir
 from hive_trio.config import Config, default_runtime_dir, default_state_dir, python_module_command
 from hive_trio.coordinator import Coordinator
-from hive_trio.daemon import open_hive, raise_open_file_limit
+from hive_trio.daemon import open_hive, raise_open_file_limit, tune_garbage_collection
 from hive_trio.dashboard.token import dashboard_url
 
 EXAMPLE_AGENTS: Final = ("alice", "bob", "carol")
@@ -105,6 +105,7 @@ async def run_up(config: Config) -> None:
         async with open_hive(config) as hive:
             coord = hive.coordinator
             await spawn_examples(coord)
+            tune_garbage_collection()  # a long-running daemon, like `serve_daemon`
             print(banner(coord, config), flush=True)
             async for _ in signals:
                 print("stopping the hive…", flush=True)

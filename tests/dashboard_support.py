@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
+import h11
 import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
@@ -171,3 +172,70 @@ async def http_get(
             return HttpReply(exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read())
 
     return await trio.to_thread.run_sync(fetch)
+
+
+@attrs.define
+class RawHttp:
+    """A real TCP connection to the dashboard, for requests no well-behaved client library would send.
+
+    `request` speaks HTTP/1.1 through an h11 client (keep-alive included); `send` writes raw bytes and
+    `read_to_close` reads whatever the server says until it closes the connection.
+    """
+
+    stream: trio.SocketStream
+    conn: h11.Connection = attrs.field(factory=lambda: h11.Connection(h11.CLIENT))
+
+    async def request(
+        self, method: str, target: str, *, headers: list[tuple[str, str]] | None = None, host: str | None = None
+    ) -> tuple[h11.Response, bytes]:
+        if self.conn.our_state is h11.DONE and self.conn.their_state is h11.DONE:
+            self.conn.start_next_cycle()
+        sockname = self.stream.socket.getpeername()
+        fields = [("Host", host or f"127.0.0.1:{sockname[1]}"), *(headers or [])]
+        out = self.conn.send(h11.Request(method=method, target=target, headers=fields))
+        out += self.conn.send(h11.EndOfMessage())  # type: ignore[operator]
+        await self.stream.send_all(out)  # type: ignore[arg-type]
+        response: h11.Response | None = None
+        body = b""
+        with trio.fail_after(5):
+            while True:
+                event = self.conn.next_event()
+                if event is h11.NEED_DATA:
+                    self.conn.receive_data(await self.stream.receive_some(65536))
+                elif isinstance(event, h11.Response):
+                    response = event
+                elif isinstance(event, h11.Data):
+                    body += event.data
+                elif isinstance(event, h11.EndOfMessage):
+                    assert response is not None
+                    return response, body
+                else:
+                    raise AssertionError(f"unexpected {event!r}")
+
+    async def send(self, data: bytes) -> None:
+        await self.stream.send_all(data)
+
+    async def read_to_close(self, *, within: float = 5.0) -> bytes:
+        received = b""
+        with trio.fail_after(within):
+            while chunk := await self.stream.receive_some(65536):
+                received += chunk
+        return received
+
+
+@asynccontextmanager
+async def raw_http(hive: Hive) -> AsyncIterator[RawHttp]:
+    assert hive.dashboard_url is not None
+    parts = urllib.parse.urlsplit(hive.dashboard_url)
+    assert parts.hostname is not None and parts.port is not None
+    stream = await trio.open_tcp_stream(parts.hostname, parts.port)
+    async with stream:
+        yield RawHttp(stream)
+
+
+def header(response: h11.Response, name: str) -> str | None:
+    wanted = name.lower().encode()
+    for key, value in response.headers:
+        if key == wanted:
+            return value.decode("latin-1")
+    return None

@@ -1,13 +1,15 @@
-"""The dashboard stream end to end: a real hive, its real hypercorn server, real websockets on loopback."""
+"""The dashboard stream end to end: a real hive, its real server, real websockets on loopback."""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import stat
 import time
 from functools import partial
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import trio
@@ -23,10 +25,12 @@ from dashboard_support import (
     url_of,
 )
 from trio_websocket import ConnectionClosed, ConnectionRejected, connect_websocket_url
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import CloseConnection, Request, TextMessage
 
 from hive_trio.config import Config
 from hive_trio.coordinator import open_coordinator
-from hive_trio.daemon import open_hive
+from hive_trio.daemon import Hive, open_hive
 from hive_trio.dashboard.client import (
     ActionFailed,
     ConnectionLost,
@@ -519,10 +523,10 @@ async def test_port_in_use_is_a_clear_error(config: Config) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stall_timeout", [1.0, 30.0])
-async def test_a_stalled_client_is_cut_off_by_the_kernel_and_never_holds_others(
-    config: Config, stall_timeout: float
+async def test_a_stalled_client_is_cut_by_the_send_timeout_and_never_holds_others(
+    config: Config, stall_timeout: float, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """hypercorn shields each write, so only the kernel (TCP_USER_TIMEOUT) can free a stalled socket."""
+    """A peer that reads nothing holds only its own task: its write is cut after `stall_timeout`."""
     cfg = dashboard_config(config, subscriber_buffer=8, shutdown_grace=0.5)
     async with trio.open_nursery() as outer:
         async with open_coordinator(cfg) as coord:
@@ -536,19 +540,26 @@ async def test_a_stalled_client_is_cut_off_by_the_kernel_and_never_holds_others(
                     while coord.hub.dropped_subscribers == 0:
                         coord.hub.emit(SentEvent(sender="alpha", recipient="beta", body=body, at=time.time()))
                         await healthy.wait_until(lambda s: s.seq == coord.hub.current_seq())
-                # The hub let go of it at once; its task is stuck in a write until the kernel gives up.
+                # The hub let go of it at once; its task is stuck in a write until the send timeout.
                 await trio.sleep(2.0)
                 coord.hub.emit(SentEvent(sender="alpha", recipient="beta", body="after", at=time.time()))
                 await healthy.wait_until(lambda s: s.seq == coord.hub.current_seq())
                 assert healthy.snapshots == 1
+            cut_before_shutdown = any("read nothing" in r.getMessage() for r in caplog.records)
             started = trio.current_time()
         shutdown = trio.current_time() - started
-        await stalled.aclose()
+        # The stalled peer finds its connection reset, not closed with a close frame.
+        with pytest.raises(ConnectionClosed) as closed, trio.fail_after(10):
+            while True:
+                await stalled.get_message()
+        assert closed.value.reason.code == 1006
     if stall_timeout < 2.0:
-        # The kernel had already cut the stalled socket, so nothing was left to wait for.
+        # The send timeout had already cut the stalled socket, so nothing was left to wait for.
+        assert cut_before_shutdown
         assert shutdown < 0.5
     else:
         # Still stuck when the daemon stopped: it is cut at the shutdown deadline, not waited for.
+        assert not cut_before_shutdown
         assert 0.5 <= shutdown < 1.5
 
 
@@ -582,3 +593,52 @@ async def test_clients_vanishing_mid_snapshot_leave_nothing_behind(config: Confi
         async with open_dashboard_client(url_of(hive)) as client:
             assert len(client.state.log) == 40
             assert (await client.action("send", to="alpha", body="still fine"))["ids"]
+
+
+async def test_shutdown_finishes_the_frame_in_flight_then_sends_1001(config: Config) -> None:
+    """Ending a stream never cuts a frame half-way: a slow reader gets the whole snapshot, then 1001."""
+    stop = trio.Event()
+    ready = trio.Event()
+    hive_box: list[Hive] = []
+
+    async def run_hive() -> None:
+        async with running_hive(config, shutdown_grace=10.0) as hive:
+            await hive.coordinator.roster.add("alpha")
+            for i in range(40):  # a snapshot of ~2.4 MB
+                await hive.coordinator.send("alpha", OPERATOR, f"{i} " + "s" * 60_000)
+            hive_box.append(hive)
+            ready.set()
+            await stop.wait()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run_hive)
+        await ready.wait()
+        hive = hive_box[0]
+        assert hive.dashboard_url is not None
+        parts = urlsplit(stream_url(hive.dashboard_url, token=token_of(hive), resume=None))
+        assert parts.hostname is not None and parts.port is not None
+        sock = trio.socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        await sock.connect((parts.hostname, parts.port))
+        stream = trio.SocketStream(sock)
+        client = WSConnection(ConnectionType.CLIENT)
+        await stream.send_all(client.send(Request(host=parts.netloc, target=f"{parts.path}?{parts.query}")))
+        # Ordering only, not timing: by then the server is stuck inside the 2.4 MB snapshot frame (the
+        # assertions hold either way), and the daemon is told to stop while that frame is in flight.
+        await trio.sleep(0.5)
+        stop.set()
+        await trio.sleep(0.2)
+        events: list[object] = []
+        with trio.fail_after(10):
+            while not any(isinstance(e, CloseConnection) for e in events):
+                data = await stream.receive_some(65536)
+                client.receive_data(data or None)
+                events.extend(client.events())
+        await stream.aclose()
+    kinds = [type(e).__name__ for e in events]
+    assert kinds[0] == "AcceptConnection" and kinds[-1] == "CloseConnection", kinds
+    text = "".join(e.data for e in events if isinstance(e, TextMessage))
+    snapshot = json.loads(text)
+    assert snapshot["type"] == "snapshot" and len(snapshot["messages"]) == 40
+    close = events[-1]
+    assert isinstance(close, CloseConnection) and close.code == 1001

@@ -1,9 +1,11 @@
 """The dashboard server: the operator's page, `/api/state` and the `/stream` websocket on one TCP port.
 
-hypercorn's trio worker serves a small Starlette app inside our nursery (docs/DECISIONS.md says why);
-nothing HTTP is parsed here. Each websocket gets a snapshot (or a resume), then events from its own
-hub subscription, and carries the operator's actions back in. Actions go to the coordinator through
-`dashboard.actions`; this module must never touch the database, build a path, or block the hub.
+Our own trio listener; one task per connection reads request heads with h11 and asks `routes` what
+each gets. A websocket upgrade to `/stream` is handed, bytes and all, to trio-websocket (wsproto does
+the handshake); everything else is answered with h11, with keep-alive. Each websocket gets a snapshot
+(or a resume), then events from its own hub subscription, and carries the operator's actions back in.
+Actions go to the coordinator through `dashboard.actions`; this module must never touch the database,
+build a hive path, parse HTTP itself, or block the hub.
 
 hive-c0re streams SSE and takes form POSTs; here one websocket carries both. Kept: the seq read before
 the snapshot is gathered, and a lagging subscriber that must reload (hyperhive issue #163: reload the
@@ -12,8 +14,8 @@ snapshot on every reconnect that cannot resume).
 
 from __future__ import annotations
 
+import json
 import logging
-import os
 import socket
 from collections import OrderedDict
 from contextlib import suppress
@@ -21,52 +23,63 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
+import h11
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
-from starlette.applications import Starlette
-from starlette.datastructures import Headers
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from starlette.routing import Mount, Route, WebSocketRoute
-from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
-from starlette.websockets import WebSocket, WebSocketDisconnect
+import trio_websocket
+from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
 
 from hive_trio.coordinator import Coordinator
 from hive_trio.dashboard.actions import perform
 from hive_trio.dashboard.protocol import (
     CLOSE_GOING_AWAY,
-    CLOSE_POLICY,
     CLOSE_TRY_AGAIN,
-    STATE_PATH,
-    STREAM_PATH,
-    TOKEN_PARAM,
     ActionError,
     ResumePoint,
     encode_event,
     encode_result,
     encode_resumed,
     encode_snapshot,
-    host_allowed,
     is_loopback_host,
-    origin_allowed,
     parse_action,
-    parse_resume,
-    token_matches,
+)
+from hive_trio.dashboard.routes import (
+    JSON,
+    TEXT,
+    HttpRequest,
+    OpenStream,
+    ReadState,
+    RefuseStream,
+    Reply,
+    Site,
+    StaticFile,
+    error_reply,
+    route,
+    text_reply,
 )
 from hive_trio.dashboard.token import ensure_token, http_url
+from hive_trio.dashboard.transport import ConnectionStream, receive_request, send_reply, serve_stall_watch
 from hive_trio.errors import HiveError
-from hive_trio.event_hub import Resync
+from hive_trio.event_hub import Resync, Subscription
 from hive_trio.records import DashboardAction, DashboardEvent, RequestId, unstructure
 
 log = logging.getLogger(__name__)
 
 STATIC_DIR: Final = Path(__file__).parent / "static"
-# A peer that reads nothing for this long is cut off by the kernel (TCP_USER_TIMEOUT). hypercorn
-# writes each frame inside a shielded `send_all`, so no cancel scope can bound a write to a stalled
-# client; the kernel can, and that is what frees the connection's task and lets shutdown finish.
+_STATIC_ROOT: Final = STATIC_DIR.resolve()
+# A write that makes no progress for this long cuts its connection (the peer stopped reading). Only
+# that connection's own task ever waits for it; the hub has usually dropped it long before. Same as
+# the TCP_USER_TIMEOUT the hypercorn version set.
 DEFAULT_STALL_TIMEOUT: Final = 5.0
+# A request head must be complete within this long of when the connection started waiting for it;
+# it doubles as the idle keep-alive timeout. Slow-loris clients hold a task for at most this.
+HEAD_TIMEOUT: Final = 10.0
+# Request line plus headers; past it, 431. Browsers send ~1-2 KiB, cookies included.
+MAX_REQUEST_HEAD: Final = 16 * 1024
+# How long a connection closed after an error reply keeps reading (and dropping) what the peer still
+# sends, so that the reply is not destroyed by a reset.
+LINGER_TIMEOUT: Final = 1.0
+# How long a websocket close handshake may take before the socket is simply closed.
+CLOSE_TIMEOUT: Final = 1.0
 # Actions one connection may have in flight; the next frame is not read until one finishes.
 MAX_ACTIONS_IN_FLIGHT: Final = 16
 # Results waiting for a connection that is not reading; past this the connection is closed.
@@ -74,102 +87,191 @@ RESULT_BACKLOG: Final = 64
 ENCODED_CACHE: Final = 2048
 # Kernel memory a peer that reads nothing can pin; past it, writes back-pressure and the hub drops it.
 SEND_BUFFER: Final = 128 * 1024
-# Dead peers are found by TCP keepalive, not websocket pings: hypercorn 0.18's ping task sleeps its
-# whole interval before noticing a closed connection, which held every shutdown for `graceful_timeout`.
+# Dead idle peers are found by TCP keepalive; websockets get no pings (nothing to tune, nothing to
+# hold a shutdown). A peer that vanishes with data in flight is caught by the stall timeout instead.
 KEEPALIVE_IDLE: Final = 30
 KEEPALIVE_INTERVAL: Final = 10
 KEEPALIVE_PROBES: Final = 3
-SECURITY_HEADERS: Final = {
-    # Scripts and styles only from the dashboard itself; no framing (a hostile page cannot overlay
-    # the approve button); the token in a URL never leaves in a Referer.
-    "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-    ),
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-    "Cache-Control": "no-store",
-}
-# Styled by the page's own stylesheet: the CSP allows no inline style.
-NEEDS_TOKEN_PAGE: Final = """<!doctype html><meta charset="utf-8"><title>hive</title>
-<link rel="icon" href="data:,"><link rel="stylesheet" href="/static/dashboard.css">
-<main class="notice panel"><h1>This dashboard needs its token</h1>
-<p>Open the URL that <code>hive-trio dashboard-url</code> prints on the daemon's machine.</p></main>"""
-WRONG_TOKEN_PAGE: Final = NEEDS_TOKEN_PAGE.replace("needs its token", "did not accept that token")
 
 
 class DashboardServer:
-    """The app and the live connections of one dashboard; `serve_dashboard` runs it."""
+    """The routes, the live connections and the shutdown of one dashboard; `serve_dashboard` runs it."""
 
-    def __init__(self, coord: Coordinator, *, token: str, public: bool, page: str) -> None:
+    def __init__(self, coord: Coordinator, *, site: Site, stall_timeout: float = DEFAULT_STALL_TIMEOUT) -> None:
         self.coord = coord
-        self.token = token
-        self.public = public
-        self.page = page
+        self.site = site
+        self.stall_timeout = stall_timeout
         self.closing = trio.Event()
         self.connections: set[StreamConnection] = set()
-        self.cookie_name = "hive_trio_token"
+        self.streams: set[ConnectionStream] = set()  # every open TCP connection, for the stall watch
+        self._waiting: set[trio.CancelScope] = set()  # HTTP connections waiting for a request head
+        self._accepting = trio.CancelScope()
         self._actions: trio.Nursery | None = None
         self._encoded: OrderedDict[int, str] = OrderedDict()
 
-    # ------------------------------------------------------------------ app
-    def app(self) -> ASGIApp:
-        routes = [
-            Route("/", self.page_route, methods=["GET", "HEAD"]),
-            Route(STATE_PATH, self.state_route, methods=["GET"]),
-            WebSocketRoute(STREAM_PATH, self.stream_route),
-            Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
-        ]
-        return _HostGuard(Starlette(routes=routes), public=self.public)
+    # ------------------------------------------------------------------ the server's life
+    async def serve(
+        self,
+        listener: trio.SocketListener,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve connections until `closing` is set, then return once every one of them has finished.
 
-    def set_port(self, port: int) -> None:
-        # Cookies ignore ports: two hives on one host must not overwrite each other's token.
-        self.cookie_name = f"hive_trio_token_{port}"
+        On `closing` it stops accepting, closes idle HTTP connections and every websocket (1001). The
+        caller bounds how long that may take (`serve_dashboard` cancels what is left at its deadline).
+        """
+        async with trio.open_nursery() as actions:
+            self._actions = actions
+            # Checked a few times per timeout: a stalled peer is cut between 1 and 1.25 timeouts.
+            actions.start_soon(partial(serve_stall_watch, self.streams, interval=min(1.0, self.stall_timeout / 4)))
+            async with trio.open_nursery() as connections:
+                await connections.start(self._accept, listener, connections)
+                task_status.started()
+                await self.closing.wait()
+                self._accepting.cancel()
+                for scope in list(self._waiting):
+                    scope.cancel()
+            # Actions outlive their connection, not the dashboard; the stall watch goes with them.
+            actions.cancel_scope.cancel()
 
-    def _authorised(self, query: str | None, cookie: str | None) -> bool:
-        return token_matches(self.token, query) or token_matches(self.token, cookie)
+    async def _accept(
+        self,
+        listener: trio.SocketListener,
+        connections: trio.Nursery,
+        *,
+        task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        # A scope of its own: cancelling it stops accepting (and closes the listener) while the
+        # connections, which live in `connections`, carry on to their graceful close.
+        with self._accepting:
+            await trio.serve_listeners(
+                self.handle_connection, [listener], handler_nursery=connections, task_status=task_status
+            )
 
-    async def page_route(self, request: Request) -> Response:
-        offered = request.query_params.get(TOKEN_PARAM)
-        if offered is not None and not token_matches(self.token, offered):
-            return HTMLResponse(WRONG_TOKEN_PAGE, status_code=403, headers=SECURITY_HEADERS)
-        if offered is None and not token_matches(self.token, request.cookies.get(self.cookie_name)):
-            return HTMLResponse(NEEDS_TOKEN_PAGE, status_code=401, headers=SECURITY_HEADERS)
-        response = HTMLResponse(self.page, headers=SECURITY_HEADERS)
-        if offered is not None:
-            # A session cookie: gone when the browser closes; never sent cross-site, never seen by JS.
-            response.set_cookie(self.cookie_name, self.token, httponly=True, samesite="strict", path="/")
-        return response
+    # ------------------------------------------------------------------ one connection
+    async def handle_connection(self, socket_stream: trio.SocketStream) -> None:
+        """Serve one TCP connection: HTTP requests with keep-alive, or one websocket."""
+        stream = ConnectionStream(socket_stream, stall_timeout=self.stall_timeout)
+        self.streams.add(stream)
+        try:
+            await self._serve_http(stream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            if stream.stalled:
+                log.warning("a dashboard client read nothing for %g s; cut it", self.stall_timeout)
+        except Exception:
+            # One connection's failure is logged and ends that connection, never the dashboard.
+            log.exception("dashboard connection failed")
+        finally:
+            self.streams.discard(stream)
+            await trio.aclose_forcefully(stream)
 
-    async def state_route(self, request: Request) -> Response:
-        if not self._authorised(request.query_params.get(TOKEN_PARAM), request.cookies.get(self.cookie_name)):
-            return PlainTextResponse("dashboard token missing or wrong\n", status_code=401, headers=SECURITY_HEADERS)
+    async def _serve_http(self, stream: ConnectionStream) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_HEAD)
+        while True:
+            # Every byte h11 is given for this request, so a websocket handshake can be replayed.
+            head = bytearray(conn.trailing_data[0])
+            got = await self._next_request(conn, stream, head)
+            if got is None:
+                return
+            if isinstance(got, Reply):
+                if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                    await send_reply(conn, stream, got, head_only=False)
+                    with trio.move_on_after(LINGER_TIMEOUT):
+                        await stream.linger()
+                return
+            request = HttpRequest.from_h11(got)
+            decision = route(request, self.site, closing=self.closing.is_set())
+            if isinstance(decision, OpenStream | RefuseStream):
+                stream.replay(bytes(head))
+                await self._serve_stream(stream, decision)
+                return
+            reply = await self._reply_for(decision)
+            await send_reply(conn, stream, reply, head_only=request.method == "HEAD")
+            if conn.their_state in (h11.SEND_BODY, h11.ERROR):
+                with trio.move_on_after(LINGER_TIMEOUT):
+                    await stream.linger()  # a request body we did not read
+                return
+            if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                return  # HTTP/1.0, or `Connection: close`
+            conn.start_next_cycle()
+
+    async def _next_request(
+        self, conn: h11.Connection, stream: ConnectionStream, head: bytearray
+    ) -> h11.Request | Reply | None:
+        """The next request; a `Reply` to answer before closing (bad head, timeout); None to just close."""
+        if self.closing.is_set():
+            return None
+        with trio.move_on_after(HEAD_TIMEOUT) as waiting:
+            self._waiting.add(waiting)
+            try:
+                return await receive_request(conn, stream, head)
+            except h11.RemoteProtocolError as exc:
+                return error_reply(exc.error_status_hint)
+            finally:
+                self._waiting.discard(waiting)
+        # Timed out, or the dashboard is closing. A client that sent part of a head is told why.
+        if head and not self.closing.is_set():
+            return error_reply(408)
+        return None
+
+    async def _reply_for(self, decision: Reply | StaticFile | ReadState) -> Reply:
+        if isinstance(decision, Reply):
+            return decision
+        if isinstance(decision, StaticFile):
+            body = await trio.to_thread.run_sync(_read_static, decision.name)
+            if body is None:
+                return text_reply(404, "no such file")
+            return Reply(200, body, decision.content_type)
         try:
             snapshot = await self.coord.snapshot()
         except HiveError as exc:
-            return PlainTextResponse(f"{exc}\n", status_code=503, headers=SECURITY_HEADERS)
-        return JSONResponse(unstructure(snapshot), headers=SECURITY_HEADERS)
+            return text_reply(503, str(exc))
+        body = json.dumps(unstructure(snapshot), ensure_ascii=False, separators=(",", ":")).encode()
+        return Reply(200, body, JSON)
 
-    async def stream_route(self, ws: WebSocket) -> None:
-        headers = ws.headers
-        if not origin_allowed(headers.get("origin"), headers.get("host")):
-            log.warning("refused a dashboard websocket from foreign origin %r", headers.get("origin"))
-            await _refuse(ws, 403, "websocket from a foreign origin refused\n")
+    async def _serve_stream(self, stream: ConnectionStream, decision: OpenStream | RefuseStream) -> None:
+        # trio-websocket's reader task for this connection lives here, and goes when the stream ends.
+        async with trio.open_nursery() as nursery:
+            try:
+                await self._handshake_and_run(nursery, stream, decision)
+            except ConnectionClosed:
+                pass  # the peer left during the handshake
+            finally:
+                nursery.cancel_scope.cancel()
+
+    async def _handshake_and_run(
+        self, nursery: trio.Nursery, stream: ConnectionStream, decision: OpenStream | RefuseStream
+    ) -> None:
+        request = await self._handshake(nursery, stream)
+        if request is None:
+            return  # not a valid handshake: wsproto answered 400 and closed
+        if isinstance(decision, RefuseStream):
+            if decision.status == 403:
+                log.warning("refused a dashboard websocket from a foreign origin")
+            body = f"{decision.reason}\n".encode()
+            await request.reject(decision.status, extra_headers=[(b"Content-Type", TEXT.encode())], body=body)
             return
-        if not self._authorised(ws.query_params.get(TOKEN_PARAM), ws.cookies.get(self.cookie_name)):
-            await _refuse(ws, 401, "dashboard token missing or wrong\n")
-            return
-        if self.closing.is_set():
-            await _refuse(ws, 503, "the daemon is shutting down\n")
-            return
-        await ws.accept()
-        conn = StreamConnection(self, ws, resume=parse_resume(dict(ws.query_params)))
+        ws = await request.accept()
+        conn = StreamConnection(self, ws, stream, resume=decision.resume)
         self.connections.add(conn)
         try:
             await conn.run()
         finally:
             self.connections.discard(conn)
+
+    async def _handshake(self, nursery: trio.Nursery, stream: ConnectionStream) -> WebSocketRequest | None:
+        """The handshake as wsproto reads it from the replayed head; None if it refused it.
+
+        wsproto answers a malformed handshake (no key, wrong version) with 400 and closes the stream
+        without ever producing a request; the stream's close ends this wait instead of the timeout.
+        """
+        with trio.move_on_after(HEAD_TIMEOUT) as waiting:
+            stream.on_close(waiting.cancel)
+            return await trio_websocket.wrap_server_stream(
+                nursery, stream, max_message_size=self.coord.config.max_frame_bytes
+            )
+        return None
 
     # ------------------------------------------------------------------ shared work
     def encoded(self, event: DashboardEvent) -> str:
@@ -181,98 +283,85 @@ class DashboardServer:
                 self._encoded.popitem(last=False)
         return frame
 
-    def sever_connections(self) -> int:
-        """Cut every open stream's TCP connection from under hypercorn (used only past the shutdown deadline)."""
-        return sum(_sever(conn.ws.scope.get("server"), conn.ws.scope.get("client")) for conn in list(self.connections))
-
     def start_action(self, conn: StreamConnection, action: DashboardAction) -> None:
         # Actions run in the server's nursery, not the connection's: an operator who closes the tab
-        # mid-restart must not cancel the restart. Only the daemon shutting down cancels them.
+        # mid-restart must not cancel the restart. Only the dashboard stopping cancels them.
         assert self._actions is not None
         self._actions.start_soon(conn.run_action, action)
 
-    async def serve(
-        self,
-        hypercorn_config: HypercornConfig,
-        *,
-        task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        """Run hypercorn until `closing` is set. Shielded: the graceful close is ours to run, by deadline."""
-        async with trio.open_nursery() as actions:
-            self._actions = actions
-            try:
-                app: Any = self.app()  # Starlette's ASGI types are looser than hypercorn's
-                await hypercorn_serve(
-                    app, hypercorn_config, shutdown_trigger=self.closing.wait, task_status=task_status
-                )
-            finally:
-                actions.cancel_scope.cancel()
-
 
 class StreamConnection:
-    """One accepted `/stream` websocket: a pump (events out), a reader (actions in), a result writer."""
+    """One accepted `/stream` websocket: a pump (events out), a reader (actions in), a result writer.
 
-    def __init__(self, server: DashboardServer, ws: WebSocket, *, resume: ResumePoint | None) -> None:
+    Nothing cancels a write half-way but the dashboard's own shutdown deadline: `_finish` ends the
+    pump and the result writer by closing what they wait on, so a frame in flight is completed (or
+    cut by the stall timeout) and the close frame that follows is readable.
+    """
+
+    def __init__(
+        self, server: DashboardServer, ws: WebSocketConnection, stream: ConnectionStream, *, resume: ResumePoint | None
+    ) -> None:
         self.server = server
         self.coord = server.coord
         self.ws = ws
+        self.stream = stream
         self.resume = resume
         self.close_code: int | None = None
         self.resyncs = 0
-        # Two writers (events, results) share the socket. Trio is cooperative, so a flag is the lock;
-        # unlike a trio.Lock it costs no extra scheduling round trip when uncontended, which is nearly
-        # always, and a fan-out to a thousand subscribers pays it a thousand times (docs/PERFORMANCE.md).
-        self._writing = False
-        self._writer_free = trio.lowlevel.ParkingLot()
-        self._scope = trio.CancelScope()
+        self._finished = False
+        self._gone = False
+        self._listening = trio.CancelScope()
+        self._sub: Subscription | None = None
         self._slots = trio.Semaphore(MAX_ACTIONS_IN_FLIGHT)
         self._results_send, self._results = trio.open_memory_channel[str](RESULT_BACKLOG)
-        self._gone = False
 
     async def run(self) -> None:
-        with self._scope:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._pump)
-                nursery.start_soon(self._read_actions)
-                nursery.start_soon(self._write_results)
-                nursery.start_soon(self._close_on_shutdown)
-        self._results_send.close()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._pump)
+            nursery.start_soon(self._write_results)
+            nursery.start_soon(self._listen)
         if not self._gone:
-            with trio.move_on_after(1.0), suppress(*_SEND_ERRORS):
-                await self.ws.close(self.close_code or CLOSE_GOING_AWAY)
+            with trio.move_on_after(CLOSE_TIMEOUT):
+                await self.ws.aclose(self.close_code or CLOSE_GOING_AWAY)
 
     def _finish(self, code: int | None) -> None:
-        if self.close_code is None:
-            self.close_code = code
-        self._scope.cancel()
+        """End this connection: stop reading, and let the writers run dry after their current frame."""
+        if self._finished:
+            return
+        self._finished = True
+        self.close_code = code
+        self._listening.cancel()
+        if self._sub is not None:
+            self._sub.receive.close()
+        self._results.close()
 
     async def _send(self, text: str) -> None:
-        while self._writing:
-            await self._writer_free.park()
-        self._writing = True
+        if self._finished:
+            return
         try:
-            # No shield of our own: hypercorn writes each frame's bytes in a shielded `send_all`, and a
-            # cancel that lands before it (dropping a frame) only ever comes when this stream is ending,
-            # so no later frame can depend on it (permessage-deflate state). A scope per frame costs.
-            await self.ws.send_text(text)
-        except _SEND_ERRORS:
+            # trio-websocket serialises writers (a FIFO lock) and the stream bounds the write.
+            await self.ws.send_message(text)
+        except ConnectionClosed:
             self._gone = True
             self._finish(None)
-        finally:
-            self._writing = False
-            self._writer_free.unpark()
+            if self.stream.stalled:
+                log.warning("a dashboard client read nothing for %g s; cut it", self.stream.stall_timeout)
 
-    async def _close_on_shutdown(self) -> None:
-        await self.server.closing.wait()
-        self._finish(CLOSE_GOING_AWAY)
+    async def _listen(self) -> None:
+        with self._listening:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._read_actions)
+                await self.server.closing.wait()
+                self._finish(CLOSE_GOING_AWAY)
 
     # ------------------------------------------------------------------ events out
     async def _pump(self) -> None:
         hub = self.coord.hub
         resume = self.resume
-        while True:
+        while not self._finished:
             # Subscribe *before* the snapshot: every event after its seq is then in the subscription.
             with hub.subscribe() as sub:
+                self._sub = sub
                 try:
                     last = await self._start_point(resume)
                 except HiveError:
@@ -287,7 +376,7 @@ class StreamConnection:
                     await self._send(self.server.encoded(item))
                     last = item.seq
                 else:
-                    return
+                    return  # finished: `_finish` closed the subscription
             # Fell behind its bounded channel: the hub dropped it without waiting. Reload in full.
             self.resyncs += 1
             resume = None
@@ -311,16 +400,14 @@ class StreamConnection:
     async def _read_actions(self) -> None:
         while True:
             try:
-                message = await self.ws.receive()
-            except (WebSocketDisconnect, RuntimeError):
-                message = {"type": "websocket.disconnect"}
-            if message["type"] == "websocket.disconnect":
+                message = await self.ws.get_message()
+            except ConnectionClosed:
+                # The peer closed, or trio-websocket closed it (1009 for an oversized frame).
                 self._gone = True
                 self._finish(None)
                 return
-            text = message.get("text")
             try:
-                action = parse_action(text if text is not None else message.get("bytes") or b"")
+                action = parse_action(message)
             except ActionError as exc:
                 self._deliver(encode_result(exc.req, ok=False, error=str(exc)))
                 continue
@@ -351,86 +438,30 @@ class StreamConnection:
             pass  # the operator left; the action's effect is in the next snapshot
 
     async def _write_results(self) -> None:
-        async for frame in self._results:
+        while True:
+            try:
+                frame = await self._results.receive()
+            except trio.ClosedResourceError:
+                return
             await self._send(frame)
 
 
-_SEND_ERRORS: Final = (WebSocketDisconnect, RuntimeError, OSError, trio.BrokenResourceError, trio.ClosedResourceError)
-
-
-async def _refuse(ws: WebSocket, status: int, text: str) -> None:
-    """Refuse the handshake with an HTTP status and a reason where the server supports it."""
-    if "websocket.http.response" in ws.scope.get("extensions", {}):
-        await ws.send_denial_response(PlainTextResponse(text, status_code=status))
-    else:
-        await ws.close(code=CLOSE_POLICY)
-
-
-def _sever(local: Any, peer: Any) -> bool:
-    """Shut down the one socket of ours connecting `local` to `peer`, found among our open descriptors.
-
-    hypercorn never hands the app its transport and writes inside a shielded scope, so a peer that
-    stopped reading would hold shutdown until the kernel's TCP_USER_TIMEOUT. `shutdown()` on a dup of
-    the descriptor fails that write at once. Linux only, like TCP_USER_TIMEOUT; the daemon is Linux.
-    """
-    if not local or not peer:
-        return False
-    want = (tuple(local)[:2], tuple(peer)[:2])
+def _read_static(name: str) -> bytes | None:
+    """A file under the static directory; `name` was checked by `routes.static_name`, and is checked again."""
+    path = (STATIC_DIR / name).resolve()
+    if not path.is_relative_to(_STATIC_ROOT) or not path.is_file():
+        return None
     try:
-        fds = [int(fd) for fd in os.listdir("/proc/self/fd")]
+        return path.read_bytes()
     except OSError:
-        return False
-    for fd in fds:
-        try:
-            copy = os.dup(fd)
-        except OSError:
-            continue  # already gone (the listing's own descriptor, for one)
-        try:
-            dup = socket.socket(fileno=copy)
-        except OSError:
-            os.close(copy)  # not a socket
-            continue
-        with dup:
-            try:
-                if dup.type != socket.SOCK_STREAM or (dup.getsockname()[:2], dup.getpeername()[:2]) != want:
-                    continue
-                dup.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                continue
-            return True
-    return False
-
-
-class _HostGuard:
-    """On a loopback bind, serve only requests addressed to a loopback name (defeats DNS rebinding)."""
-
-    def __init__(self, app: ASGIApp, *, public: bool) -> None:
-        self.app = app
-        self.public = public
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket") and not host_allowed(
-            Headers(scope=scope).get("host"), public=self.public
-        ):
-            if scope["type"] == "websocket":
-                await send({"type": "websocket.close", "code": CLOSE_POLICY, "reason": ""})
-            else:
-                await PlainTextResponse("unexpected Host for a loopback dashboard\n", status_code=421)(
-                    scope, receive, send
-                )
-            return
-        await self.app(scope, receive, send)
+        return None
 
 
 # ---------------------------------------------------------------------------------- entry point
 
 
-async def _bind(host: str, port: int, *, public_allowed: bool, stall_timeout: float) -> tuple[socket.socket, bool]:
-    """Bind the listening socket ourselves: clear errors, and TCP options hypercorn does not set."""
-    try:
-        infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except OSError as exc:
-        raise HiveError(f"dashboard_host {host!r} does not resolve: {exc}") from None
+def _bind(host: str, port: int, infos: list[Any], *, public_allowed: bool) -> tuple[socket.socket, bool]:
+    """Bind the listening socket ourselves: clear errors, and TCP options every connection inherits."""
     loopback = is_loopback_host(host) or all(is_loopback_host(str(info[4][0])) for info in infos)
     if not loopback and not public_allowed:
         raise HiveError(
@@ -441,12 +472,9 @@ async def _bind(host: str, port: int, *, public_allowed: bool, stall_timeout: fl
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        # Inherited by every accepted connection (Linux); see DEFAULT_STALL_TIMEOUT.
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, max(1, int(stall_timeout * 1000)))
-        # Interactive frames: never hold one back behind an unacknowledged one (Nagle).
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # Bounds the kernel memory a reader that never reads can pin, and makes it back-pressure (and
-        # be dropped by the hub) after a few hundred KiB rather than the 4 MiB autotuning allows.
+        # be dropped by the hub, then cut by the stall timeout) after a few hundred KiB rather than
+        # the 4 MiB autotuning allows. (trio sets TCP_NODELAY on every accepted stream itself.)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE)
@@ -461,6 +489,15 @@ async def _bind(host: str, port: int, *, public_allowed: bool, stall_timeout: fl
     return sock, not loopback
 
 
+async def _listen(host: str, port: int, *, public_allowed: bool) -> tuple[trio.SocketListener, bool]:
+    try:
+        infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise HiveError(f"dashboard_host {host!r} does not resolve: {exc}") from None
+    sock, public = _bind(host, port, list(infos), public_allowed=public_allowed)
+    return trio.SocketListener(trio.socket.from_stdlib_socket(sock)), public
+
+
 async def serve_dashboard(
     coord: Coordinator,
     *,
@@ -469,71 +506,50 @@ async def serve_dashboard(
 ) -> None:
     """Serve the dashboard until cancelled; `task_status.started(url)` once it accepts connections.
 
-    Sets `coord.dashboard_url` and writes it to `coord.paths.dashboard_url_file`. On cancellation every
-    websocket is closed with 1001 and hypercorn is given `config.shutdown_grace` to finish, shielded.
+    Sets `coord.dashboard_url` and writes it to `coord.paths.dashboard_url_file`. On cancellation it
+    closes every websocket with 1001 and gives everything `config.shutdown_grace` to finish; whatever
+    is still running then (a write to a peer that reads nothing) is cancelled and its socket reset.
     """
     config = coord.config
     token = await trio.to_thread.run_sync(ensure_token, coord.paths.dashboard_token)
     page = await trio.to_thread.run_sync(lambda: (STATIC_DIR / "index.html").read_text(encoding="utf-8"))
-    sock, public = await _bind(
-        config.dashboard_host,
-        config.dashboard_port,
-        public_allowed=config.dashboard_public,
-        stall_timeout=stall_timeout,
+    listener, public = await _listen(
+        config.dashboard_host, config.dashboard_port, public_allowed=config.dashboard_public
     )
-    server = DashboardServer(coord, token=token, public=public, page=page)
-    server.set_port(sock.getsockname()[1])
-    hc = HypercornConfig()
-    hc.bind = [f"fd://{sock.detach()}"]
-    hc.graceful_timeout = config.shutdown_grace
-    hc.websocket_max_message_size = config.max_frame_bytes
-    hc.websocket_ping_interval = None
-    hc.include_server_header = False
-    hc.accesslog = None
-    hc.errorlog = logging.getLogger("hive_trio.dashboard.http")
-    hc.backlog = 1024
-    done = trio.Event()
+    host, port = listener.socket.getsockname()[:2]
+    # Cookies ignore ports: two hives on one host must not overwrite each other's token.
+    site = Site(token=token, cookie_name=f"hive_trio_token_{port}", public=public, page=page)
+    server = DashboardServer(coord, site=site, stall_timeout=stall_timeout)
+    # Shielded, so the outer cancellation does not cut the graceful close short; its own deadline,
+    # set when closing starts, is what ends it (hypercorn's shutdown, by deadline).
+    server_scope = trio.CancelScope(shield=True)
+    stopped = trio.Event()
 
-    async def run_http(*, task_status: trio.TaskStatus[list[str]]) -> None:
+    async def run(*, task_status: trio.TaskStatus[None]) -> None:
         try:
-            with trio.CancelScope(shield=True) as scope:
-                http_scope.append(scope)
-                await server.serve(hc, task_status=task_status)
+            with server_scope:
+                await server.serve(listener, task_status=task_status)
         finally:
-            done.set()
+            stopped.set()
 
-    http_scope: list[trio.CancelScope] = []
+    url: str | None = None
     async with trio.open_nursery() as nursery:
-        binds = await nursery.start(run_http)
-        host, port = _host_port(binds[0])
-        url = http_url(host, port)
-        coord.dashboard_url = url
-        await trio.to_thread.run_sync(partial(_write_url, coord.paths.dashboard_url_file, url))
-        log.info("dashboard on %s", url)
         try:
+            await nursery.start(run)
+            url = http_url(host, port)
+            coord.dashboard_url = url
+            await trio.to_thread.run_sync(partial(_write_url, coord.paths.dashboard_url_file, url))
+            log.info("dashboard on %s", url)
             task_status.started(url)
             await trio.sleep_forever()
         finally:
             with trio.CancelScope(shield=True):
                 server.closing.set()
-                with trio.move_on_after(config.shutdown_grace):
-                    await done.wait()
-                if not done.is_set():
-                    # Whoever is left is stuck in a shielded write to a peer that reads nothing.
-                    severed = server.sever_connections()
-                    log.warning("dashboard shutdown: cut %d stalled connection(s)", severed)
-                    with trio.move_on_after(1.0):
-                        await done.wait()
-                for scope in http_scope:
-                    scope.cancel()
+                server_scope.deadline = trio.current_time() + config.shutdown_grace
+                await stopped.wait()
                 coord.dashboard_url = None
-                await trio.to_thread.run_sync(partial(_remove_url, coord.paths.dashboard_url_file, url))
-
-
-def _host_port(bind: str) -> tuple[str, int]:
-    hostport = bind.split("://", 1)[-1]
-    host, _, port = hostport.rpartition(":")
-    return host.strip("[]"), int(port)
+                if url is not None:
+                    await trio.to_thread.run_sync(partial(_remove_url, coord.paths.dashboard_url_file, url))
 
 
 def _write_url(path: Path, url: str) -> None:
