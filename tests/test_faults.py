@@ -528,7 +528,8 @@ async def test_agents_flooding_stdout_cost_bounded_disk_and_memory_and_the_daemo
             logs = {p.name: p.stat().st_size for p in (directory / "state" / "logs").iterdir()}
             assert any(name.endswith(".log.1") for name in logs), "the flood never rotated a log"
             for name in ("loud", "louder"):
-                assert logs[f"{name}.log"] + logs.get(f"{name}.log.1", 0) <= 2 * log_limit, logs
+                # (Listed mid-rotation, `<name>.log` may be between its rename and its fresh file.)
+                assert logs.get(f"{name}.log", 0) + logs.get(f"{name}.log.1", 0) <= 2 * log_limit, logs
             assert grown < 20, f"daemon RSS grew {grown:.1f} MiB"
             assert slowest < 1.0, f"a status round trip took {slowest:.2f} s during the flood"
     print(
