@@ -59,15 +59,11 @@ class LeaseBook:
         """The transport's `on_written`: a success response left in full, so its messages arrived."""
         if not isinstance(message, types.JSONRPCResponse):
             return  # an error reply carries no messages; anything held for its id must go back
-        self.confirm_id(message.id)
-
-    def confirm_id(self, request_id: RequestId) -> None:
-        """The result for `request_id` was written in full: the oldest batch held for it arrived."""
-        queue = self._held.get(request_id)
+        queue = self._held.get(message.id)
         if queue:
             queue.popleft()
             if not queue:
-                del self._held[request_id]
+                del self._held[message.id]
 
     def take(self, request_id: RequestId | None) -> list[Message]:
         """Everything held for `request_id` (its call failed or was cancelled before replying)."""
@@ -124,47 +120,6 @@ async def run_tool(
         return f"internal error in the hive daemon while running {name!r}", True
 
 
-class ToolLane:
-    """`tools/call` straight from the toolbox, beside the SDK: the hot path of every agent.
-
-    The transport hands it plain requests of initialized sessions (`mcp_transport.FastLane`); the replies
-    are what the SDK would write for the same call. Leases work as with the SDK: held by request id,
-    confirmed once the result is in the kernel's hands, released otherwise.
-    """
-
-    def __init__(self, toolbox: Toolbox, lease: LeaseBook) -> None:
-        self.toolbox = toolbox
-        self.lease = lease
-
-    def claims(self, method: str, params: Mapping[str, Any]) -> bool:
-        # Anything unusual (`_meta`, a progress token, odd types) is the SDK's to answer.
-        return (
-            method == "tools/call"
-            and params.keys() <= {"name", "arguments"}
-            and isinstance(params.get("name"), str)
-            and (params.get("arguments") is None or type(params.get("arguments")) is dict)
-        )
-
-    async def answer(self, request_id: RequestId, params: Mapping[str, Any]) -> dict[str, Any] | types.ErrorData:
-        try:
-            text, is_error = await run_tool(
-                self.toolbox, self.lease, request_id, params["name"], params.get("arguments")
-            )
-        except UnknownTool as exc:
-            return types.ErrorData(code=types.INVALID_PARAMS, message=str(exc))
-        return {"content": [{"type": "text", "text": text}], "isError": is_error}
-
-    async def settled(self, request_id: RequestId, *, delivered: bool) -> None:
-        # No checkpoint before the shielded release: the transport calls this from `finally`, cancelled or not.
-        if delivered:
-            self.lease.confirm_id(request_id)
-            return
-        messages = self.lease.take(request_id)
-        if messages:
-            with trio.CancelScope(shield=True):
-                await self.toolbox.coordinator.release(messages)
-
-
 def build_server(toolbox: Toolbox, lease: LeaseBook) -> Server[Any]:
     """The SDK server for one connection: `tools/list` and `tools/call` over `toolbox`."""
 
@@ -211,9 +166,7 @@ async def serve_mcp_connection(toolbox: Toolbox, stream: trio.abc.Stream, *, max
     lease = LeaseBook()
     server = build_server(toolbox, lease)
     try:
-        async with open_mcp_streams(
-            stream, role="server", max_frame=max_frame, on_written=lease.confirm, fast_lane=ToolLane(toolbox, lease)
-        ) as (
+        async with open_mcp_streams(stream, role="server", max_frame=max_frame, on_written=lease.confirm) as (
             read,
             write,
         ):
@@ -250,4 +203,4 @@ async def serve_agent_socket(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-__all__ = ["LeaseBook", "ToolLane", "build_server", "run_tool", "serve_agent_socket", "serve_mcp_connection"]
+__all__ = ["LeaseBook", "build_server", "run_tool", "serve_agent_socket", "serve_mcp_connection"]

@@ -6,11 +6,8 @@ transport, on purpose: a line that is not JSON gets a JSON-RPC parse error back 
 silently), valid JSON that is not JSON-RPC gets "invalid request", and an over-long line closes
 only this connection, and a server stops reading a connection that has `max_in_flight` requests without a
 written reply (a client that sends and never reads holds that many replies, not an unbounded heap).
-
-A server may also pass a `FastLane`: once the SDK has answered `initialize`, the requests the lane claims
-(the agent socket's `tools/call`) are answered by it directly, beside the SDK, without the SDK's per-request
-validation models, task and channel hops; everything else still goes through the SDK. It knows nothing
-of agents or tools.
+Every request and reply goes through the SDK; this module only frames lines. It knows nothing of agents
+or tools.
 """
 
 from __future__ import annotations
@@ -18,12 +15,11 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal
 
 import anyio
-import attrs
 import mcp_types as types
 import trio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -45,11 +41,6 @@ RECEIVE_CHUNK = 65536
 # request as its own task, unbounded; past this we stop reading the socket, and the kernel's buffers
 # push back on the client.
 MAX_IN_FLIGHT: Final = 32
-# Cheap byte tests that let every other line skip the fast lane's JSON parse.
-_FAST_HINT: Final = b'"tools/call"'
-_CANCEL_HINT: Final = b'"notifications/cancelled"'
-_JSONRPC_KEYS: Final = frozenset({"jsonrpc", "id", "method", "params"})
-_INT64: Final = 2**63
 
 
 def encode(message: types.JSONRPCMessage) -> bytes:
@@ -140,71 +131,6 @@ class RequestWindow:
         return sum(self._open.values())
 
 
-class FastLane(Protocol):
-    """Requests a server answers itself, without the SDK (see the module docstring)."""
-
-    def claims(self, method: str, params: Mapping[str, Any]) -> bool:
-        """Whether `answer` takes this request; called for initialized sessions only."""
-        ...
-
-    async def answer(self, request_id: types.RequestId, params: Mapping[str, Any]) -> dict[str, Any] | types.ErrorData:
-        """The request's result object, or the JSON-RPC error to reply with."""
-        ...
-
-    async def settled(self, request_id: types.RequestId, *, delivered: bool) -> None:
-        """Called once per claimed request: `delivered` if a result was handed to the kernel in full;
-        otherwise no result reached the peer (an error reply, a cancel, the peer gone)."""
-        ...
-
-
-def _claimed(line: bytes, lane: FastLane) -> tuple[types.RequestId, dict[str, Any]] | None:
-    """(id, params) if `line` is a plain JSON-RPC request the lane claims; None leaves it to the SDK."""
-    try:
-        data = json.loads(line)
-    except (ValueError, RecursionError):
-        return None
-    if type(data) is not dict or not data.keys() <= _JSONRPC_KEYS or data.get("jsonrpc") != "2.0":
-        return None
-    request_id, method, params = data.get("id"), data.get("method"), data.get("params")
-    if isinstance(request_id, bool) or not isinstance(request_id, int | str) or type(params) is not dict:
-        return None
-    if isinstance(request_id, int) and not -_INT64 <= request_id < _INT64:
-        return None
-    if not isinstance(method, str) or not lane.claims(method, params):
-        return None
-    return request_id, params
-
-
-def _cancelled_id(line: bytes) -> types.RequestId | None:
-    try:
-        data = json.loads(line)
-    except (ValueError, RecursionError):
-        return None
-    if type(data) is not dict or data.get("method") != "notifications/cancelled" or "id" in data:
-        return None
-    params = data.get("params")
-    request_id = params.get("requestId") if type(params) is dict else None
-    return request_id if isinstance(request_id, int | str) and not isinstance(request_id, bool) else None
-
-
-def _reply_line(request_id: types.RequestId, outcome: dict[str, Any] | types.ErrorData) -> bytes:
-    reply: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id}
-    if isinstance(outcome, types.ErrorData):
-        reply["error"] = {"code": outcome.code, "message": outcome.message}
-    else:
-        reply["result"] = outcome
-    try:
-        return json.dumps(reply, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
-    except UnicodeEncodeError:  # a lone surrogate: JSON's \u escape carries it
-        return json.dumps(reply, ensure_ascii=True, separators=(",", ":")).encode() + b"\n"
-
-
-@attrs.define(eq=False)
-class _FastCall:
-    scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
-    cancelled_by_peer: bool = False
-
-
 @asynccontextmanager
 async def open_mcp_streams(
     stream: trio.abc.Stream,
@@ -213,57 +139,27 @@ async def open_mcp_streams(
     max_frame: int,
     on_written: Callable[[types.JSONRPCMessage], None] | None = None,
     max_in_flight: int = MAX_IN_FLIGHT,
-    fast_lane: FastLane | None = None,
 ) -> AsyncIterator[tuple[ReadStream, WriteStream]]:
     """Yield the (read, write) pair the SDK expects, pumped to and from `stream` by two tasks.
 
     `on_written` is called after each outgoing SDK message has been handed to the kernel in full; the
     agent socket uses it to know a reply carrying messages really left. A server reads no further
-    while `max_in_flight` requests wait for their replies (the fast lane's count too).
+    while `max_in_flight` requests wait for their replies.
     """
     window = RequestWindow(max_in_flight) if role == "server" else None
-    lane = fast_lane if role == "server" else None
-    # Lines are written whole, by the SDK's writer or a fast call, one at a time.
-    write_lock = trio.StrictFIFOLock()
     peer_gone = False
-    initialize_ids: set[types.RequestId] = set()
-    initialized = False  # the SDK answered `initialize`: the session is set up, the lane may answer
-    fast_calls: dict[types.RequestId, _FastCall] = {}
 
     async def write(line: bytes) -> bool:
+        # Only `pump_out` writes, so lines never interleave.
         nonlocal peer_gone
+        if peer_gone:
+            return False
         try:
-            write_lock.acquire_nowait()  # uncontended: no extra trip through the scheduler
-        except trio.WouldBlock:
-            await write_lock.acquire()
-        try:
-            if peer_gone:
-                return False
             await stream.send_all(line)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             peer_gone = True
             return False
-        finally:
-            write_lock.release()
         return True
-
-    async def run_fast(request_id: types.RequestId, params: dict[str, Any]) -> None:
-        assert lane is not None and window is not None
-        call = fast_calls[request_id]
-        delivered = False
-        try:
-            with call.scope:
-                outcome = await lane.answer(request_id, params)
-            # A request the peer cancelled gets no reply (JSON-RPC), even one that finished meanwhile:
-            # the peer has stopped waiting and would drop it.
-            if not call.cancelled_by_peer:
-                written = await write(_reply_line(request_id, outcome))
-                delivered = written and not isinstance(outcome, types.ErrorData)
-        finally:
-            del fast_calls[request_id]
-            window.settle(request_id)
-            # Not shielded here: `settled` has no checkpoint before its own shielded release.
-            await lane.settled(request_id, delivered=delivered)
 
     to_sdk_send, to_sdk_receive = anyio.create_memory_object_stream[SessionMessage | Exception](CHANNEL_BUFFER)
     from_sdk_send, from_sdk_receive = anyio.create_memory_object_stream[SessionMessage](CHANNEL_BUFFER)
@@ -281,24 +177,9 @@ async def open_mcp_streams(
                     for line in framer.feed(data):
                         if not line.strip():
                             continue
-                        if lane is not None and initialized:
-                            if _FAST_HINT in line and (claim := _claimed(line, lane)) and claim[0] not in fast_calls:
-                                assert window is not None
-                                await window.admit(claim[0])
-                                fast_calls[claim[0]] = _FastCall()
-                                nursery.start_soon(run_fast, *claim)
-                                continue
-                            if fast_calls and _CANCEL_HINT in line:
-                                cancelled = fast_calls.get(_cancelled_id(line))  # type: ignore[arg-type]
-                                if cancelled is not None:
-                                    cancelled.cancelled_by_peer = True
-                                    cancelled.scope.cancel()
-                                    continue
                         message = decode_line(line)
                         if not is_reply_error(message):
                             if window is not None and isinstance(message.message, types.JSONRPCRequest):
-                                if message.message.method == "initialize":
-                                    initialize_ids.add(message.message.id)
                                 await window.admit(message.message.id)
                                 message = window.tracked(message.message)
                             await to_sdk_send.send(message)
@@ -314,15 +195,12 @@ async def open_mcp_streams(
                 return
 
     async def pump_out() -> None:
-        nonlocal initialized
         async with from_sdk_receive:
             async for item in from_sdk_receive:
                 # After the peer is gone this keeps draining, so the SDK side never blocks on a dead writer.
                 if await write(encode(item.message)):
                     if on_written is not None:
                         on_written(item.message)
-                    if isinstance(item.message, types.JSONRPCResponse) and item.message.id in initialize_ids:
-                        initialized = True
                 if window is not None:
                     window.settle_reply(item.message)
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import Any
 
 import mcp_types as types
 import trio
@@ -109,64 +107,3 @@ def test_a_lone_surrogate_is_still_encoded_as_one_json_line() -> None:
         types.JSONRPCError(jsonrpc="2.0", id="\ud800", error=types.ErrorData(code=types.INVALID_REQUEST, message="x"))
     )
     assert line.count(b"\n") == 1 and json.loads(line)["id"] == "\ud800"
-
-
-class RecordingLane:
-    """A fast lane that echoes `tools/call` params, parks on `park`, refuses `refuse`, and records outcomes."""
-
-    def __init__(self) -> None:
-        self.outcomes: list[tuple[object, bool]] = []
-        self.release = trio.Event()
-
-    def claims(self, method: str, params: Mapping[str, Any]) -> bool:
-        return method == "tools/call" and "_meta" not in params
-
-    async def answer(self, request_id: types.RequestId, params: Mapping[str, Any]) -> dict[str, Any] | types.ErrorData:
-        if params.get("name") == "park":
-            await self.release.wait()
-        if params.get("name") == "refuse":
-            return types.ErrorData(code=types.INVALID_PARAMS, message="no such tool")
-        return {"echo": dict(params)}
-
-    async def settled(self, request_id: types.RequestId, *, delivered: bool) -> None:
-        self.outcomes.append((request_id, delivered))
-
-
-def call_line(request_id: object, name: str, **extra: Any) -> bytes:
-    params = {"name": name, **extra}
-    return json.dumps({"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}).encode() + b"\n"
-
-
-async def test_the_fast_lane_answers_claimed_calls_once_the_session_is_initialized() -> None:
-    client, server = trio.testing.memory_stream_pair()
-    lane = RecordingLane()
-    async with open_mcp_streams(server, role="server", max_frame=10_000, fast_lane=lane) as (read, write):
-        await client.send_all(call_line(1, "early"))  # before `initialize`: the SDK's
-        assert (await read.receive()).message.method == "tools/call"  # type: ignore[union-attr]
-        await write.send(SessionMessage(types.JSONRPCResponse(jsonrpc="2.0", id=1, result={})))
-        assert (await read_line(client))["id"] == 1
-        await client.send_all(b'{"jsonrpc":"2.0","id":"i","method":"initialize","params":{}}\n')
-        assert (await read.receive()).message.method == "initialize"  # type: ignore[union-attr]
-        await write.send(SessionMessage(types.JSONRPCResponse(jsonrpc="2.0", id="i", result={})))
-        assert (await read_line(client))["id"] == "i"
-        # Initialized: claimed calls are the lane's, replies carry their ids, results count as delivered.
-        await client.send_all(call_line(2, "hello", arguments={"x": 1}))
-        assert await read_line(client) == {
-            "jsonrpc": "2.0",
-            "id": 2,
-            "result": {"echo": {"name": "hello", "arguments": {"x": 1}}},
-        }
-        await client.send_all(call_line(3, "refuse"))
-        assert (await read_line(client))["error"] == {"code": types.INVALID_PARAMS, "message": "no such tool"}
-        # One it does not claim still goes to the SDK.
-        await client.send_all(call_line(4, "hello", _meta={"progressToken": 1}))
-        assert (await read.receive()).message.id == 4  # type: ignore[union-attr]
-        # A call the peer cancels is never answered, and counts as not delivered.
-        await client.send_all(call_line(5, "park"))
-        await trio.testing.wait_all_tasks_blocked()
-        await client.send_all(b'{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":5}}\n')
-        await trio.testing.wait_all_tasks_blocked()
-        lane.release.set()
-        await client.send_all(call_line(6, "after"))
-        assert (await read_line(client))["id"] == 6
-        assert lane.outcomes == [(2, True), (3, False), (5, False), (6, True)]
