@@ -10,8 +10,10 @@ stores, only lifecycle operations and the sockets.
 from __future__ import annotations
 
 import shlex
+import shutil
 import signal
 import sys
+from pathlib import Path
 from typing import Final
 
 import attrs
@@ -67,11 +69,24 @@ async def spawn_examples(coord: Coordinator, names: tuple[str, ...] = EXAMPLE_AG
     return spawned
 
 
+def cli_name() -> str:
+    """How the operator should type `hive-trio`: bare when it is on PATH, else the venv's path (`.venv/bin/...`)."""
+    script = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
+    found = shutil.which("hive-trio")
+    if script is None or script.name != "hive-trio" or (found and Path(found).resolve() == script):
+        return "hive-trio"
+    try:
+        return shlex.quote(str(script.relative_to(Path.cwd())))
+    except ValueError:
+        return shlex.quote(str(script))
+
+
 def banner(coord: Coordinator, config: Config) -> str:
     state = shlex.quote(str(config.state_dir))
     # From this directory the commands find `up`'s hive on their own (cli.discovered_hive).
     found = config.state_dir == UP_STATE_DIR.resolve() and config.runtime_dir == embedded_runtime_dir(config.state_dir)
     flags = "" if found else f" --runtime-dir {shlex.quote(str(config.runtime_dir))}"
+    cli = cli_name()
     if coord.dashboard_url:
         dashboard = f"dashboard: {dashboard_url(config)}"
     else:
@@ -82,15 +97,14 @@ hive-trio is up: example agents {", ".join(EXAMPLE_AGENTS)} and an example manag
   runtime: {config.runtime_dir}
   {dashboard}
 
-Try, in another terminal:
-  open the dashboard above, or in another terminal here:
-  hive-trio status{flags}
-  hive-trio questions{flags}             # {EXAMPLE_AGENTS[0]} asked you something
-  hive-trio answer ID "the tests"{flags}
-  hive-trio approvals{flags}             # the manager proposed a config change
-  hive-trio approve ID{flags}            # {EXAMPLE_AGENTS[0]} is rebuilt and greets in Swedish
-  hive-trio send alice "hi from the operator"{flags}
-  hive-trio watch{flags}                 # the live event stream
+Open the dashboard above, or try these in another terminal here:
+  {cli} status{flags}
+  {cli} questions{flags}             # {EXAMPLE_AGENTS[0]} asked you something
+  {cli} answer ID "the tests"{flags}
+  {cli} approvals{flags}             # the manager proposed a config change
+  {cli} approve ID{flags}            # {EXAMPLE_AGENTS[0]} is rebuilt and greets in Swedish
+  {cli} send alice "hi from the operator"{flags}
+  {cli} watch{flags}                 # the live event stream
   tail -f {state}/logs/*.log
 
 Ctrl-C stops the hive; the agents stop with it, and everything stays in {config.state_dir}.

@@ -61,3 +61,19 @@ def test_the_manager_edit_is_valid_agent_toml() -> None:
     # Idempotent, and a file without [env] gets one.
     assert with_greeting(edited, "hej") == edited
     assert tomllib.loads(with_greeting("[agent]\n", "hi"))["env"] == {"EXAMPLE_GREETING": "hi"}
+
+
+def test_banner_names_the_cli_as_the_operator_can_type_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hive_trio.demo import cli_name
+
+    script = tmp_path / ".venv" / "bin" / "hive-trio"
+    script.parent.mkdir(parents=True)
+    script.touch()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", [str(script), "up"])
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    assert cli_name() == ".venv/bin/hive-trio"
+    monkeypatch.setattr("shutil.which", lambda name: str(script))
+    assert cli_name() == "hive-trio"
+    monkeypatch.setattr("sys.argv", ["-c"])  # run_up called from Python
+    assert cli_name() == "hive-trio"
