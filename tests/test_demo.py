@@ -98,7 +98,7 @@ async def test_hive_trio_up_brings_a_living_hive(short_tmp: Path) -> None:
 
             # Everything within 10 seconds of typing the command.
             await eventually(living, within=10, what=f"a living hive; output so far:\n{output.decode()}")
-            assert b"hive-trio is up" in output and b"Try, in another terminal" in output
+            assert b"hive-trio is up" in output and b"try these in another terminal" in output
             pids = [json.loads((run_dir / "pids" / f"{n}.json").read_text())["pid"] for n in (*EXAMPLES, "manager")]
             proc.send_signal(signal.SIGINT)
             with trio.fail_after(20):
