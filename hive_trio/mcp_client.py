@@ -53,9 +53,20 @@ async def open_agent_client(
     max_frame: int = DEFAULT_MAX_FRAME,
     client_name: str = "hive-trio-client",
 ) -> AsyncIterator[AgentClient]:
+    """Connect, handshake, and yield a client; an error raised in the block comes out as itself.
+
+    The transport and the SDK session each run tasks in a nursery, which would wrap an exception from
+    the block in an `ExceptionGroup`; like trio-websocket, we close them first and re-raise it plain.
+    """
+    raised: Exception | None = None
     stream = await trio.open_unix_socket(str(socket_path))
     async with stream, open_mcp_streams(stream, role="client", max_frame=max_frame) as (read, write):
         info = types.Implementation(name=client_name, version="1")
         async with ClientSession(read, write, client_info=info) as session:
             await session.initialize()
-            yield AgentClient(session)
+            try:
+                yield AgentClient(session)
+            except Exception as exc:
+                raised = exc
+    if raised is not None:
+        raise raised

@@ -471,3 +471,12 @@ async def test_a_crashing_connection_is_logged_and_the_socket_keeps_serving(
             assert (await alpha.call("whoami"))["name"] == "alpha"
         assert (await bystander.call("whoami"))["name"] == "beta"
     assert "a connection to alpha's socket failed" in caplog.text and "a bug in connection setup" in caplog.text
+
+
+async def test_an_error_in_the_client_block_comes_out_plain(hive: InProcessHive) -> None:
+    with pytest.raises(ToolError, match="unknown agent 'ghost'"):
+        async with hive.open_agent("alpha") as alpha:
+            await alpha.call("send", to="ghost", body="x")
+    with pytest.raises(KeyError):
+        async with hive.open_agent("alpha"):
+            raise KeyError("mine")
