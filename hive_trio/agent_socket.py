@@ -33,7 +33,7 @@ from hive_trio.errors import HiveError
 from hive_trio.mcp_transport import open_mcp_streams
 from hive_trio.paths import SOCKET_MODE
 from hive_trio.records import Message
-from hive_trio.unix_listener import bind_unix_listener
+from hive_trio.unix_listener import bind_unix_listener, serve_bound_listener
 
 log = logging.getLogger(__name__)
 
@@ -187,20 +187,9 @@ async def serve_agent_socket(
     bound = await bind_unix_listener(path, mode=SOCKET_MODE)
 
     async def handle(stream: trio.SocketStream) -> None:
-        try:
-            await serve_mcp_connection(toolbox, stream, max_frame=max_frame)
-        except Exception:
-            # One connection's failure must not take the socket (or the agent's other connections) down.
-            log.exception("a connection to %s's socket failed; it was closed", name)
+        await serve_mcp_connection(toolbox, stream, max_frame=max_frame)
 
-    try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(trio.serve_listeners, handle, [bound.listener])
-            task_status.started()
-            await trio.sleep_forever()
-    finally:
-        bound.unlink_if_ours()
-    raise AssertionError("unreachable")  # pragma: no cover
+    await serve_bound_listener(bound, handle, what=f"{name}'s socket", task_status=task_status)
 
 
 __all__ = ["LeaseBook", "build_server", "run_tool", "serve_agent_socket", "serve_mcp_connection"]

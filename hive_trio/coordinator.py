@@ -18,7 +18,6 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager, suppress
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -66,6 +65,7 @@ from hive_trio.records import (
     TransientClearedEvent,
     TransientKind,
     TransientSetEvent,
+    rfc3339,
     to_json,
 )
 from hive_trio.roster import Roster
@@ -463,7 +463,7 @@ class Coordinator:
                     active_model=r.active_model,
                     # hyperhive shows status text only for a running agent.
                     status_text=r.status_text if running else None,
-                    status_set_at=_rfc3339(r.status_set_at) if running and r.status_text else None,
+                    status_set_at=rfc3339(r.status_set_at) if running and r.status_text else None,
                     url=self.agent_url(r.name),
                     transient=self.transient_of(r.name),
                     pending_messages=counts.get(r.name, 0),
@@ -773,12 +773,6 @@ def _sole_exception(exc: BaseException) -> BaseException:
 
 def _short(sha: str | None) -> str | None:
     return sha[:12] if sha else None
-
-
-def _rfc3339(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @asynccontextmanager

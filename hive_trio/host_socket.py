@@ -62,7 +62,7 @@ from hive_trio.records import (
     Urls,
     unstructure,
 )
-from hive_trio.unix_listener import bind_unix_listener
+from hive_trio.unix_listener import bind_unix_listener, serve_bound_listener
 
 log = logging.getLogger(__name__)
 
@@ -344,19 +344,9 @@ async def serve_host_socket(
     bound = await bind_unix_listener(coordinator.paths.host_socket, mode=SOCKET_MODE, group=config.admin_group)
 
     async def handle(stream: trio.SocketStream) -> None:
-        try:
-            await HostConnection(coordinator, stream, max_frame=config.max_frame_bytes).run()
-        except Exception:
-            log.exception("a host.sock connection failed; it was closed")
+        await HostConnection(coordinator, stream, max_frame=config.max_frame_bytes).run()
 
-    try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(trio.serve_listeners, handle, [bound.listener])
-            task_status.started()
-            await trio.sleep_forever()
-    finally:
-        bound.unlink_if_ours()
-    raise AssertionError("unreachable")  # pragma: no cover
+    await serve_bound_listener(bound, handle, what="host.sock", task_status=task_status)
 
 
 __all__ = ["HostCommands", "HostConnection", "serve_host_socket"]

@@ -14,7 +14,9 @@ import logging
 import os
 import socket
 import stat
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import NoReturn
 
 import attrs
 import trio
@@ -139,3 +141,32 @@ async def bind_unix_listener(path: Path, *, mode: int, group: str | None = None)
 
 
 __all__ = ["BoundSocket", "SocketInUse", "bind_unix_listener", "bind_unix_socket"]
+
+
+async def serve_bound_listener(
+    bound: BoundSocket,
+    handler: Callable[[trio.SocketStream], Awaitable[None]],
+    *,
+    what: str,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> NoReturn:
+    """Serve `bound` until cancelled, each connection in `handler`; then remove the file if still ours.
+
+    A connection whose handler raises is logged and closed: it never takes the listener (or the other
+    connections) down.
+    """
+
+    async def contained(stream: trio.SocketStream) -> None:
+        try:
+            await handler(stream)
+        except Exception:
+            log.exception("a connection to %s failed; it was closed", what)
+
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trio.serve_listeners, contained, [bound.listener])
+            task_status.started()
+            await trio.sleep_forever()
+    finally:
+        bound.unlink_if_ours()
+    raise AssertionError("unreachable")  # pragma: no cover
