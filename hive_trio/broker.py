@@ -52,18 +52,22 @@ def check_body(body: str, *, max_body_bytes: int) -> None:
         )
 
 
-def send_tx(
-    conn: apsw.Connection, *, sender: str, recipient: str, body: str, now: float, max_body_bytes: int
-) -> Message:
-    check_body(body, max_body_bytes=max_body_bytes)
-    if not is_known_recipient(conn, recipient):
-        raise UnknownAgent(recipient)
+def _insert(conn: apsw.Connection, *, sender: str, recipient: str, body: str, now: float) -> Message:
     row = conn.execute(
         f"INSERT INTO messages (sender, recipient, body, sent_at) VALUES (?, ?, ?, ?) RETURNING {_COLUMNS}",
         (sender, recipient, body, now),
     ).fetchone()
     assert row is not None
     return _row(row)
+
+
+def send_tx(
+    conn: apsw.Connection, *, sender: str, recipient: str, body: str, now: float, max_body_bytes: int
+) -> Message:
+    check_body(body, max_body_bytes=max_body_bytes)
+    if not is_known_recipient(conn, recipient):
+        raise UnknownAgent(recipient)
+    return _insert(conn, sender=sender, recipient=recipient, body=body, now=now)
 
 
 def notice_tx(conn: apsw.Connection, *, sender: str, recipient: str, body: str, now: float) -> Message | None:
@@ -75,12 +79,7 @@ def notice_tx(conn: apsw.Connection, *, sender: str, recipient: str, body: str, 
     """
     if not is_known_recipient(conn, recipient):
         return None
-    row = conn.execute(
-        f"INSERT INTO messages (sender, recipient, body, sent_at) VALUES (?, ?, ?, ?) RETURNING {_COLUMNS}",
-        (sender, recipient, body, now),
-    ).fetchone()
-    assert row is not None
-    return _row(row)
+    return _insert(conn, sender=sender, recipient=recipient, body=body, now=now)
 
 
 def broadcast_tx(conn: apsw.Connection, *, sender: str, body: str, now: float, max_body_bytes: int) -> list[Message]:
