@@ -189,6 +189,13 @@ def parse_arguments(spec: ToolSpec, arguments: Mapping[str, Any] | None) -> Any:
 # ---------------------------------------------------------------------------------------- the tools
 
 
+@functools.cache
+def _catalogue(manager: bool) -> tuple[dict[str, ToolSpec], tuple[mcp_types.Tool, ...]]:
+    """Each role's specs and MCP tool list, built once and shared by every socket of that role."""
+    specs = AGENT_TOOLS + MANAGER_TOOLS if manager else AGENT_TOOLS
+    return {s.name: s for s in specs}, tuple(s.as_mcp() for s in specs)
+
+
 class Toolbox:
     """The tools of one socket, every call made as `name` (an agent, or the manager)."""
 
@@ -196,9 +203,8 @@ class Toolbox:
         self.coordinator = coordinator
         self.name = name
         self.is_manager = name == MANAGER_AGENT
-        specs = AGENT_TOOLS + MANAGER_TOOLS if self.is_manager else AGENT_TOOLS
-        self.specs: Final[dict[str, ToolSpec]] = {s.name: s for s in specs}
-        self._mcp_tools = [s.as_mcp() for s in specs]
+        # Shared, not copied per agent: a thousand sockets hold one catalogue (docs/PERFORMANCE.md).
+        self.specs, self._mcp_tools = _catalogue(self.is_manager)
 
     @property
     def role(self) -> str:
