@@ -21,6 +21,7 @@ from hive_trio.records import (
     ContainerStateChangedEvent,
     DashboardEvent,
     DeliveredEvent,
+    Question,
     QuestionAddedEvent,
     QuestionResolvedEvent,
     SentEvent,
@@ -53,6 +54,20 @@ class OpenQuestion:
     asked_at: float
     deadline_at: float | None
     default_answer: str | None
+
+    @classmethod
+    def of(cls, q: Question | QuestionAddedEvent) -> OpenQuestion:
+        """From a snapshot's row or a live `question_added`: they carry the same fields."""
+        return cls(
+            id=q.id,
+            asker=q.asker,
+            question=q.question,
+            options=list(q.options),
+            multi=q.multi,
+            asked_at=q.asked_at,
+            deadline_at=q.deadline_at,
+            default_answer=q.default_answer,
+        )
 
 
 @attrs.frozen
@@ -91,20 +106,7 @@ class LiveState:
             )
             for a in snapshot.approvals
         }
-        self.questions = {
-            q.id: OpenQuestion(
-                id=q.id,
-                asker=q.asker,
-                question=q.question,
-                options=list(q.options),
-                multi=q.multi,
-                asked_at=q.asked_at,
-                deadline_at=q.deadline_at,
-                default_answer=q.default_answer,
-            )
-            for q in snapshot.questions
-            if q.target is None and q.is_open
-        }
+        self.questions = {q.id: OpenQuestion.of(q) for q in snapshot.questions if q.target is None and q.is_open}
         self.log = deque(
             (
                 LogEntry(m.sender, m.recipient, m.body, m.sent_at, delivered=m.delivered_at is not None)
@@ -136,16 +138,7 @@ class LiveState:
             case ApprovalResolvedEvent():
                 self.approvals.pop(event.id, None)
             case QuestionAddedEvent():
-                self.questions[event.id] = OpenQuestion(
-                    id=event.id,
-                    asker=event.asker,
-                    question=event.question,
-                    options=list(event.options),
-                    multi=event.multi,
-                    asked_at=event.asked_at,
-                    deadline_at=event.deadline_at,
-                    default_answer=event.default_answer,
-                )
+                self.questions[event.id] = OpenQuestion.of(event)
             case QuestionResolvedEvent():
                 self.questions.pop(event.id, None)
             case TransientSetEvent():
