@@ -10,19 +10,19 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from hive_trio.config import Config as Config
-    from hive_trio.config import load_config as load_config
-    from hive_trio.coordinator import Coordinator as Coordinator
-    from hive_trio.coordinator import open_coordinator as open_coordinator
+    from hive_trio.core.coordinator import Coordinator as Coordinator
+    from hive_trio.core.coordinator import open_coordinator as open_coordinator
     from hive_trio.errors import HiveError as HiveError
+    from hive_trio.rules.config import Config as Config
+    from hive_trio.rules.config import load_config as load_config
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Config": "hive_trio.config",
-    "load_config": "hive_trio.config",
-    "Coordinator": "hive_trio.coordinator",
-    "open_coordinator": "hive_trio.coordinator",
+    "Config": "hive_trio.rules.config",
+    "load_config": "hive_trio.rules.config",
+    "Coordinator": "hive_trio.core.coordinator",
+    "open_coordinator": "hive_trio.core.coordinator",
     "HiveError": "hive_trio.errors",
 }
 

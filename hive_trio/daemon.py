@@ -17,16 +17,16 @@ from contextlib import asynccontextmanager
 import attrs
 import trio
 
-from hive_trio.agent_socket import serve_agent_socket
-from hive_trio.backends import Backend
-from hive_trio.backends.nixos_container import NixosContainerBackend
-from hive_trio.backends.process import ProcessBackend
-from hive_trio.config import Config
-from hive_trio.coordinator import Coordinator, WallClock, open_coordinator
+from hive_trio.core.coordinator import Coordinator, WallClock, open_coordinator
 from hive_trio.dashboard.server import serve_dashboard
-from hive_trio.host_socket import serve_host_socket
-from hive_trio.lifecycle import Lifecycle
-from hive_trio.paths import HivePaths
+from hive_trio.lifecycle.backends import Backend
+from hive_trio.lifecycle.backends.nixos_container import NixosContainerBackend
+from hive_trio.lifecycle.backends.process import ProcessBackend
+from hive_trio.lifecycle.supervisor import Lifecycle
+from hive_trio.rules.config import Config
+from hive_trio.rules.paths import HivePaths
+from hive_trio.sockets.host.server import serve_host_socket
+from hive_trio.sockets.mcp.server import serve_agent_socket
 
 log = logging.getLogger(__name__)
 

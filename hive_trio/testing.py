@@ -41,12 +41,12 @@ import trio
 import trio.testing
 
 if TYPE_CHECKING:
-    from hive_trio.config import Config
-    from hive_trio.coordinator import Coordinator, WallClock
+    from hive_trio.clients.host import HostClient
+    from hive_trio.clients.mcp import AgentClient
+    from hive_trio.core.coordinator import Coordinator, WallClock
     from hive_trio.daemon import Hive
-    from hive_trio.host_client import HostClient
-    from hive_trio.mcp_client import AgentClient
     from hive_trio.records import AgentRecord
+    from hive_trio.rules.config import Config
 
 # Unix socket paths must stay under 108 bytes; `/tmp/hive-xxxxxxxx/run/agents/<31>/mcp.sock` does.
 SHORT_TEMP_ROOT = "/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir()
@@ -110,21 +110,21 @@ class InProcessHive:
 
     async def add_agent(self, name: str, *, running: bool = True) -> AgentRecord:
         """Add a bare agent: a roster row and a live socket. `running` sets its status flag."""
-        from hive_trio.bare_agents import add_bare_agent
+        from hive_trio.lifecycle.bare import add_bare_agent
 
         record = await add_bare_agent(self.coordinator, name)
         self.coordinator.set_running(name, running)
         return record
 
     async def remove_agent(self, name: str) -> None:
-        from hive_trio.bare_agents import remove_bare_agent
+        from hive_trio.lifecycle.bare import remove_bare_agent
 
         await remove_bare_agent(self.coordinator, name)
 
     @asynccontextmanager
     async def open_agent(self, name: str, *, client_name: str = "hive-trio-test") -> AsyncIterator[AgentClient]:
         """An initialised MCP client (the official SDK's) on `name`'s socket."""
-        from hive_trio.mcp_client import open_agent_client
+        from hive_trio.clients.mcp import open_agent_client
 
         async with open_agent_client(self.socket_path(name), client_name=client_name) as client:
             yield client
@@ -137,14 +137,14 @@ class InProcessHive:
     @asynccontextmanager
     async def open_host(self) -> AsyncIterator[HostClient]:
         """A connection to host.sock."""
-        from hive_trio.host_client import open_host_client
+        from hive_trio.clients.host import open_host_client
 
         async with open_host_client(self.host_socket) as client:
             yield client
 
     async def host(self, cmd: str, **fields: Any) -> dict[str, Any]:
         """One host.sock request on a fresh connection; `HostRefused` if the daemon says no."""
-        from hive_trio.host_client import host_request
+        from hive_trio.clients.host import host_request
 
         return await host_request(self.host_socket, cmd, **fields)
 
@@ -165,8 +165,8 @@ async def open_test_hive(
     drives question deadlines too. With `lifecycle=True` the hive also runs its lifecycle backend, so
     `spawn` and friends start real agent processes (`agent_command`), as the daemon does.
     """
-    from hive_trio.config import Config
     from hive_trio.daemon import open_hive
+    from hive_trio.rules.config import Config
 
     with _directory(directory) as root:
         base: dict[str, Any] = {"dashboard_enabled": False, "admin_group": None}
@@ -254,7 +254,7 @@ async def _drain(
     stream: trio.abc.ReceiveStream, lines: list[str], daemon: DaemonProcess | None, settled: trio.Event | None
 ) -> None:
     """Keep a pipe flowing (a full one would stall the daemon); note the line saying it is ready."""
-    from hive_trio.line_framing import LineFramer
+    from hive_trio.rules.framing import LineFramer
 
     framer = LineFramer(max_frame=1024 * 1024)
     try:

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import trio
 
-from hive_trio.config import Config
 from hive_trio.daemon import open_hive, raise_open_file_limit
-from hive_trio.lifecycle import Lifecycle
+from hive_trio.lifecycle.supervisor import Lifecycle
+from hive_trio.rules.config import Config
 
 
 def rss_mib() -> float:

@@ -39,12 +39,12 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Request, TextMessage
 from wsproto.frame_protocol import FrameProtocol
 
-from hive_trio.config import Config
 from hive_trio.daemon import open_hive, tune_garbage_collection
 from hive_trio.dashboard.protocol import ResumePoint, stream_url
 from hive_trio.dashboard.server import StreamConnection
 from hive_trio.dashboard.token import dashboard_url
 from hive_trio.records import OPERATOR, SentEvent
+from hive_trio.rules.config import Config
 
 END = "END"
 WARM = "WARM"

@@ -19,7 +19,7 @@ from typing import Any
 
 import trio
 
-from hive_trio.mcp_client import AgentClient, open_agent_client
+from hive_trio.clients.mcp import AgentClient, open_agent_client
 from hive_trio.testing import open_daemon_process, short_temp_dir
 
 

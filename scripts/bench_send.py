@@ -29,7 +29,7 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_store import raw_rate
 
-from hive_trio.host_client import host_request
+from hive_trio.clients.host import host_request
 from hive_trio.testing import open_daemon_process, short_temp_dir
 
 HELLO = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import trio
 
-from hive_trio.broker import Broker
-from hive_trio.database import Database, connect, migrate
-from hive_trio.roster import Roster
+from hive_trio.store.broker import Broker
+from hive_trio.store.database import Database, connect, migrate
+from hive_trio.store.roster import Roster
 
 
 def raw_rate(path: Path, seconds: float) -> float:

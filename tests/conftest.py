@@ -9,8 +9,8 @@ import pytest
 import trio
 import trio.testing
 
-from hive_trio.config import Config
-from hive_trio.coordinator import Coordinator, open_coordinator
+from hive_trio.core.coordinator import Coordinator, open_coordinator
+from hive_trio.rules.config import Config
 
 
 @pytest.fixture

@@ -22,13 +22,13 @@ import h11
 import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
-from hive_trio.config import Config
-from hive_trio.coordinator import Coordinator
+from hive_trio.core.coordinator import Coordinator
 from hive_trio.daemon import Hive, open_hive
 from hive_trio.dashboard.protocol import ResumePoint, stream_url
 from hive_trio.dashboard.token import dashboard_url
 from hive_trio.errors import HiveError, NotFound
 from hive_trio.records import AgentRecord, Approval, ApprovalKind, ApprovalStatus, TransientKind
+from hive_trio.rules.config import Config
 
 
 def dashboard_config(config: Config, **changes: Any) -> Config:

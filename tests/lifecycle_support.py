@@ -10,10 +10,10 @@ from typing import Any
 
 import trio
 
-from hive_trio.config import Config
-from hive_trio.config_repos import rev_parse, run_git
-from hive_trio.coordinator import Coordinator
+from hive_trio.core.coordinator import Coordinator
+from hive_trio.lifecycle.config_repos import rev_parse, run_git
 from hive_trio.records import SYSTEM_SENDER
+from hive_trio.rules.config import Config
 
 # Writes its environment where the test can read it, then idles until signalled.
 ENV_AGENT = "env > env.txt; exec sleep 3600"

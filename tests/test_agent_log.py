@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hive_trio.backends.agent_log import AgentLog, rotated_path
+from hive_trio.lifecycle.backends.agent_log import AgentLog, rotated_path
 
 
 async def test_appends_and_rotates_at_the_limit(tmp_path: Path) -> None:

@@ -16,10 +16,10 @@ import trio
 import trio.testing
 from mcp.shared.exceptions import MCPError
 
-from hive_trio.mcp_client import AgentClient, ToolError
+from hive_trio.clients.mcp import AgentClient, ToolError
 from hive_trio.records import MANAGER_AGENT
+from hive_trio.sockets.unix_listener import SocketInUse
 from hive_trio.testing import InProcessHive, open_test_hive
-from hive_trio.unix_listener import SocketInUse
 
 HELLO = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}
 
@@ -452,7 +452,7 @@ async def test_a_stale_socket_file_is_replaced_but_a_live_one_is_not(hive: InPro
 async def test_a_crashing_connection_is_logged_and_the_socket_keeps_serving(
     hive: InProcessHive, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import hive_trio.agent_socket as agent_socket
+    import hive_trio.sockets.mcp.server as agent_socket
 
     real_build = agent_socket.build_server
     crashes = [RuntimeError("a bug in connection setup")]

@@ -13,12 +13,12 @@ import pytest
 import trio
 import trio.testing
 
-from hive_trio.agent_socket import LeaseBook, serve_mcp_connection
-from hive_trio.agent_tools import AGENT_TOOLS, MANAGER_TOOLS, Toolbox, UnknownTool, input_schema, parse_arguments
-from hive_trio.broker import deliver_tx
-from hive_trio.coordinator import Coordinator
+from hive_trio.core.coordinator import Coordinator
 from hive_trio.errors import InvalidRequest
 from hive_trio.records import AskArgs, Message, RecvArgs, SendArgs
+from hive_trio.sockets.mcp.server import LeaseBook, serve_mcp_connection
+from hive_trio.sockets.mcp.tools import AGENT_TOOLS, MANAGER_TOOLS, Toolbox, UnknownTool, input_schema, parse_arguments
+from hive_trio.store.broker import deliver_tx
 
 
 def test_every_tool_has_an_object_schema_naming_its_required_fields() -> None:

@@ -10,13 +10,12 @@ import pytest
 import trio
 from lifecycle_support import commit_file, drain, eventually, helper_events, lifecycle_config, read_env
 
-from hive_trio import config_repos
-from hive_trio.backends.nixos_container import NixosContainerBackend
-from hive_trio.config_repos import rev_parse, run_git
-from hive_trio.coordinator import open_coordinator
+from hive_trio.core.coordinator import open_coordinator
 from hive_trio.daemon import open_hive
 from hive_trio.errors import Busy, Conflict, InvalidRequest, UnknownAgent
-from hive_trio.lifecycle import Lifecycle
+from hive_trio.lifecycle.backends.nixos_container import NixosContainerBackend
+from hive_trio.lifecycle.config_repos import rev_parse, run_git
+from hive_trio.lifecycle.supervisor import Lifecycle, config_repos
 from hive_trio.records import (
     ApprovalAddedEvent,
     ApprovalKind,

@@ -21,8 +21,8 @@ from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from hive_trio.cli import build_parser, discovered_hive, embedded_runtime_dir, format_table, main
-from hive_trio.config import Config
-from hive_trio.mcp_client import open_agent_client, tool_result_json
+from hive_trio.clients.mcp import open_agent_client, tool_result_json
+from hive_trio.rules.config import Config
 from hive_trio.testing import DaemonProcess, InProcessHive, open_daemon_process, short_temp_dir
 
 pytestmark = pytest.mark.timeout(120)
@@ -226,8 +226,8 @@ def test_up_watch_and_dashboard_url_call_their_modules(
     def dashboard_url(config: Config) -> str:
         return f"http://127.0.0.1:7847/?token=t&state={config.state_dir.name}"
 
-    fake_module(monkeypatch, "hive_trio.demo", run_up=run_up)
-    fake_module(monkeypatch, "hive_trio.dashboard.watch", run_watch=run_watch)
+    fake_module(monkeypatch, "hive_trio.examples.up", run_up=run_up)
+    fake_module(monkeypatch, "hive_trio.clients.watch", run_watch=run_watch)
     fake_module(monkeypatch, "hive_trio.dashboard.token", dashboard_url=dashboard_url)
     monkeypatch.chdir(tmp_path)
     assert main(["up"]) == 0

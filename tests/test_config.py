@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from hive_trio.config import Config, ConfigError, load_config
+from hive_trio.rules.config import Config, ConfigError, load_config
 
 
 def test_defaults_follow_the_spec() -> None:

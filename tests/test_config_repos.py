@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from hive_trio import config_repos
-from hive_trio.config_repos import GitError, normalize_commit_ref, run_git
 from hive_trio.errors import InvalidRequest
+from hive_trio.lifecycle import config_repos
+from hive_trio.lifecycle.config_repos import GitError, normalize_commit_ref, run_git
 
 
 async def commit(repo: Path, rel: str, text: str, message: str) -> str:

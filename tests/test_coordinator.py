@@ -7,10 +7,8 @@ import pytest
 import trio
 import trio.testing
 
-from hive_trio.config import Config
-from hive_trio.coordinator import Coordinator, open_coordinator
+from hive_trio.core.coordinator import Coordinator, open_coordinator
 from hive_trio.errors import Busy, Conflict, InvalidRequest, UnknownAgent
-from hive_trio.names import InvalidName
 from hive_trio.records import (
     DashboardEvent,
     QuestionAddedEvent,
@@ -20,7 +18,9 @@ from hive_trio.records import (
     TransientKind,
     TransientSetEvent,
 )
-from hive_trio.state_lock import AlreadyRunning
+from hive_trio.rules.config import Config
+from hive_trio.rules.names import InvalidName
+from hive_trio.store.state_lock import AlreadyRunning
 
 
 def tree(root: Path) -> list[str]:

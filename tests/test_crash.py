@@ -20,9 +20,9 @@ import pytest
 import trio
 from queue_checker import History, SendAttempt, check
 
-from hive_trio import config_repos
-from hive_trio.host_client import HostRefused, host_request
-from hive_trio.mcp_client import AgentClient, ToolError, open_agent_client
+from hive_trio.clients.host import HostRefused, host_request
+from hive_trio.clients.mcp import AgentClient, ToolError, open_agent_client
+from hive_trio.lifecycle import config_repos
 from hive_trio.testing import DaemonProcess, open_daemon_process, short_temp_dir
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]

@@ -15,8 +15,8 @@ import trio
 from cdp_driver import open_browser
 from dashboard_support import RecordingLifecycle, add_pending_approval, running_hive, url_of
 
-from hive_trio.config import Config
 from hive_trio.records import OPERATOR, ApprovalStatus, TransientKind
+from hive_trio.rules.config import Config
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 

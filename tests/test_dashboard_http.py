@@ -17,9 +17,9 @@ from dashboard_support import header, next_frame, raw_http, raw_stream, running_
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import RejectConnection, RejectData, Request
 
-from hive_trio.config import Config
 from hive_trio.dashboard.server import HEAD_TIMEOUT, MAX_REQUEST_HEAD
 from hive_trio.records import OPERATOR
+from hive_trio.rules.config import Config
 
 pytestmark = pytest.mark.timeout(30)
 

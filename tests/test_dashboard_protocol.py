@@ -11,8 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hive_trio.config import Config
-from hive_trio.dashboard.live_state import LiveState
+from hive_trio.clients.live_state import LiveState
 from hive_trio.dashboard.protocol import (
     ActionError,
     ResumePoint,
@@ -62,6 +61,7 @@ from hive_trio.records import (
     TransientKind,
     TransientSetEvent,
 )
+from hive_trio.rules.config import Config
 
 
 def _row(name: str, **changes: object) -> AgentStatus:

@@ -28,15 +28,14 @@ from trio_websocket import ConnectionClosed, ConnectionRejected, connect_websock
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import CloseConnection, Request, TextMessage
 
-from hive_trio.config import Config
-from hive_trio.coordinator import open_coordinator
-from hive_trio.daemon import Hive, open_hive
-from hive_trio.dashboard.client import (
+from hive_trio.clients.dashboard import (
     ActionFailed,
     ConnectionLost,
     DashboardRefused,
     open_dashboard_client,
 )
+from hive_trio.core.coordinator import open_coordinator
+from hive_trio.daemon import Hive, open_hive
 from hive_trio.dashboard.protocol import ResumePoint, stream_url
 from hive_trio.dashboard.server import serve_dashboard
 from hive_trio.dashboard.token import dashboard_url
@@ -52,6 +51,7 @@ from hive_trio.records import (
     TransientClearedEvent,
     TransientSetEvent,
 )
+from hive_trio.rules.config import Config
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -10,10 +10,9 @@ import pytest
 import trio
 from dashboard_support import add_pending_approval, running_hive, url_of
 
-from hive_trio.config import Config
-from hive_trio.dashboard.client import DashboardRefused, DashboardUnavailable
-from hive_trio.dashboard.live_state import LiveState
-from hive_trio.dashboard.watch import ansi, render_event, render_snapshot, run_watch
+from hive_trio.clients.dashboard import DashboardRefused, DashboardUnavailable
+from hive_trio.clients.live_state import LiveState
+from hive_trio.clients.watch import ansi, render_event, render_snapshot, run_watch
 from hive_trio.records import (
     OPERATOR,
     AgentStatus,
@@ -25,6 +24,7 @@ from hive_trio.records import (
     TransientKind,
     TransientSetEvent,
 )
+from hive_trio.rules.config import Config
 
 
 def test_event_lines_read_like_sentences() -> None:

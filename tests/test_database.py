@@ -7,8 +7,8 @@ import pytest
 import trio
 import trio.testing
 
-from hive_trio.database import SCHEMA_VERSION, Database, SchemaTooNew, connect, migrate
 from hive_trio.errors import StorageError
+from hive_trio.store.database import SCHEMA_VERSION, Database, SchemaTooNew, connect, migrate
 
 
 async def test_wal_full_and_schema_version(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import trio
 import trio.testing
 
-from hive_trio.database import Database
+from hive_trio.store.database import Database
 
 
 async def test_cancel_at_the_thread_entry_checkpoint_neither_hangs_nor_loses_the_write(tmp_path: Path) -> None:

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from hive_trio.backends.process import parse_agent_toml, starter_agent_toml
 from hive_trio.cli import embedded_runtime_dir
-from hive_trio.config import Config, default_runtime_dir, default_state_dir
-from hive_trio.demo import example_agent_command, up_config
-from hive_trio.example_agent import agent_names, messages_of
-from hive_trio.example_manager import with_greeting
+from hive_trio.examples.agent import agent_names, messages_of
+from hive_trio.examples.manager import with_greeting
+from hive_trio.examples.up import example_agent_command, up_config
+from hive_trio.lifecycle.backends.process import parse_agent_toml, starter_agent_toml
+from hive_trio.rules.config import Config, default_runtime_dir, default_state_dir
 
 
 def test_up_defaults_state_here_and_the_clis_runtime_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -22,8 +22,8 @@ def test_up_defaults_state_here_and_the_clis_runtime_dir(tmp_path: Path, monkeyp
     assert config.state_dir == tmp_path / "hive-state"
     assert config.runtime_dir == embedded_runtime_dir(tmp_path / "hive-state")
     assert config.runtime_dir != default_runtime_dir()
-    assert sys.executable in config.agent_command and "hive_trio.example_agent" in config.agent_command
-    assert config.manager_command is not None and "hive_trio.example_manager" in config.manager_command
+    assert sys.executable in config.agent_command and "hive_trio.examples.agent" in config.agent_command
+    assert config.manager_command is not None and "hive_trio.examples.manager" in config.manager_command
     # The operator's own choices are kept.
     chosen = up_config(Config(state_dir=tmp_path / "s", runtime_dir=tmp_path / "r", agent_command="exec x"))
     assert (chosen.state_dir, chosen.runtime_dir, chosen.agent_command) == (tmp_path / "s", tmp_path / "r", "exec x")
@@ -32,7 +32,7 @@ def test_up_defaults_state_here_and_the_clis_runtime_dir(tmp_path: Path, monkeyp
 
 def test_example_agent_command_quotes_the_interpreter() -> None:
     assert example_agent_command("/opt/my python/bin/python3") == (
-        "exec '/opt/my python/bin/python3' -m hive_trio.example_agent"
+        "exec '/opt/my python/bin/python3' -m hive_trio.examples.agent"
     )
 
 
@@ -64,7 +64,7 @@ def test_the_manager_edit_is_valid_agent_toml() -> None:
 
 
 def test_banner_names_the_cli_as_the_operator_can_type_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from hive_trio.demo import cli_name
+    from hive_trio.examples.up import cli_name
 
     script = tmp_path / ".venv" / "bin" / "hive-trio"
     script.parent.mkdir(parents=True)

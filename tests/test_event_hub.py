@@ -3,7 +3,7 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from hive_trio.event_hub import EventHub, Resync
+from hive_trio.core.event_hub import EventHub, Resync
 from hive_trio.records import DashboardEvent, SentEvent, TransientClearedEvent
 
 

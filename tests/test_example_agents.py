@@ -8,7 +8,7 @@ import pytest
 from lifecycle_support import eventually, lifecycle_config
 
 from hive_trio.daemon import open_hive
-from hive_trio.demo import example_agent_command, example_manager_command
+from hive_trio.examples.up import example_agent_command, example_manager_command
 from hive_trio.records import Approval, ApprovalKind, ApprovalStatus
 
 

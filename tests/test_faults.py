@@ -21,12 +21,12 @@ import trio
 import trio.testing
 from lifecycle_support import commit_file, helper_events, lifecycle_config
 
-import hive_trio.broker
-from hive_trio import config_repos
+import hive_trio.store.broker
+from hive_trio.clients.host import HostRefused, host_request
+from hive_trio.clients.mcp import ToolError, open_agent_client
 from hive_trio.daemon import open_hive
 from hive_trio.errors import StorageError
-from hive_trio.host_client import HostRefused, host_request
-from hive_trio.mcp_client import ToolError, open_agent_client
+from hive_trio.lifecycle import config_repos
 from hive_trio.records import ApprovalKind, ApprovalStatus, TransientKind
 from hive_trio.testing import DaemonProcess, InProcessHive, open_daemon_process, open_test_hive, short_temp_dir
 
@@ -276,18 +276,18 @@ async def test_an_answer_and_its_notice_commit_together_or_not_at_all(
 ) -> None:
     coordinator = hive.coordinator
     q = await coordinator.ask("alpha", "ship it?")
-    real_notice = hive_trio.broker.notice_tx
+    real_notice = hive_trio.store.broker.notice_tx
 
     def failing_notice(conn: apsw.Connection, **kwargs: Any) -> Any:
         real_notice(conn, **kwargs)
         raise apsw.IOError("disk I/O error")  # the disk fails after the answer's UPDATE, inside one transaction
 
-    monkeypatch.setattr(hive_trio.broker, "notice_tx", failing_notice)
+    monkeypatch.setattr(hive_trio.store.broker, "notice_tx", failing_notice)
     with pytest.raises(StorageError, match="nothing was changed"):
         await coordinator.answer_question(q.id, "yes", answerer="operator")
     assert (await coordinator.questions.get(q.id)).answer is None  # not answered without its notice
     assert await coordinator.inbox_depth("alpha") == 0
-    monkeypatch.setattr(hive_trio.broker, "notice_tx", real_notice)
+    monkeypatch.setattr(hive_trio.store.broker, "notice_tx", real_notice)
     await coordinator.answer_question(q.id, "yes", answerer="operator")
     (notice,) = await coordinator.recent_messages("alpha")
     assert json.loads(notice.body)["answer"] == "yes"
@@ -440,7 +440,7 @@ async def test_a_status_subscriber_lost_mid_send_is_dropped_and_the_others_carry
 
 
 async def test_an_event_hub_subscriber_closed_during_fan_out_is_forgotten() -> None:
-    from hive_trio.event_hub import EventHub
+    from hive_trio.core.event_hub import EventHub
     from hive_trio.records import TransientClearedEvent
 
     hub = EventHub(buffer=8)
@@ -458,13 +458,13 @@ async def test_an_approval_its_notice_and_its_deploy_record_commit_together(
 ) -> None:
     coordinator = hive.coordinator
     approval = await coordinator.approvals.add("alpha", ApprovalKind.APPLY_COMMIT, commit_ref="abcdef1")
-    real_notice = hive_trio.broker.notice_tx
+    real_notice = hive_trio.store.broker.notice_tx
 
     def failing_notice(conn: apsw.Connection, **kwargs: Any) -> Any:
         real_notice(conn, **kwargs)
         raise apsw.IOError("disk I/O error")
 
-    monkeypatch.setattr(hive_trio.broker, "notice_tx", failing_notice)
+    monkeypatch.setattr(hive_trio.store.broker, "notice_tx", failing_notice)
     with pytest.raises(StorageError):
         await coordinator.resolve_approval(
             approval.id, ApprovalStatus.APPROVED, roster_update={"deployed_sha": "f" * 40}
@@ -472,7 +472,7 @@ async def test_an_approval_its_notice_and_its_deploy_record_commit_together(
     assert (await coordinator.approvals.get(approval.id)).status is ApprovalStatus.PENDING
     assert (await coordinator.roster.require("alpha")).deployed_sha is None
     assert await coordinator.inbox_depth("manager") == 0
-    monkeypatch.setattr(hive_trio.broker, "notice_tx", real_notice)
+    monkeypatch.setattr(hive_trio.store.broker, "notice_tx", real_notice)
     await coordinator.resolve_approval(approval.id, ApprovalStatus.APPROVED, roster_update={"deployed_sha": "f" * 40})
     assert (await coordinator.roster.require("alpha")).deployed_sha == "f" * 40
     (notice,) = await coordinator.recent_messages("manager")

@@ -24,8 +24,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hive_trio.agent_tools import AGENT_TOOLS, MANAGER_TOOLS
-from hive_trio.host_protocol import COMMANDS
+from hive_trio.sockets.host.protocol import COMMANDS
+from hive_trio.sockets.mcp.tools import AGENT_TOOLS, MANAGER_TOOLS
 from hive_trio.testing import READY_MARK, short_temp_dir
 
 EXAMPLES: Final = int(os.environ.get("HIVE_FUZZ_EXAMPLES", "60"))

@@ -7,14 +7,6 @@ from typing import Any
 
 import pytest
 
-from hive_trio.host_protocol import (
-    COMMANDS,
-    HostProtocolError,
-    encode_request,
-    error_response,
-    ok_response,
-    parse_request,
-)
 from hive_trio.records import (
     ApprovalStatus,
     HostAgentStatus,
@@ -42,6 +34,14 @@ from hive_trio.records import (
     HostTombstones,
     HostUrls,
     Scope,
+)
+from hive_trio.sockets.host.protocol import (
+    COMMANDS,
+    HostProtocolError,
+    encode_request,
+    error_response,
+    ok_response,
+    parse_request,
 )
 
 # The exact lines a client writes, pinned: hyperhive's verbs first, then ours.

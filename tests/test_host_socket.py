@@ -16,8 +16,8 @@ import pytest
 import trio
 import trio.testing
 
+from hive_trio.clients.host import HostClient, HostRefused
 from hive_trio.errors import Busy, UnknownAgent
-from hive_trio.host_client import HostClient, HostRefused
 from hive_trio.records import AgentRecord, Approval, ApprovalKind, ApprovalStatus, TransientKind
 from hive_trio.testing import InProcessHive, open_test_hive
 

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hive_trio.line_framing import FrameTooLarge, LineFramer
+from hive_trio.rules.framing import FrameTooLarge, LineFramer
 
 
 def test_lines_split_across_chunks() -> None:

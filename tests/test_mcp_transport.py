@@ -9,7 +9,7 @@ import trio
 import trio.testing
 from mcp.shared.message import SessionMessage
 
-from hive_trio.mcp_transport import RequestWindow, decode_line, encode, is_reply_error, open_mcp_streams
+from hive_trio.sockets.mcp.transport import RequestWindow, decode_line, encode, is_reply_error, open_mcp_streams
 
 
 def test_decode_good_and_bad_lines() -> None:

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from hive_trio.names import InvalidName, validate_agent_name, validate_recipient
-from hive_trio.paths import HivePaths
+from hive_trio.rules.names import InvalidName, validate_agent_name, validate_recipient
+from hive_trio.rules.paths import HivePaths
 
 HOSTILE = ["../x", "A", "", "a" * 200, "a/b", "manager", "system", "operator", "a\x00b", "x..", "-a", "1a", " a"]
 

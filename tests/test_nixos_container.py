@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from hive_trio.backends import Unit
-from hive_trio.backends.nixos_container import (
+from hive_trio.errors import InvalidRequest, LifecycleFailed
+from hive_trio.lifecycle.backends import Unit
+from hive_trio.lifecycle.backends.nixos_container import (
     NixosContainerBackend,
     agent_flake,
     bind_mounts,
@@ -27,7 +28,6 @@ from hive_trio.backends.nixos_container import (
     update_argv,
     with_nspawn_flags,
 )
-from hive_trio.errors import InvalidRequest, LifecycleFailed
 
 
 def _unit(root: Path, name: str) -> Unit:

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from hive_trio.backends import Unit
-from hive_trio.backends.process import (
+from hive_trio.errors import LifecycleFailed
+from hive_trio.lifecycle.backends import Unit
+from hive_trio.lifecycle.backends.process import (
     AgentSpec,
     agent_environment,
     describe_exit,
@@ -18,7 +19,6 @@ from hive_trio.backends.process import (
     render_command,
     starter_agent_toml,
 )
-from hive_trio.errors import LifecycleFailed
 
 
 def _unit(tmp: Path, name: str = "alpha") -> Unit:

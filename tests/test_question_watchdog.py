@@ -11,10 +11,9 @@ import trio
 import trio.testing
 from lifecycle_support import drain
 
-from hive_trio.config import Config
-from hive_trio.coordinator import Coordinator, open_coordinator
+from hive_trio.core.coordinator import Coordinator, open_coordinator
+from hive_trio.core.event_hub import Subscription
 from hive_trio.errors import Conflict
-from hive_trio.event_hub import Subscription
 from hive_trio.records import (
     EXPIRED_ANSWER,
     SYSTEM_SENDER,
@@ -23,6 +22,7 @@ from hive_trio.records import (
     QuestionResolvedEvent,
     SentEvent,
 )
+from hive_trio.rules.config import Config
 
 
 async def system_events(coord: Coordinator, name: str) -> list[dict[str, object]]:

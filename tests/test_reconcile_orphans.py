@@ -13,9 +13,9 @@ import pytest
 import trio
 from lifecycle_support import eventually, lifecycle_config, pid_alive
 
-from hive_trio.backends.process import read_boot_id
 from hive_trio.daemon import open_hive
-from hive_trio.lifecycle import Lifecycle
+from hive_trio.lifecycle.backends.process import read_boot_id
+from hive_trio.lifecycle.supervisor import Lifecycle
 
 # Each agent is a shell with a background child: the group, not just the leader, must be stopped.
 TEMPLATE = "sleep 3600 & exec sleep 3601"
@@ -24,7 +24,7 @@ DAEMON = """
 import json, sys
 from pathlib import Path
 import trio
-from hive_trio.config import Config
+from hive_trio.rules.config import Config
 from hive_trio.daemon import open_hive
 
 async def main(root: str) -> None:

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hive_trio.restart_policy import RestartPolicy, Verdict
+from hive_trio.lifecycle.restart_policy import RestartPolicy, Verdict
 
 
 def test_allows_intensity_restarts_within_the_period_then_gives_up() -> None:

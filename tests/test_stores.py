@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from hive_trio.approvals import Approvals
-from hive_trio.broker import Broker
-from hive_trio.database import Database
 from hive_trio.errors import Conflict, InvalidRequest, NotFound, TooLarge, UnknownAgent
-from hive_trio.questions import OperatorQuestions
 from hive_trio.records import ApprovalKind, ApprovalStatus
-from hive_trio.roster import Roster
+from hive_trio.store.approvals import Approvals
+from hive_trio.store.broker import Broker
+from hive_trio.store.database import Database
+from hive_trio.store.questions import OperatorQuestions
+from hive_trio.store.roster import Roster
 
 
 class Clock:

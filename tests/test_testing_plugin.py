@@ -52,7 +52,8 @@ def test_a_users_suite_gets_the_fixtures_from_the_plugin(pytester: pytest.Pytest
 def test_importing_the_plugin_loads_none_of_the_hive() -> None:
     probe = (
         "import sys, hive_trio.testing; "
-        "heavy = [m for m in ('hive_trio.daemon', 'hive_trio.coordinator', 'hive_trio.database', 'apsw', 'mcp')"
+        "heavy = [m for m in ('hive_trio.daemon', 'hive_trio.core.coordinator',"
+        " 'hive_trio.store.database', 'apsw', 'mcp')"
         " if m in sys.modules]; print(heavy)"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)

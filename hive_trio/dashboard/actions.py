@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hive_trio.coordinator import Coordinator
+from hive_trio.core.coordinator import Coordinator
 from hive_trio.errors import NotFound
 from hive_trio.records import (
     OPERATOR,

@@ -28,7 +28,8 @@ import trio
 import trio_websocket
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
 
-from hive_trio.coordinator import Coordinator
+from hive_trio.core.coordinator import Coordinator
+from hive_trio.core.event_hub import Resync, Subscription
 from hive_trio.dashboard.actions import perform
 from hive_trio.dashboard.protocol import (
     CLOSE_GOING_AWAY,
@@ -59,7 +60,6 @@ from hive_trio.dashboard.routes import (
 from hive_trio.dashboard.token import ensure_token, http_url
 from hive_trio.dashboard.transport import ConnectionStream, receive_request, send_reply, serve_stall_watch
 from hive_trio.errors import HiveError
-from hive_trio.event_hub import Resync, Subscription
 from hive_trio.records import DashboardAction, DashboardEvent, RequestId, unstructure
 
 log = logging.getLogger(__name__)

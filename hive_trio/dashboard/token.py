@@ -14,9 +14,9 @@ import stat
 from pathlib import Path
 from urllib.parse import urlencode
 
-from hive_trio.config import Config
 from hive_trio.errors import HiveError
-from hive_trio.paths import TOKEN_MODE, HivePaths
+from hive_trio.rules.config import Config
+from hive_trio.rules.paths import TOKEN_MODE, HivePaths
 
 log = logging.getLogger(__name__)
 

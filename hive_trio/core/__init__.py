@@ -1,0 +1,1 @@
+"""The coordinator and its event hub: the only place that changes durable state and announces it."""

@@ -1,0 +1,812 @@
+"""The coordinator: hive-c0re's `Coordinator`, in trio.
+
+It owns the root nursery, the registry of per-agent child nurseries (one per agent socket), the
+transient spinners, and the paths; it is the one place adapters ask to change anything. Stores and
+the event hub sit below it; socket servers, the dashboard and the CLI sit above and never touch the
+database or build a path themselves.
+
+Kept from hive-c0re: one inbox per agent, HelperEvents from `system`, `kick_agent` after a (re)start,
+broadcast with a hint. Changed: the `TransientGuard` RAII handle becomes a cancel scope that clears the
+spinner however it exits; unregistering an agent cancels its child nursery rather than aborting a task.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager, suppress
+from pathlib import Path
+from typing import Any, Protocol
+
+import apsw
+import attrs
+import trio
+
+from hive_trio.core.event_hub import EventHub
+from hive_trio.errors import Busy, Conflict, HiveError, InvalidRequest
+from hive_trio.records import (
+    BROADCAST,
+    MANAGER_AGENT,
+    OPERATOR,
+    SYSTEM_SENDER,
+    AgentRecord,
+    AgentStatus,
+    Approval,
+    ApprovalAddedEvent,
+    ApprovalResolvedEvent,
+    ApprovalStatus,
+    ContainerRemovedEvent,
+    ContainerStateChangedEvent,
+    DeliveredEvent,
+    HelperApprovalResolved,
+    HelperEvent,
+    HelperQuestionAnswered,
+    HelperQuestionAsked,
+    Message,
+    Question,
+    QuestionAddedEvent,
+    QuestionResolvedEvent,
+    SentEvent,
+    Snapshot,
+    TransientClearedEvent,
+    TransientKind,
+    TransientSetEvent,
+    rfc3339,
+    to_json,
+)
+from hive_trio.rules.config import Config
+from hive_trio.rules.names import validate_agent_name
+from hive_trio.rules.paths import HivePaths
+from hive_trio.store import approvals as approvals_sql
+from hive_trio.store import broker as broker_sql
+from hive_trio.store import questions as questions_sql
+from hive_trio.store import roster as roster_sql
+from hive_trio.store.approvals import Approvals
+from hive_trio.store.broker import Broker
+from hive_trio.store.database import Database
+from hive_trio.store.questions import OperatorQuestions
+from hive_trio.store.roster import Roster
+from hive_trio.store.state_lock import StateLock
+
+log = logging.getLogger(__name__)
+
+WallClock = Callable[[], float]
+BROADCAST_HINT = "\n\n⚠️ _hint: this was a broadcast and may not need any action from you_"
+MAX_RECV_BATCH = 32
+# Message bodies one `recv`/`recent` reply may carry, as a share of the frame limit: JSON escaping can
+# grow a body up to six times (control characters), so a reply always fits the frame agents read with.
+REPLY_BODY_SHARE = 8
+KICK_TEXT = (
+    "{reason}\n\nYou were just (re)started by the operator. If you were mid-task, read your notes in "
+    "{notes} and pick up where you left off."
+)
+
+
+class ServeSocket(Protocol):
+    """How the sockets layer serves one agent's (or the manager's) socket inside its child nursery."""
+
+    def __call__(
+        self, coordinator: Coordinator, name: str, path: Path, *, task_status: trio.TaskStatus[None]
+    ) -> Awaitable[None]: ...
+
+
+class LifecycleOps(Protocol):
+    """What the lifecycle layer (`hive_trio.lifecycle.supervisor.Lifecycle`) offers the adapters, via `coord.lifecycle`.
+
+    Every operation validates the name, runs under `coordinator.transient(...)`, and raises a
+    `HiveError` with a reason for a person when refused or failed.
+    """
+
+    async def spawn(self, name: str, *, parent: str | None = None) -> AgentRecord: ...
+
+    async def start(self, name: str) -> None: ...
+
+    async def stop(self, name: str, *, graceful: bool = True) -> None: ...
+
+    async def restart(self, name: str) -> None: ...
+
+    async def rebuild(self, name: str) -> None: ...
+
+    async def destroy(self, name: str, *, purge: bool = False) -> None: ...
+
+    async def purge_tombstone(self, name: str) -> None: ...
+
+    async def request_spawn(self, name: str, description: str | None, *, requested_by: str) -> Approval: ...
+
+    async def request_apply_commit(
+        self, agent: str, commit_ref: str, description: str | None, *, requested_by: str
+    ) -> Approval: ...
+
+    async def approve(self, approval_id: int, *, note: str | None = None) -> Approval: ...
+
+    async def deny(self, approval_id: int, *, note: str | None = None) -> Approval: ...
+
+
+@attrs.define(eq=False)
+class AgentSlot:
+    """A registered socket: the child nursery's cancel scope and the file it serves."""
+
+    name: str
+    path: Path
+    scope: trio.CancelScope
+    stopped: trio.Event = attrs.field(factory=trio.Event)
+
+
+@attrs.define(eq=False)
+class Transient:
+    kind: TransientKind
+    since: float
+    scope: trio.CancelScope
+
+
+class Coordinator:
+    def __init__(
+        self,
+        *,
+        config: Config,
+        db: Database,
+        nursery: trio.Nursery,
+        clock: WallClock = time.time,
+        serve_socket: ServeSocket | None = None,
+    ) -> None:
+        self.config = config
+        self.paths = HivePaths(config.state_dir, config.runtime_dir)
+        self.clock = clock
+        self.db = db
+        self.hub = EventHub(buffer=config.subscriber_buffer, ring=config.event_ring)
+        self.broker = Broker(db, clock=clock, max_body_bytes=config.max_body_bytes)
+        self.roster = Roster(db, clock=clock)
+        self.approvals = Approvals(db, clock=clock)
+        self.questions = OperatorQuestions(db, clock=clock)
+        # Distinguishes daemon runs: a dashboard resuming with a seq from another run must resnapshot.
+        self.epoch = secrets.token_hex(8)
+        self.dashboard_url: str | None = None
+        self._root = nursery
+        self._serve_socket = serve_socket
+        self._slots: dict[str, AgentSlot] = {}
+        self._transients: dict[str, Transient] = {}
+        self._running: set[str] = set()
+        # Mirrors the roster's `paused` column, so `recv` need not read it on every call.
+        self._paused: set[str] = set()
+        self._deadline_bell = trio.Event()
+        self.lifecycle: LifecycleOps | None = None
+
+    # ================================================================== registration
+    @property
+    def root_nursery(self) -> trio.Nursery:
+        return self._root
+
+    async def register_agent(self, name: str) -> Path:
+        """Serve `name`'s socket in a fresh child nursery; idempotent (the old listener goes first)."""
+        validate_agent_name(name)
+        self.unregister_agent(name)
+        await trio.to_thread.run_sync(self.paths.ensure_agent_dirs, name)
+        path = self.paths.agent_socket(name)
+        await self._root.start(self._run_slot, name, path)
+        return path
+
+    async def register_manager(self) -> Path:
+        self.unregister_agent(MANAGER_AGENT)
+        path = self.paths.manager_socket
+        await self._root.start(self._run_slot, MANAGER_AGENT, path)
+        return path
+
+    def unregister_agent(self, name: str) -> bool:
+        """Cancel the agent's child nursery and remove its socket file. Calls in `recv` end cleanly."""
+        slot = self._slots.pop(name, None)
+        if slot is None:
+            return False
+        slot.scope.cancel()
+        with suppress(FileNotFoundError):
+            slot.path.unlink()
+        return True
+
+    def registered_names(self) -> list[str]:
+        return sorted(n for n in self._slots if n != MANAGER_AGENT)
+
+    def is_registered(self, name: str) -> bool:
+        return name in self._slots
+
+    async def _run_slot(self, name: str, path: Path, *, task_status: trio.TaskStatus[AgentSlot]) -> None:
+        slot = AgentSlot(name=name, path=path, scope=trio.CancelScope())
+        started = False
+        try:
+            with slot.scope:
+                try:
+                    async with trio.open_nursery() as child:
+                        if self._serve_socket is not None:
+                            await child.start(self._serve_socket, self, name, path)
+                        self._slots[name] = slot
+                        task_status.started(slot)
+                        started = True
+                        await trio.sleep_forever()
+                except Exception as exc:
+                    if not started:
+                        # The socket could not be served at all: `register_agent` says why.
+                        raise _sole_exception(exc) from None
+                    # One agent's socket failing must never take down the daemon or its neighbours.
+                    log.exception("socket for %s failed; it is unregistered", name)
+        finally:
+            if self._slots.get(name) is slot:
+                del self._slots[name]
+            slot.stopped.set()
+
+    # ================================================================== transients
+    @contextmanager
+    def transient(self, name: str, kind: TransientKind) -> Iterator[trio.CancelScope]:
+        """Show `kind` on `name`'s card for exactly as long as this scope lives.
+
+        Replaces hive-c0re's `TransientGuard`: the clear runs in `finally`, so success, error and
+        cancellation all clear it. A second action while one is in flight is refused (`Busy`), not
+        queued. The yielded scope is what `cancel_transient` cancels.
+        """
+        current = self._transients.get(name)
+        if current is not None:
+            raise Busy(f"{name} is busy {current.kind.value}; wait for it to finish or cancel it")
+        entry = Transient(kind=kind, since=self.clock(), scope=trio.CancelScope())
+        self._transients[name] = entry
+        self.hub.emit(TransientSetEvent(name=name, transient_kind=kind, since_unix=entry.since))
+        try:
+            with entry.scope:
+                yield entry.scope
+        finally:
+            if self._transients.get(name) is entry:
+                del self._transients[name]
+            self.hub.emit(TransientClearedEvent(name=name))
+
+    def transient_of(self, name: str) -> TransientKind | None:
+        entry = self._transients.get(name)
+        return None if entry is None else entry.kind
+
+    def transients(self) -> dict[str, TransientKind]:
+        return {n: t.kind for n, t in self._transients.items()}
+
+    def cancel_transient(self, name: str) -> bool:
+        entry = self._transients.get(name)
+        if entry is None:
+            return False
+        entry.scope.cancel()
+        return True
+
+    # ================================================================== running state
+    def set_running(self, name: str, running: bool) -> None:
+        """The lifecycle layer reports what it observes; the dashboard hears about every change."""
+        changed = (name in self._running) != running
+        if running:
+            self._running.add(name)
+        else:
+            self._running.discard(name)
+        if changed:
+            self._root.start_soon(self.publish_status, name)
+
+    def is_running(self, name: str) -> bool:
+        return name in self._running
+
+    async def publish_status(self, name: str) -> None:
+        """Emit the agent's current `agent_status` row (or its removal)."""
+        try:
+            rows = await self.agent_statuses([name])
+        except HiveError:
+            log.warning("could not read status of %s", name, exc_info=True)
+            return
+        if rows:
+            self.hub.emit(ContainerStateChangedEvent(row=rows[0]))
+        else:
+            self.hub.emit(ContainerRemovedEvent(name=name))
+
+    # ================================================================== messages
+    async def send(self, sender: str, to: str, body: str) -> list[Message]:
+        """Commit a message (or a broadcast) and mirror it to the dashboard as `sent`."""
+        if to == BROADCAST:
+            messages = await self.broker.broadcast(sender, body + BROADCAST_HINT)
+        else:
+            if to == SYSTEM_SENDER:
+                raise InvalidRequest("'system' sends messages but never receives them")
+            if to != MANAGER_AGENT and to != OPERATOR:
+                validate_agent_name(to)
+            messages = [await self.broker.send(sender, to, body)]
+        for m in messages:
+            self.hub.emit(SentEvent(sender=m.sender, recipient=m.recipient, body=m.body, at=m.sent_at))
+        return messages
+
+    async def broadcast_send(self, sender: str, body: str) -> list[str]:
+        """hive-c0re's `broadcast_send`: every registered agent but the sender; per-agent errors back."""
+        try:
+            await self.send(sender, BROADCAST, body)
+        except HiveError as exc:
+            return [f"{n}: {exc}" for n in await self.agent_names() if n != sender]
+        return []
+
+    async def recv(self, name: str, *, wait_seconds: float = 0.0, limit: int = 1) -> list[Message]:
+        """Hand out up to `limit` messages, parking up to `wait_seconds` for the first one.
+
+        Parking waits on the inbox bell the hub rings when a message for `name` commits, so an idle
+        agent costs nothing; the database is read once per wake, never polled. A paused agent's turn
+        loop is parked here (host.sock `set_paused`): nothing is handed out until it is un-paused.
+        """
+        limit = max(1, min(int(limit), MAX_RECV_BATCH))
+        wait = min(max(float(wait_seconds), 0.0), self.config.max_recv_wait)
+        deadline = trio.current_time() + wait
+        while True:
+            bell = self.hub.inbox_bell(name)
+            # Shielded: once the batch holding this UPDATE runs, the rows are stamped delivered; a
+            # cancellation now would lose the list (and with it the messages) until a requeue.
+            # With the shield the caller always gets the list and no checkpoint follows before
+            # `return`, so whoever awaited recv can hand the messages on or release them.
+            await trio.lowlevel.checkpoint_if_cancelled()
+            messages = []
+            if name not in self._paused:
+                with trio.CancelScope(shield=True):
+                    messages = await self.broker.deliver(name, limit=limit, max_bytes=self.reply_body_budget)
+            if messages:
+                for m in messages:
+                    self.hub.emit(DeliveredEvent(sender=m.sender, recipient=m.recipient, body=m.body, at=self.clock()))
+                return messages
+            if trio.current_time() >= deadline:
+                return []
+            with trio.move_on_at(deadline):
+                await bell.wait()
+
+    async def release(self, messages: Sequence[Message]) -> int:
+        """The reply carrying `messages` was never written: put them straight back in the inbox."""
+        if not messages:
+            return 0
+        with trio.CancelScope(shield=True):
+            count = await self.broker.release([m.id for m in messages])
+        for recipient in {m.recipient for m in messages}:
+            self.hub.ring_inbox(recipient)
+        return count
+
+    async def ack_turn(self, name: str) -> int:
+        return await self.broker.ack(name)
+
+    async def requeue_inflight(self, name: str) -> int:
+        count = await self.broker.requeue_inflight(name)
+        if count:
+            self.hub.ring_inbox(name)
+        return count
+
+    async def inbox_depth(self, name: str) -> int:
+        return await self.broker.pending_count(name)
+
+    async def recent_messages(self, name: str | None, *, limit: int = 20) -> list[Message]:
+        limit = max(1, min(limit, 500))
+        return await self.broker.recent(recipient=name, limit=limit, max_bytes=self.reply_body_budget)
+
+    @property
+    def reply_body_budget(self) -> int:
+        """Body bytes one reply may carry (at least one message always goes, whatever its size)."""
+        return max(1, self.config.max_frame_bytes // REPLY_BODY_SHARE)
+
+    # ================================================================== system messages
+    async def kick_agent(self, name: str, reason: str) -> None:
+        """Drop a "you were (re)started" note from `system` into the inbox. Best-effort, as in hive-c0re."""
+        notes = self.paths.agent_notes(name) if name != MANAGER_AGENT else self.paths.state_dir
+        body = KICK_TEXT.format(reason=reason, notes=notes)
+        try:
+            await self.send(SYSTEM_SENDER, name, body)
+        except HiveError as exc:
+            log.warning("kick_agent %s failed: %s", name, exc)
+
+    async def notify_agent(self, name: str, event: HelperEvent) -> None:
+        """A HelperEvent as a JSON message from `system`, tagged `event`. Best-effort."""
+        try:
+            await self.send(SYSTEM_SENDER, name, to_json(event, HelperEvent))
+        except HiveError as exc:
+            log.warning("could not notify %s of %s: %s", name, type(event).tag_value, exc)
+
+    async def notify_manager(self, event: HelperEvent) -> None:
+        await self.notify_agent(MANAGER_AGENT, event)
+
+    # ================================================================== agents
+    async def agent_names(self) -> list[str]:
+        """Every agent the roster holds, running or not (the manager is not an agent row)."""
+        return [r.name for r in await self.roster.all()]
+
+    async def require_agent(self, name: str) -> AgentRecord:
+        validate_agent_name(name)
+        return await self.roster.require(name)
+
+    def kept_state_names(self) -> list[str]:
+        return self.paths.kept_state_names()
+
+    async def tombstones(self) -> list[str]:
+        live = set(await self.agent_names())
+        return [n for n in self.kept_state_names() if n not in live]
+
+    async def set_status_text(self, name: str, text: str | None) -> AgentRecord:
+        record = await self.roster.update(name, status_text=text or None, status_set_at=self.clock() if text else None)
+        await self.publish_status(name)
+        return record
+
+    async def set_paused(self, name: str, paused: bool) -> AgentRecord:
+        await self.require_agent(name)
+        record = await self.roster.update(name, paused=paused)
+        if paused:
+            self._paused.add(name)
+        elif name in self._paused:
+            self._paused.discard(name)
+            self.hub.ring_inbox(name)  # a parked recv picks up what waited meanwhile
+        await self.publish_status(name)
+        return record
+
+    def agent_url(self, name: str) -> str | None:
+        return None if self.dashboard_url is None else f"{self.dashboard_url}#agent={name}"
+
+    async def agent_statuses(self, names: Sequence[str] | None = None) -> list[AgentStatus]:
+        if names is None:
+            # One read: the rows and the counts agree, and it costs one thread hop rather than two.
+            records, counts = await self.db.read(lambda c: (roster_sql.list_all(c), broker_sql.pending_counts(c)))
+        else:
+            # One agent's change is published per event: read its row only, not the whole roster
+            # (reading all of it per event made a 1,000-agent reconcile quadratic).
+            wanted = list(names)
+            records, counts = await self.db.read(
+                lambda c: (roster_sql.list_named(c, wanted), broker_sql.pending_counts_for(c, wanted))
+            )
+        rows = []
+        for r in records:
+            running = self.is_running(r.name)
+            rows.append(
+                AgentStatus(
+                    name=r.name,
+                    running=running,
+                    failed=r.failed,
+                    needs_update=r.needs_update,
+                    needs_login=r.needs_login,
+                    paused=r.paused,
+                    parent=r.parent,
+                    deployed_sha=r.deployed_sha[:12] if r.deployed_sha else None,
+                    active_model=r.active_model,
+                    # hyperhive shows status text only for a running agent.
+                    status_text=r.status_text if running else None,
+                    status_set_at=rfc3339(r.status_set_at) if running and r.status_text else None,
+                    url=self.agent_url(r.name),
+                    transient=self.transient_of(r.name),
+                    pending_messages=counts.get(r.name, 0),
+                    failed_reason=r.failed_reason if r.failed else None,
+                )
+            )
+        return rows
+
+    # ================================================================== approvals
+    async def add_approval(self, approval: Approval) -> None:
+        """Announce a freshly recorded approval to the dashboard."""
+        self.hub.emit(
+            ApprovalAddedEvent(
+                id=approval.id,
+                agent=approval.agent,
+                approval_kind=approval.kind,
+                sha_short=_short(approval.fetched_sha),
+                diff=approval.diff,
+                description=approval.description,
+            )
+        )
+
+    async def resolve_approval(
+        self,
+        approval_id: int,
+        status: ApprovalStatus,
+        *,
+        note: str | None = None,
+        tag: str | None = None,
+        roster_update: Mapping[str, Any] | None = None,
+    ) -> Approval:
+        """Move a pending approval to `status` (compare-and-set), telling the manager in the same transaction.
+
+        `roster_update` changes the agent's row in that transaction too (an approved deploy records its
+        `deployed_sha` with its approval). `Conflict` if it was not pending; then nothing changes.
+        """
+        (resolved,) = await self._resolve_approvals(
+            lambda c, now: [approvals_sql.resolve_tx(c, approval_id=approval_id, status=status, note=note, now=now)],
+            tag=tag,
+            roster_update=roster_update,
+        )
+        return resolved
+
+    async def fail_pending_approvals(self, agent: str, *, note: str) -> list[Approval]:
+        """Fail every pending approval of `agent` (it is being destroyed), each with the manager's notice."""
+        return await self._resolve_approvals(
+            lambda c, now: approvals_sql.fail_pending_for_tx(c, agent=agent, note=note, now=now)
+        )
+
+    async def _resolve_approvals(
+        self,
+        resolve: Callable[[apsw.Connection, float], list[Approval]],
+        *,
+        tag: str | None = None,
+        roster_update: Mapping[str, Any] | None = None,
+    ) -> list[Approval]:
+        """hive-c0re notifies the manager after the resolution is stored; a crash in between would leave an
+        approval decided that the manager never hears of. Here the resolution, the notice (and the roster
+        change it implies) commit together, or not at all; the dashboard hears once they have."""
+        now = self.clock()
+
+        def tx(conn: apsw.Connection) -> list[tuple[Approval, Message | None]]:
+            resolved = resolve(conn, now)
+            out = []
+            for a in resolved:
+                if roster_update:
+                    roster_sql.update_tx(conn, name=a.agent, **roster_update)
+                event = HelperApprovalResolved(
+                    id=a.id, agent=a.agent, status=a.status, note=a.note, sha=a.fetched_sha, tag=tag
+                )
+                body = to_json(event, HelperEvent)
+                out.append(
+                    (a, broker_sql.notice_tx(conn, sender=SYSTEM_SENDER, recipient=MANAGER_AGENT, body=body, now=now))
+                )
+            return out
+
+        pairs = await self.db.write(tx)
+        for approval, notice in pairs:
+            self.hub.emit(
+                ApprovalResolvedEvent(
+                    id=approval.id,
+                    agent=approval.agent,
+                    approval_kind=approval.kind,
+                    sha_short=_short(approval.fetched_sha),
+                    status=approval.status,
+                    resolved_at=approval.resolved_at or now,
+                    note=approval.note,
+                    description=approval.description,
+                )
+            )
+            if notice is not None:
+                self.hub.emit(
+                    SentEvent(sender=notice.sender, recipient=notice.recipient, body=notice.body, at=notice.sent_at)
+                )
+            if roster_update:
+                await self.publish_status(approval.agent)
+        return [a for a, _ in pairs]
+
+    @property
+    def ops(self) -> LifecycleOps:
+        """The lifecycle operations; adapters call these rather than touching backends."""
+        if self.lifecycle is None:
+            raise HiveError("this hive runs without a lifecycle backend")
+        return self.lifecycle
+
+    async def list_approvals(self, *, status: ApprovalStatus | None = None) -> list[Approval]:
+        return await self.approvals.query(status=status)
+
+    # ================================================================== questions
+    async def ask(
+        self,
+        asker: str,
+        question: str,
+        *,
+        options: Sequence[str] = (),
+        multi: bool = False,
+        ttl_seconds: float | None = None,
+        target: str | None = None,
+        default_answer: str | None = None,
+    ) -> Question:
+        if target is not None:
+            if target == OPERATOR:
+                target = None
+            elif target == asker:
+                raise InvalidRequest("an agent cannot ask itself")
+            elif target != MANAGER_AGENT:
+                await self.require_agent(target)
+        if ttl_seconds is not None and not math.isfinite(ttl_seconds):
+            raise InvalidRequest("ttl_seconds must be a finite number")
+        q = await self.questions.ask(
+            asker,
+            question,
+            options=list(options),
+            multi=multi,
+            default_answer=default_answer,
+            ttl_seconds=ttl_seconds,
+            target=target,
+        )
+        if q.target is None:
+            self.hub.emit(
+                QuestionAddedEvent(
+                    id=q.id,
+                    asker=q.asker,
+                    question=q.question,
+                    options=q.options,
+                    multi=q.multi,
+                    asked_at=q.asked_at,
+                    deadline_at=q.deadline_at,
+                    default_answer=q.default_answer,
+                )
+            )
+        else:
+            await self.notify_agent(
+                q.target,
+                HelperQuestionAsked(
+                    id=q.id,
+                    asker=q.asker,
+                    question=q.question,
+                    options=q.options,
+                    multi=q.multi,
+                    deadline_at=q.deadline_at,
+                ),
+            )
+        if q.deadline_at is not None:
+            self._deadline_bell.set()
+        return q
+
+    async def answer_question(self, question_id: int, answer: str | Sequence[str], *, answerer: str) -> Question:
+        """Answer as `answerer`: the operator may answer anything; an agent only what was asked of it."""
+        q = await self.questions.get(question_id)
+        if answerer != OPERATOR and q.target != answerer:
+            who = "the operator" if q.target is None else repr(q.target)
+            raise Conflict(f"question #{question_id} was asked of {who}, not {answerer!r}")
+        if not isinstance(answer, str):
+            answer = ", ".join(answer)
+        if not answer.strip():
+            raise InvalidRequest("answer is empty")
+        text = answer
+        (resolved,) = await self._resolve_questions(
+            lambda c, now: [
+                questions_sql.answer_tx(c, question_id=question_id, answer=text, answerer=answerer, now=now)
+            ]
+        )
+        return resolved
+
+    async def cancel_question(self, question_id: int, *, by: str = OPERATOR) -> Question:
+        q = await self.questions.get(question_id)
+        if by not in (OPERATOR, q.asker):
+            raise Conflict(f"only the operator or {q.asker!r} may cancel question #{question_id}")
+        (resolved,) = await self._resolve_questions(
+            lambda c, now: [questions_sql.cancel_tx(c, question_id=question_id, by=by, now=now)]
+        )
+        return resolved
+
+    async def expire_questions(self) -> list[Question]:
+        return await self._resolve_questions(lambda c, now: questions_sql.expire_tx(c, now=now))
+
+    async def _resolve_questions(self, resolve: Callable[[apsw.Connection, float], list[Question]]) -> list[Question]:
+        """Resolve questions and drop each asker's `question_answered` notice in the same transaction.
+
+        hive-c0re sends the notice after the answer is stored; a crash in between would leave a
+        question answered that its asker never hears of. Here both commit, or neither does.
+        """
+        now = self.clock()
+
+        def tx(conn: apsw.Connection) -> list[tuple[Question, Message | None]]:
+            resolved = resolve(conn, now)
+            return [(q, broker_sql.notice_tx(conn, **self._answered_notice(q), now=now)) for q in resolved]
+
+        pairs = await self.db.write(tx)
+        for q, notice in pairs:
+            self._question_resolved(q, notice)
+        return [q for q, _ in pairs]
+
+    @staticmethod
+    def _answered_notice(q: Question) -> dict[str, str]:
+        assert q.answer is not None and q.answerer is not None
+        event = HelperQuestionAnswered(id=q.id, question=q.question, answer=q.answer, answerer=q.answerer)
+        return {"sender": SYSTEM_SENDER, "recipient": q.asker, "body": to_json(event, HelperEvent)}
+
+    def _question_resolved(self, q: Question, notice: Message | None) -> None:
+        """Mirror a committed resolution: the dashboard's event (operator questions), the notice's `sent`."""
+        assert q.answer is not None and q.answerer is not None
+        if q.target is None:
+            self.hub.emit(
+                QuestionResolvedEvent(
+                    id=q.id,
+                    answer=q.answer,
+                    answerer=q.answerer,
+                    answered_at=q.answered_at or self.clock(),
+                    cancelled=q.cancelled,
+                )
+            )
+        if notice is None:
+            log.warning("question #%d resolved, but its asker %s has no inbox any more", q.id, q.asker)
+        else:
+            self.hub.emit(
+                SentEvent(sender=notice.sender, recipient=notice.recipient, body=notice.body, at=notice.sent_at)
+            )
+
+    async def list_questions(self, *, recent: int | None = None) -> list[Question]:
+        """Open questions, or with `recent` the last that many, answered ones too."""
+        if recent is None:
+            return await self.questions.list_open()
+        return await self.questions.list_recent(limit=recent)
+
+    async def serve_question_watchdog(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Resolve questions at their deadlines. Sleeps until the next one; a new question wakes it.
+
+        Deadlines that passed while the daemon was down are resolved on the first pass.
+        """
+        started = False
+        while True:
+            bell = self._deadline_bell = trio.Event()
+            try:
+                await self.expire_questions()
+                next_at = await self.questions.next_deadline()
+            except HiveError:
+                log.warning("question watchdog could not reach the database; retrying", exc_info=True)
+                next_at = self.clock() + 1.0
+            if not started:
+                task_status.started()
+                started = True
+            timeout = math.inf if next_at is None else max(0.0, next_at - self.clock())
+            with trio.move_on_after(timeout):
+                await bell.wait()
+
+    # ================================================================== snapshot
+    async def snapshot(self, *, message_limit: int = 100) -> Snapshot:
+        seq = self.hub.current_seq()  # before gathering: anything later has a larger seq
+        agents = await self.agent_statuses()
+        approvals = await self.approvals.query(status=ApprovalStatus.PENDING)
+        questions = await self.questions.list_open(operator_only=True)
+        messages = await self.broker.recent(limit=message_limit)
+        tombstones = await self.tombstones()
+        return Snapshot(
+            seq=seq,
+            epoch=self.epoch,
+            agents=agents,
+            approvals=approvals,
+            questions=questions,
+            messages=messages,
+            tombstones=tombstones,
+        )
+
+    # ================================================================== maintenance
+    async def vacuum(self) -> int:
+        return await self.broker.vacuum(retention_seconds=self.config.retention_days * 86400)
+
+    async def serve_vacuum(self, *, interval: float = 3600.0) -> None:
+        while True:
+            try:
+                dropped = await self.vacuum()
+                if dropped:
+                    log.info("vacuum dropped %d acked messages past retention", dropped)
+            except HiveError:
+                log.warning("vacuum failed", exc_info=True)
+            await trio.sleep(interval)
+
+
+def _sole_exception(exc: BaseException) -> BaseException:
+    """The one exception inside nested single-member groups (what a nursery wraps a lone error in)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _short(sha: str | None) -> str | None:
+    return sha[:12] if sha else None
+
+
+@asynccontextmanager
+async def open_coordinator(
+    config: Config,
+    *,
+    clock: WallClock = time.time,
+    serve_socket: ServeSocket | None = None,
+) -> AsyncIterator[Coordinator]:
+    """Lock `state_dir`, open `hive.db`, and run the root nursery for as long as the block lives.
+
+    On exit every child nursery is cancelled; tasks clean up in their own shielded, time-boxed
+    scopes. The database closes last, after any batch still in its thread, so no write is cut off.
+    """
+    paths = HivePaths(config.state_dir, config.runtime_dir)
+    await trio.to_thread.run_sync(paths.ensure_daemon_dirs)
+    lock = StateLock(paths.lock)
+    lock.acquire()
+    try:
+        db = await Database.open(paths.db, synchronous=config.synchronous)
+        try:
+            async with trio.open_nursery() as nursery:
+                coord = Coordinator(config=config, db=db, nursery=nursery, clock=clock, serve_socket=serve_socket)
+                coord._paused = {r.name for r in await coord.roster.all() if r.paused}
+                try:
+                    yield coord
+                finally:
+                    for name in list(coord._slots):
+                        coord.unregister_agent(name)
+                    nursery.cancel_scope.cancel()
+        finally:
+            await db.aclose()
+    finally:
+        lock.release()
+
+
+__all__ = ["AgentSlot", "Coordinator", "LifecycleOps", "ServeSocket", "WallClock", "open_coordinator"]

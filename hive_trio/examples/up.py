@@ -1,0 +1,126 @@
+"""`hive-trio up`: the whole hive on embedded defaults, with example agents that really talk.
+
+It runs the same `open_hive` as the daemon, with state in `./hive-state`, the dashboard on loopback,
+three example agents (spawned directly, as the operator would) and the example manager, all on the
+process backend and all real MCP clients of their sockets. It prints where to look and what to try,
+and runs until Ctrl-C. It must never do anything the daemon itself would not: no shortcuts into the
+stores, only lifecycle operations and the sockets.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import signal
+import sys
+from pathlib import Path
+from typing import Final
+
+import attrs
+import trio
+
+from hive_trio.cli import UP_STATE_DIR, embedded_runtime_dir
+from hive_trio.core.coordinator import Coordinator
+from hive_trio.daemon import open_hive, raise_open_file_limit, tune_garbage_collection
+from hive_trio.dashboard.token import dashboard_url
+from hive_trio.rules.config import Config, default_runtime_dir, default_state_dir, python_module_command
+
+EXAMPLE_AGENTS: Final = ("alice", "bob", "carol")
+
+
+def example_agent_command(python: str = sys.executable) -> str:
+    return python_module_command("hive_trio.examples.agent", python)
+
+
+def example_manager_command(python: str = sys.executable) -> str:
+    return python_module_command("hive_trio.examples.manager", python)
+
+
+def up_config(config: Config) -> Config:
+    """`config` with `up`'s defaults wherever the operator left the daemon's defaults in place.
+
+    State goes to `./hive-state`, and the runtime dir follows the CLI's rule for `up`
+    (`cli.embedded_runtime_dir`: under the state dir, or a private /tmp dir when socket paths there
+    would be too long), so `run_up` called directly finds the same hive the `hive-trio` commands do,
+    and never replaces the sockets of a `hive-trio daemon` running on the defaults. Agents and manager
+    run the bundled examples, with this Python.
+    """
+    state_dir = UP_STATE_DIR.resolve() if config.state_dir == default_state_dir() else config.state_dir
+    runtime_dir = config.runtime_dir
+    if runtime_dir == default_runtime_dir():
+        runtime_dir = embedded_runtime_dir(state_dir)
+    return attrs.evolve(
+        config,
+        state_dir=state_dir,
+        runtime_dir=runtime_dir,
+        manager_command=config.manager_command or example_manager_command(),
+    )
+
+
+async def spawn_examples(coord: Coordinator, names: tuple[str, ...] = EXAMPLE_AGENTS) -> list[str]:
+    """Spawn the examples that are not there yet. A name the operator destroyed (a tombstone) stays gone."""
+    tombstones = set(await coord.tombstones())
+    spawned = []
+    for name in names:
+        if name in tombstones or await coord.roster.get(name) is not None:
+            continue
+        await coord.ops.spawn(name)
+        spawned.append(name)
+    return spawned
+
+
+def cli_name() -> str:
+    """How the operator should type `hive-trio`: bare when it is on PATH, else the venv's path (`.venv/bin/...`)."""
+    script = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
+    found = shutil.which("hive-trio")
+    if script is None or script.name != "hive-trio" or (found and Path(found).resolve() == script):
+        return "hive-trio"
+    try:
+        return shlex.quote(str(script.relative_to(Path.cwd())))
+    except ValueError:
+        return shlex.quote(str(script))
+
+
+def banner(coord: Coordinator, config: Config) -> str:
+    state = shlex.quote(str(config.state_dir))
+    # From this directory the commands find `up`'s hive on their own (cli.discovered_hive).
+    found = config.state_dir == UP_STATE_DIR.resolve() and config.runtime_dir == embedded_runtime_dir(config.state_dir)
+    flags = "" if found else f" --runtime-dir {shlex.quote(str(config.runtime_dir))}"
+    cli = cli_name()
+    if coord.dashboard_url:
+        dashboard = f"dashboard: {dashboard_url(config)}"
+    else:
+        dashboard = "dashboard: off (dashboard_enabled = false)"
+    return f"""\
+hive-trio is up: example agents {", ".join(EXAMPLE_AGENTS)} and an example manager are running.
+  state:   {config.state_dir}
+  runtime: {config.runtime_dir}
+  {dashboard}
+
+Open the dashboard above, or try these in another terminal here:
+  {cli} status{flags}
+  {cli} questions{flags}             # {EXAMPLE_AGENTS[0]} asked you something
+  {cli} answer ID "the tests"{flags}
+  {cli} approvals{flags}             # the manager proposed a config change
+  {cli} approve ID{flags}            # {EXAMPLE_AGENTS[0]} is rebuilt and greets in Swedish
+  {cli} send alice "hi from the operator"{flags}
+  {cli} watch{flags}                 # the live event stream
+  tail -f {state}/logs/*.log
+
+Ctrl-C stops the hive; the agents stop with it, and everything stays in {config.state_dir}.
+"""
+
+
+async def run_up(config: Config) -> None:
+    """Run `hive-trio up` until SIGINT or SIGTERM (the CLI calls `trio.run(run_up, config)`)."""
+    config = up_config(config)
+    raise_open_file_limit()
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with open_hive(config) as hive:
+            coord = hive.coordinator
+            await spawn_examples(coord)
+            tune_garbage_collection()  # a long-running daemon, like `serve_daemon`
+            print(banner(coord, config), flush=True)
+            async for _ in signals:
+                print("stopping the hive…", flush=True)
+                break

@@ -1,0 +1,1 @@
+"""Where agents run: supervision, operator actions, approvals with git, and the backends."""

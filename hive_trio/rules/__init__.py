@@ -1,0 +1,1 @@
+"""Pure rules: names, paths, configuration and line framing. No sockets, no tasks, no database."""

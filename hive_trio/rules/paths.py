@@ -1,0 +1,162 @@
+"""Where everything lives on disk, derived from a validated name (SPEC §2).
+
+hive-c0re's `Coordinator::agent_dir` and friends format a path from whatever string they are given;
+every builder here first passes the name through `validate_agent_name`, so `../x` can never escape
+`state_dir` or `runtime_dir`. This module computes paths; creating them is `ensure_*`'s job only.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import attrs
+
+from hive_trio.records import MANAGER_AGENT
+from hive_trio.rules.names import validate_agent_name
+
+RUNTIME_DIR_MODE = 0o751
+PRIVATE_DIR_MODE = 0o700
+SOCKET_MODE = 0o660
+TOKEN_MODE = 0o600
+
+
+@attrs.frozen
+class HivePaths:
+    state_dir: Path
+    runtime_dir: Path
+
+    # ------------------------------------------------------------------ daemon-wide
+    @property
+    def db(self) -> Path:
+        return self.state_dir / "hive.db"
+
+    @property
+    def lock(self) -> Path:
+        return self.state_dir / "hive.lock"
+
+    @property
+    def dashboard_token(self) -> Path:
+        return self.state_dir / "dashboard.token"
+
+    @property
+    def dashboard_url_file(self) -> Path:
+        """Where the running daemon writes the dashboard's bound URL, for `dashboard-url`."""
+        return self.runtime_dir / "dashboard.url"
+
+    @property
+    def host_socket(self) -> Path:
+        return self.runtime_dir / "host.sock"
+
+    @property
+    def manager_runtime(self) -> Path:
+        return self.runtime_dir / "manager"
+
+    @property
+    def manager_socket(self) -> Path:
+        return self.manager_runtime / "mcp.sock"
+
+    @property
+    def manager_state_root(self) -> Path:
+        """The manager's own durable dir (beside `agents/`, so it is never a tombstone)."""
+        return self.state_dir / "manager"
+
+    @property
+    def manager_notes(self) -> Path:
+        return self.manager_state_root / "state"
+
+    @property
+    def manager_claude(self) -> Path:
+        return self.manager_state_root / "claude"
+
+    @property
+    def manager_log(self) -> Path:
+        return self.logs_root / "manager.log"
+
+    @property
+    def pids_root(self) -> Path:
+        """Pid records of supervised processes; volatile like the sockets, read by reconcile."""
+        return self.runtime_dir / "pids"
+
+    def pid_record(self, name: str) -> Path:
+        """The pid record of an agent's (or the manager's) process."""
+        if name != MANAGER_AGENT:
+            validate_agent_name(name)
+        return self.pids_root / f"{name}.json"
+
+    @property
+    def agents_state_root(self) -> Path:
+        return self.state_dir / "agents"
+
+    @property
+    def applied_root(self) -> Path:
+        return self.state_dir / "applied"
+
+    @property
+    def logs_root(self) -> Path:
+        return self.state_dir / "logs"
+
+    # ------------------------------------------------------------------ per agent
+    def agent_runtime(self, name: str) -> Path:
+        return self.runtime_dir / "agents" / validate_agent_name(name)
+
+    def agent_socket(self, name: str) -> Path:
+        return self.agent_runtime(name) / "mcp.sock"
+
+    def agent_state_root(self, name: str) -> Path:
+        return self.agents_state_root / validate_agent_name(name)
+
+    def agent_config(self, name: str) -> Path:
+        """The manager-editable proposed config repo."""
+        return self.agent_state_root(name) / "config"
+
+    def agent_notes(self, name: str) -> Path:
+        """The agent's own durable notes; survives destroy (the agent's `/state`)."""
+        return self.agent_state_root(name) / "state"
+
+    def agent_claude(self, name: str) -> Path:
+        """The agent's own Claude credentials; never shared, because refresh tokens rotate."""
+        return self.agent_state_root(name) / "claude"
+
+    def agent_applied(self, name: str) -> Path:
+        """The authoritative config repo the daemon builds from; only the daemon writes here."""
+        return self.applied_root / validate_agent_name(name)
+
+    def agent_log(self, name: str) -> Path:
+        return self.logs_root / f"{validate_agent_name(name)}.log"
+
+    # ------------------------------------------------------------------ creation
+    def ensure_daemon_dirs(self) -> None:
+        _mkdir(self.state_dir, PRIVATE_DIR_MODE)
+        _mkdir(self.runtime_dir, RUNTIME_DIR_MODE)
+        _mkdir(self.runtime_dir / "agents", RUNTIME_DIR_MODE)
+        _mkdir(self.manager_runtime, RUNTIME_DIR_MODE)
+        _mkdir(self.agents_state_root, PRIVATE_DIR_MODE)
+        _mkdir(self.applied_root, PRIVATE_DIR_MODE)
+        _mkdir(self.logs_root, PRIVATE_DIR_MODE)
+        _mkdir(self.pids_root, PRIVATE_DIR_MODE)
+
+    def ensure_agent_dirs(self, name: str) -> None:
+        _mkdir(self.agent_runtime(name), RUNTIME_DIR_MODE)
+        _mkdir(self.agent_state_root(name), PRIVATE_DIR_MODE)
+        _mkdir(self.agent_notes(name), PRIVATE_DIR_MODE)
+        _mkdir(self.agent_claude(name), PRIVATE_DIR_MODE)
+
+    def ensure_manager_dirs(self) -> None:
+        _mkdir(self.manager_state_root, PRIVATE_DIR_MODE)
+        _mkdir(self.manager_notes, PRIVATE_DIR_MODE)
+        _mkdir(self.manager_claude, PRIVATE_DIR_MODE)
+
+    def kept_state_names(self) -> list[str]:
+        """Names with a state dir: live agents and destroyed-but-kept tombstones alike."""
+        try:
+            entries = list(os.scandir(self.agents_state_root))
+        except FileNotFoundError:
+            return []
+        return sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
+
+
+def _mkdir(path: Path, mode: int) -> None:
+    path.mkdir(mode=mode, parents=True, exist_ok=True)
+    # mkdir's mode is masked by the umask; the spec's modes are not negotiable.
+    os.chmod(path, mode)

@@ -1,0 +1,126 @@
+"""The `agents` table: which agents exist and what the operator wants of them (not what is running).
+
+A row is created by spawn and removed by destroy; the state dir outliving it is a tombstone. What is
+actually running is the lifecycle backend's to say; reconcile compares the two at start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+import apsw
+
+from hive_trio.errors import Conflict, UnknownAgent
+from hive_trio.records import AgentRecord
+from hive_trio.store.database import Database
+
+_COLUMNS: Final = (
+    "name, created_at, parent, desired, failed, paused, needs_update, needs_login,"
+    " deployed_sha, active_model, status_text, status_set_at, failed_reason"
+)
+UPDATABLE: Final = frozenset(
+    {
+        "parent",
+        "desired",
+        "failed",
+        "paused",
+        "needs_update",
+        "needs_login",
+        "deployed_sha",
+        "active_model",
+        "status_text",
+        "status_set_at",
+        "failed_reason",
+    }
+)
+
+
+def _row(r: Sequence[Any]) -> AgentRecord:
+    return AgentRecord(
+        name=r[0],
+        created_at=r[1],
+        parent=r[2],
+        desired=r[3],
+        failed=bool(r[4]),
+        paused=bool(r[5]),
+        needs_update=bool(r[6]),
+        needs_login=bool(r[7]),
+        deployed_sha=r[8],
+        active_model=r[9],
+        status_text=r[10],
+        status_set_at=r[11],
+        failed_reason=r[12],
+    )
+
+
+def add_tx(conn: apsw.Connection, *, name: str, parent: str | None, now: float) -> AgentRecord:
+    if get(conn, name) is not None:
+        raise Conflict(f"agent {name!r} already exists")
+    row = conn.execute(
+        f"INSERT INTO agents (name, created_at, parent) VALUES (?, ?, ?) RETURNING {_COLUMNS}",
+        (name, now, parent),
+    ).fetchone()
+    assert row is not None
+    return _row(row)
+
+
+def remove_tx(conn: apsw.Connection, *, name: str) -> bool:
+    conn.execute("DELETE FROM agents WHERE name = ?", (name,))
+    return conn.changes() > 0
+
+
+def update_tx(conn: apsw.Connection, *, name: str, **fields: Any) -> AgentRecord:
+    unknown = set(fields) - UPDATABLE
+    if unknown:
+        raise ValueError(f"not updatable: {sorted(unknown)}")
+    if fields:
+        assignments = ", ".join(f"{k} = ?" for k in fields)
+        conn.execute(f"UPDATE agents SET {assignments} WHERE name = ?", (*fields.values(), name))
+    record = get(conn, name)
+    if record is None:
+        raise UnknownAgent(name)
+    return record
+
+
+def get(conn: apsw.Connection, name: str) -> AgentRecord | None:
+    row = conn.execute(f"SELECT {_COLUMNS} FROM agents WHERE name = ?", (name,)).fetchone()
+    return _row(row) if row else None
+
+
+def list_all(conn: apsw.Connection) -> list[AgentRecord]:
+    return [_row(r) for r in conn.execute(f"SELECT {_COLUMNS} FROM agents ORDER BY name")]
+
+
+def list_named(conn: apsw.Connection, names: Sequence[str]) -> list[AgentRecord]:
+    """The rows of `names` only: one agent's status change must not read the whole roster."""
+    found = (get(conn, name) for name in dict.fromkeys(names))
+    return sorted((r for r in found if r is not None), key=lambda r: r.name)
+
+
+class Roster:
+    def __init__(self, db: Database, *, clock: Callable[[], float]) -> None:
+        self.db = db
+        self.clock = clock
+
+    async def add(self, name: str, *, parent: str | None = None) -> AgentRecord:
+        now = self.clock()
+        return await self.db.write(lambda c: add_tx(c, name=name, parent=parent, now=now))
+
+    async def remove(self, name: str) -> bool:
+        return await self.db.write(lambda c: remove_tx(c, name=name))
+
+    async def update(self, name: str, **fields: Any) -> AgentRecord:
+        return await self.db.write(lambda c: update_tx(c, name=name, **fields))
+
+    async def get(self, name: str) -> AgentRecord | None:
+        return await self.db.read(lambda c: get(c, name))
+
+    async def require(self, name: str) -> AgentRecord:
+        record = await self.get(name)
+        if record is None:
+            raise UnknownAgent(name)
+        return record
+
+    async def all(self) -> list[AgentRecord]:
+        return await self.db.read(list_all)
