@@ -1,4 +1,4 @@
-"""Fuzz the real socket servers for longer than CI does: tests/test_fuzz_sockets.py with many more examples.
+"""Fuzz the real socket servers for longer than CI does: tests/integration/test_fuzz_sockets.py with many more examples.
 
 The strategies and properties are the test module's own (JSON-RPC/MCP frames on the agent and manager
 sockets, request lines on host.sock; garbage, wrong types, huge and deep values). CI runs 60 examples per
@@ -27,7 +27,7 @@ def main() -> int:
         sys.executable,
         "-m",
         "pytest",
-        str(ROOT / "tests" / "test_fuzz_sockets.py"),
+        str(ROOT / "tests" / "integration" / "test_fuzz_sockets.py"),
         "--timeout=0",
         "--hypothesis-show-statistics",
         "-q",

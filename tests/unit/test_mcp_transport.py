@@ -102,7 +102,7 @@ async def test_the_request_window_counts_reused_ids_and_ignores_strangers() -> N
 
 def test_a_lone_surrogate_is_still_encoded_as_one_json_line() -> None:
     # A peer's "\ud800" escape decodes to a lone surrogate, which has no UTF-8 form; echoing its id back
-    # used to crash the writer and close the connection (found by tests/test_fuzz_sockets.py).
+    # used to crash the writer and close the connection (found by tests/integration/test_fuzz_sockets.py).
     line = encode(
         types.JSONRPCError(jsonrpc="2.0", id="\ud800", error=types.ErrorData(code=types.INVALID_REQUEST, message="x"))
     )

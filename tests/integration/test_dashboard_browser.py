@@ -18,7 +18,7 @@ from dashboard_support import RecordingLifecycle, add_pending_approval, running_
 from hive_trio.records import OPERATOR, ApprovalStatus, TransientKind
 from hive_trio.rules.config import Config
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 
 pytestmark = [
     pytest.mark.browser,
