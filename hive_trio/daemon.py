@@ -26,6 +26,7 @@ from hive_trio.lifecycle.supervisor import Lifecycle
 from hive_trio.rules.config import Config
 from hive_trio.rules.paths import HivePaths
 from hive_trio.sockets.host.server import serve_host_socket
+from hive_trio.sockets.mcp.harness_tools import serve_harness_channel
 from hive_trio.sockets.mcp.server import serve_agent_socket
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,10 @@ async def open_hive(config: Config, *, clock: WallClock = time.time, lifecycle: 
         nursery = coord.root_nursery
         # Resolves deadlines that passed while the daemon was down before anything else can ask.
         await nursery.start(coord.serve_question_watchdog)
+        # Issue 10: permission deadlines and due reminders, including those that passed while down.
+        coord.reports.serve_channel = serve_harness_channel
+        await nursery.start(coord.reports.serve_permission_watchdog)
+        await nursery.start(coord.reports.serve_reminder_watchdog)
         nursery.start_soon(coord.serve_vacuum)
         await coord.register_manager()
         supervisor: Lifecycle | None = None

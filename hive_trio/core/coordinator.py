@@ -26,6 +26,7 @@ import attrs
 import trio
 
 from hive_trio.core.event_hub import EventHub
+from hive_trio.core.reports import HarnessReports
 from hive_trio.errors import Busy, Conflict, HiveError, InvalidRequest
 from hive_trio.records import (
     BROADCAST,
@@ -57,6 +58,7 @@ from hive_trio.records import (
     rfc3339,
     to_json,
 )
+from hive_trio.records.harness import AgentUsage
 from hive_trio.rules.config import Config
 from hive_trio.rules.names import validate_agent_name
 from hive_trio.rules.paths import HivePaths
@@ -173,6 +175,8 @@ class Coordinator:
         self._paused: set[str] = set()
         self._deadline_bell = trio.Event()
         self.lifecycle: LifecycleOps | None = None
+        # What harnesses report (issue 10): transcripts, usage, permissions, control, reminders.
+        self.reports = HarnessReports(self)
 
     # ================================================================== registration
     @property
@@ -430,8 +434,12 @@ class Coordinator:
         elif name in self._paused:
             self._paused.discard(name)
             self.hub.ring_inbox(name)  # a parked recv picks up what waited meanwhile
+        self.reports.control_changed(name)  # a harness parked in wait_control hears of it
         await self.publish_status(name)
         return record
+
+    def is_paused(self, name: str) -> bool:
+        return name in self._paused
 
     def agent_url(self, name: str) -> str | None:
         return None if self.dashboard_url is None else f"{self.dashboard_url}#agent={name}"
@@ -439,13 +447,19 @@ class Coordinator:
     async def agent_statuses(self, names: Sequence[str] | None = None) -> list[AgentStatus]:
         if names is None:
             # One read: the rows and the counts agree, and it costs one thread hop rather than two.
-            records, counts = await self.db.read(lambda c: (roster_sql.list_all(c), broker_sql.pending_counts(c)))
+            records, counts, (usage, reminders) = await self.db.read(
+                lambda c: (roster_sql.list_all(c), broker_sql.pending_counts(c), self.reports.status_extras_tx(c, None))
+            )
         else:
             # One agent's change is published per event: read its row only, not the whole roster
             # (reading all of it per event made a 1,000-agent reconcile quadratic).
             wanted = list(names)
-            records, counts = await self.db.read(
-                lambda c: (roster_sql.list_named(c, wanted), broker_sql.pending_counts_for(c, wanted))
+            records, counts, (usage, reminders) = await self.db.read(
+                lambda c: (
+                    roster_sql.list_named(c, wanted),
+                    broker_sql.pending_counts_for(c, wanted),
+                    self.reports.status_extras_tx(c, wanted),
+                )
             )
         rows = []
         for r in records:
@@ -468,6 +482,9 @@ class Coordinator:
                     transient=self.transient_of(r.name),
                     pending_messages=counts.get(r.name, 0),
                     failed_reason=r.failed_reason if r.failed else None,
+                    usage=usage.get(r.name, AgentUsage()),
+                    budget_exceeded=usage.get(r.name, AgentUsage()).budget_exceeded,
+                    pending_reminders=reminders.get(r.name, 0),
                 )
             )
         return rows
@@ -739,6 +756,7 @@ class Coordinator:
         questions = await self.questions.list_open(operator_only=True)
         messages = await self.broker.recent(limit=message_limit)
         tombstones = await self.tombstones()
+        permissions = await self.reports.list_permissions()
         return Snapshot(
             seq=seq,
             epoch=self.epoch,
@@ -747,11 +765,14 @@ class Coordinator:
             questions=questions,
             messages=messages,
             tombstones=tombstones,
+            permissions=permissions,
         )
 
     # ================================================================== maintenance
     async def vacuum(self) -> int:
-        return await self.broker.vacuum(retention_seconds=self.config.retention_days * 86400)
+        dropped = await self.broker.vacuum(retention_seconds=self.config.retention_days * 86400)
+        await self.reports.vacuum()
+        return dropped
 
     async def serve_vacuum(self, *, interval: float = 3600.0) -> None:
         while True:

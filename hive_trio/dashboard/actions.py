@@ -28,6 +28,8 @@ from hive_trio.records import (
     StopAction,
     unstructure,
 )
+from hive_trio.records.harness import AllowPermissionAction, DenyPermissionAction, InterruptAction, PermissionDecision
+from hive_trio.rules.names import validate_agent_name
 
 
 async def perform(coord: Coordinator, action: DashboardAction) -> Any:
@@ -59,6 +61,15 @@ async def perform(coord: Coordinator, action: DashboardAction) -> Any:
         case CancelTransientAction(name=name):
             if not coord.cancel_transient(name):
                 raise NotFound(f"nothing is in flight for {name!r}")
+        case AllowPermissionAction(id=request_id, always=always):
+            allowed = PermissionDecision.ALLOW
+            return unstructure(await coord.reports.decide_permission(request_id, allowed, by=OPERATOR, always=always))
+        case DenyPermissionAction(id=request_id):
+            denied = PermissionDecision.DENY
+            return unstructure(await coord.reports.decide_permission(request_id, denied, by=OPERATOR))
+        case InterruptAction(name=name):
+            validate_agent_name(name)
+            return await coord.reports.interrupt(name)
     return None
 
 

@@ -21,6 +21,30 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 from cattrs.strategies import configure_tagged_union
 from cattrs.v import format_exception
 
+from hive_trio.records.harness import (
+    AgentUsage,
+    AllowPermissionAction,
+    DenyPermissionAction,
+    HelperBudgetExceeded,
+    HelperLoggedIn,
+    HelperNeedsLogin,
+    HelperTurnFailed,
+    HostAllowPermission,
+    HostDenyPermission,
+    HostInterrupt,
+    HostPermissions,
+    HostReminders,
+    HostSetBudget,
+    HostTranscript,
+    InterruptAction,
+    PermissionAddedEvent,
+    PermissionRequest,
+    PermissionResolvedEvent,
+    TurnEventEvent,
+    TurnFinishedEvent,
+    TurnStartedEvent,
+)
+
 T = TypeVar("T")
 
 SYSTEM_SENDER: Final = "system"
@@ -166,6 +190,10 @@ class AgentStatus:
     transient: TransientKind | None = None
     pending_messages: int = 0
     failed_reason: str | None = None
+    # Issue 10's daemon side: what the harness reported (records/harness.py).
+    usage: AgentUsage = attrs.field(factory=AgentUsage)
+    budget_exceeded: bool = False
+    pending_reminders: int = 0
 
 
 @attrs.frozen
@@ -265,6 +293,10 @@ HelperEvent: TypeAlias = (
     | HelperNeedsUpdate
     | HelperQuestionAsked
     | HelperQuestionAnswered
+    | HelperNeedsLogin
+    | HelperLoggedIn
+    | HelperTurnFailed
+    | HelperBudgetExceeded
 )
 HELPER_EVENT_TYPES: Final[tuple[type[Any], ...]] = HelperEvent.__args__
 
@@ -384,6 +416,11 @@ DashboardEvent: TypeAlias = (
     | TransientClearedEvent
     | ContainerStateChangedEvent
     | ContainerRemovedEvent
+    | TurnStartedEvent
+    | TurnEventEvent
+    | TurnFinishedEvent
+    | PermissionAddedEvent
+    | PermissionResolvedEvent
 )
 DASHBOARD_EVENT_TYPES: Final[tuple[type[Any], ...]] = DashboardEvent.__args__
 
@@ -656,6 +693,13 @@ HostRequest: TypeAlias = (
     | HostSend
     | HostBroadcast
     | HostTombstones
+    | HostTranscript
+    | HostPermissions
+    | HostAllowPermission
+    | HostDenyPermission
+    | HostInterrupt
+    | HostSetBudget
+    | HostReminders
 )
 HOST_REQUEST_TYPES: Final[tuple[type[Any], ...]] = HostRequest.__args__
 
@@ -810,6 +854,15 @@ def _structure_text_or_list(value: Any, _: Any) -> str | list[str]:
     raise TypeError("expected a string or a list of strings")
 
 
+def _structure_time_or_none(value: Any, _: Any) -> float | str | None:
+    """A moment: unix seconds, or an RFC 3339 string (`remind`'s `at`); parsed by whoever uses it."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return _structure_text(value, str)
+    return _structure_float(value, float)
+
+
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=False)
     conv.register_structure_hook(str, _structure_text)
@@ -819,6 +872,7 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook_factory(is_sequence, _strict_list_factory)
     conv.register_structure_hook_factory(attrs.has, _strict_attrs_factory)
     conv.register_structure_hook_func(lambda t: t == (str | list[str]), _structure_text_or_list)
+    conv.register_structure_hook_func(lambda t: t == (float | str | None), _structure_time_or_none)
     # `from`/`to` are Python keywords; the wire names are hyperhive's.
     renames = {"sender": override(rename="from"), "recipient": override(rename="to")}
     for cls in (SentEvent, DeliveredEvent, Delivery, Message):
@@ -925,6 +979,8 @@ class Snapshot:
     questions: list[Question]
     messages: list[Message]
     tombstones: list[str] = attrs.field(factory=list)
+    # Open permission requests (records/harness.py), oldest first.
+    permissions: list[PermissionRequest] = attrs.field(factory=list)
 
 
 # ------------------------------------------------------------------------- dashboard stream wire
@@ -1042,6 +1098,9 @@ DashboardAction: TypeAlias = (
     | DestroyAction
     | SpawnAction
     | CancelTransientAction
+    | AllowPermissionAction
+    | DenyPermissionAction
+    | InterruptAction
 )
 DASHBOARD_ACTION_TYPES: Final[tuple[type[Any], ...]] = DashboardAction.__args__
 DASHBOARD_OPS: Final[tuple[str, ...]] = tuple(t.tag_value for t in DASHBOARD_ACTION_TYPES)

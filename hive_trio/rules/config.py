@@ -82,14 +82,40 @@ class Config:
     subscriber_buffer: int = 256
     event_ring: int = 4096
     agent_log_max_bytes: int = 8 * 1024 * 1024
+    # Issue 10's daemon side (docs/AGENTS.md, "The daemon side").
+    permission_ttl: float = 300.0
+    transcript_max_rows: int = 2000
+    transcript_retention_days: float = 14.0
+    transcript_max_text: int = 16 * 1024
+    daily_token_budget: int | None = None
+    daily_usd_budget: float | None = None
+    turn_failed_notice_interval: float = 300.0
+    max_pending_reminders: int = 100
 
     def __attrs_post_init__(self) -> None:
-        positive = ("max_body_bytes", "max_frame_bytes", "subscriber_buffer", "event_ring", "restart_period")
+        positive = (
+            "max_body_bytes",
+            "max_frame_bytes",
+            "subscriber_buffer",
+            "event_ring",
+            "restart_period",
+            "permission_ttl",
+            "transcript_max_rows",
+            "transcript_retention_days",
+            "transcript_max_text",
+            "max_pending_reminders",
+        )
         for key in positive:
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be positive")
         if not 0 <= self.dashboard_port <= 65535:
             raise ConfigError(f"dashboard_port {self.dashboard_port} is not a TCP port")
+        for key in ("daily_token_budget", "daily_usd_budget"):
+            value = getattr(self, key)
+            if value is not None and value < 0:
+                raise ConfigError(f"{key} must not be negative")
+        if self.turn_failed_notice_interval < 0:
+            raise ConfigError("turn_failed_notice_interval must not be negative")
         if self.restart_intensity < 0:
             raise ConfigError("restart_intensity must not be negative")
 

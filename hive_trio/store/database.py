@@ -97,6 +97,73 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """
     ALTER TABLE agents ADD COLUMN failed_reason TEXT;
     """,
+    # 3: what harnesses report (issue 10): transcripts, permission requests and always-allow rules,
+    # reminders, usage per agent per UTC day, and daily budgets.
+    """
+    CREATE TABLE transcript (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        agent TEXT NOT NULL,
+        turn_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        at REAL NOT NULL,
+        text TEXT,
+        tool TEXT,
+        input_json TEXT,
+        is_error INTEGER NOT NULL DEFAULT 0,
+        outcome TEXT,
+        message_ids TEXT NOT NULL DEFAULT '[]',
+        model TEXT,
+        tokens INTEGER NOT NULL DEFAULT 0,
+        cost_usd REAL
+    );
+    CREATE INDEX transcript_agent ON transcript (agent, id);
+    CREATE INDEX transcript_at ON transcript (at);
+    CREATE TABLE permissions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        agent TEXT NOT NULL,
+        tool TEXT NOT NULL,
+        input_json TEXT NOT NULL,
+        requested_at REAL NOT NULL,
+        deadline_at REAL NOT NULL,
+        decision TEXT CHECK (decision IN ('allow', 'deny')),
+        decided_by TEXT,
+        always INTEGER NOT NULL DEFAULT 0,
+        decided_at REAL,
+        reason TEXT
+    );
+    CREATE INDEX permissions_open ON permissions (deadline_at) WHERE decision IS NULL;
+    CREATE TABLE permission_rules (
+        agent TEXT NOT NULL,
+        tool TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        created_by TEXT NOT NULL,
+        PRIMARY KEY (agent, tool)
+    );
+    CREATE TABLE reminders (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        agent TEXT NOT NULL,
+        body TEXT NOT NULL,
+        due_at REAL NOT NULL,
+        created_at REAL NOT NULL,
+        delivered_at REAL,
+        message_id INTEGER
+    );
+    CREATE INDEX reminders_pending ON reminders (due_at) WHERE delivered_at IS NULL;
+    CREATE TABLE usage_daily (
+        agent TEXT NOT NULL,
+        day TEXT NOT NULL,
+        tokens INTEGER NOT NULL DEFAULT 0,
+        cost_usd REAL NOT NULL DEFAULT 0,
+        turns INTEGER NOT NULL DEFAULT 0,
+        budget_notified INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (agent, day)
+    );
+    CREATE TABLE budgets (
+        agent TEXT PRIMARY KEY,
+        daily_tokens INTEGER,
+        daily_usd REAL
+    );
+    """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 

@@ -6,6 +6,11 @@ state dir, in a session (and process group) of its own so that a shell template'
 signalled with it. Its stdout and stderr go through a pipe into a size-rotated log file. Stop is
 SIGTERM to the group, then SIGKILL after the grace period.
 
+Each launch also makes a connected socketpair: the child inherits one end (its number in
+`HIVE_HARNESS_FD`) and the run keeps the other as `harness_socket`, which the lifecycle hands to the
+coordinator to serve as that agent's harness channel (docs/DECISIONS.md). The channel has no path, so
+no other process can reach it.
+
 Each start writes a pid record (pid, process start time, boot id); after a daemon SIGKILL the next
 daemon finds the processes its predecessor left behind and stops them before starting fresh ones, and
 the start time makes sure a recycled pid is never mistaken for one of ours.
@@ -21,6 +26,7 @@ import os
 import re
 import shlex
 import signal
+import socket
 import subprocess
 import tomllib
 from collections.abc import Mapping
@@ -45,6 +51,7 @@ _ENV_KEY: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # The agent's identity and wiring are the daemon's to set; an agent.toml may not override them.
 RESERVED_ENV_PREFIX: Final = "HIVE_"
 RESERVED_ENV: Final = frozenset({"CLAUDE_CONFIG_DIR"})
+HARNESS_FD_ENV: Final = "HIVE_HARNESS_FD"
 # After the leader exits, the rest of its group gets this long to finish writing before SIGKILL.
 STRAGGLER_GRACE: Final = 2.0
 # How long to wait for the kernel to reap a SIGKILLed group before giving up on waiting.
@@ -271,8 +278,12 @@ async def _wait_exit(pid: int, *, grace: float) -> None:
 class ProcessRun:
     """One start of an agent process; `supervise` is the one task that waits on it."""
 
-    def __init__(self, *, name: str, pid: int, straggler_grace: float) -> None:
+    def __init__(
+        self, *, name: str, pid: int, straggler_grace: float, harness_socket: socket.socket | None = None
+    ) -> None:
         self.name = name
+        # The daemon's end of this run's harness channel; whoever serves it closes it.
+        self.harness_socket = harness_socket
         self._pid = pid
         # start_new_session makes the child a session and group leader: its pgid is its pid.
         self.pgid = pid
@@ -436,6 +447,10 @@ class ProcessBackend:
         command = self._render(unit, spec)
         env = agent_environment(unit, spec, operator_pronouns=self.operator_pronouns, base=self.base_env)
         output = await AgentLog.open(unit.log, max_bytes=self.log_max_bytes)
+        # The harness channel: one end for the child (only it and what it passes the fd to can use it),
+        # one for the daemon. Both are created close-on-exec; `pass_fds` makes the child's inheritable.
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        env[HARNESS_FD_ENV] = str(theirs.fileno())
         try:
             proc = await trio.lowlevel.open_process(
                 [SHELL, "-c", command],
@@ -445,15 +460,20 @@ class ProcessBackend:
                 cwd=str(unit.notes),
                 env=env,
                 start_new_session=True,
+                pass_fds=(theirs.fileno(),),
             )
         except OSError as exc:
+            ours.close()
             await output.aclose()
             raise LifecycleFailed(f"could not start {unit.name}: {exc.strerror or exc}") from exc
-        run = ProcessRun(name=unit.name, pid=proc.pid, straggler_grace=self.straggler_grace)
+        finally:
+            theirs.close()
+        run = ProcessRun(name=unit.name, pid=proc.pid, straggler_grace=self.straggler_grace, harness_socket=ours)
         try:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(self._record, unit, proc.pid, command)
         except BaseException:
+            ours.close()
             signal_group(proc.pid, signal.SIGKILL)
             with trio.CancelScope(shield=True):
                 await proc.wait()

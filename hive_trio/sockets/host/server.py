@@ -61,6 +61,7 @@ from hive_trio.records import (
 )
 from hive_trio.rules.framing import FrameTooLarge, LineFramer
 from hive_trio.rules.paths import SOCKET_MODE
+from hive_trio.sockets.host.harness_verbs import HARNESS_HOST_REQUESTS, run_harness_verb
 from hive_trio.sockets.host.protocol import HostProtocolError, error_response, ok_response, parse_request
 from hive_trio.sockets.unix_listener import bind_unix_listener, serve_bound_listener
 
@@ -88,6 +89,8 @@ class HostCommands:
         self.coordinator = coordinator
 
     async def run(self, request: HostRequest) -> Fields:
+        if isinstance(request, HARNESS_HOST_REQUESTS):
+            return await run_harness_verb(self.coordinator, request)
         handler = getattr(self, f"_{type(request).tag_value}", None)
         if handler is None:
             raise InvalidRequest(f"{type(request).tag_value} is not served on this connection")

@@ -31,7 +31,7 @@ from hive_trio.core.coordinator import Coordinator
 from hive_trio.errors import HiveError
 from hive_trio.records import Message
 from hive_trio.rules.paths import SOCKET_MODE
-from hive_trio.sockets.mcp.tools import Toolbox, UnknownTool
+from hive_trio.sockets.mcp.tools import Toolbox, ToolSurface, UnknownTool
 from hive_trio.sockets.mcp.transport import open_mcp_streams
 from hive_trio.sockets.unix_listener import bind_unix_listener, serve_bound_listener
 
@@ -84,7 +84,7 @@ def _text_result(text: str, *, is_error: bool = False) -> types.CallToolResult:
 
 
 async def run_tool(
-    toolbox: Toolbox, lease: LeaseBook, request_id: RequestId | None, name: str, arguments: Mapping[str, Any] | None
+    toolbox: ToolSurface, lease: LeaseBook, request_id: RequestId | None, name: str, arguments: Mapping[str, Any] | None
 ) -> tuple[str, bool]:
     """Run one `tools/call`: (the result's text, whether it is an error). `UnknownTool` for a name not here.
 
@@ -120,7 +120,7 @@ async def run_tool(
         return f"internal error in the hive daemon while running {name!r}", True
 
 
-def build_server(toolbox: Toolbox, lease: LeaseBook) -> Server[Any]:
+def build_server(toolbox: ToolSurface, lease: LeaseBook) -> Server[Any]:
     """The SDK server for one connection: `tools/list` and `tools/call` over `toolbox`."""
 
     async def list_tools(
@@ -161,7 +161,7 @@ def _version() -> str:
         return "0"
 
 
-async def serve_mcp_connection(toolbox: Toolbox, stream: trio.abc.Stream, *, max_frame: int) -> None:
+async def serve_mcp_connection(toolbox: ToolSurface, stream: trio.abc.Stream, *, max_frame: int) -> None:
     """Serve one MCP client until it leaves; then put back every message it was never sent."""
     lease = LeaseBook()
     server = build_server(toolbox, lease)

@@ -9,12 +9,13 @@ module knows nothing of sockets or JSON-RPC; `agent_socket` carries it over MCP.
 
 from __future__ import annotations
 
+import enum
 import functools
 import re
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import attrs
 import mcp_types
@@ -39,6 +40,7 @@ from hive_trio.records import (
     describe_error,
     unstructure,
 )
+from hive_trio.records.harness import RemindArgs
 from hive_trio.rules.names import validate_agent_name
 
 MAX_RECENT: Final = 500
@@ -98,6 +100,16 @@ AGENT_TOOLS: Final = (
     ToolSpec("set_status", "Set the one-line status shown on your dashboard card.", SetStatusArgs),
     ToolSpec("whoami", "Your name and role, as this socket knows you.", NoArgs),
     ToolSpec("list_agents", "The names of every agent in the hive (their sockets are up).", NoArgs),
+    ToolSpec(
+        "remind",
+        "Schedule a message to yourself: it arrives from 'system' after delay_seconds (or at `at`), even "
+        "across a daemon restart. Returns its id and due time.",
+        RemindArgs,
+    ),
+)
+# The harness role's tools (sockets/mcp/harness_tools.py): offered only on a run's harness channel.
+HARNESS_TOOL_NAMES: Final = frozenset(
+    {"turn_started", "turn_event", "turn_finished", "report_state", "request_permission", "wait_control"}
 )
 MANAGER_TOOLS: Final = (
     ToolSpec(
@@ -126,6 +138,10 @@ MANAGER_TOOLS: Final = (
 
 def _schema_of(kind: Any) -> dict[str, Any]:
     origin = typing.get_origin(kind)
+    if kind is Any:
+        return {}
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        return {"type": "string", "enum": [m.value for m in kind]}
     if kind is str:
         return {"type": "string"}
     if kind is bool:
@@ -158,6 +174,8 @@ def input_schema(cls: type[Any]) -> dict[str, Any]:
             schema["description"] = field.metadata["doc"]
         if field.default is attrs.NOTHING:
             required.append(field.name)
+        elif isinstance(field.default, enum.Enum):
+            schema["default"] = field.default.value
         elif not isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
             schema["default"] = field.default
         properties[field.name] = schema
@@ -196,6 +214,21 @@ def _catalogue(manager: bool) -> tuple[dict[str, ToolSpec], tuple[mcp_types.Tool
     return {s.name: s for s in specs}, tuple(s.as_mcp() for s in specs)
 
 
+class ToolSurface(Protocol):
+    """What `sockets.mcp.server` serves over one MCP connection: an agent socket's `Toolbox`, or a run's
+    harness channel (`HarnessToolbox`)."""
+
+    coordinator: Coordinator
+    name: str
+
+    @property
+    def role(self) -> str: ...
+
+    def mcp_tools(self) -> list[mcp_types.Tool]: ...
+
+    async def call(self, tool: str, arguments: Mapping[str, Any] | None, *, on_delivered: OnDelivered) -> Any: ...
+
+
 class Toolbox:
     """The tools of one socket, every call made as `name` (an agent, or the manager)."""
 
@@ -224,6 +257,9 @@ class Toolbox:
         if spec is None:
             if any(s.name == tool for s in MANAGER_TOOLS):
                 raise UnknownTool(f"{tool!r} is a manager tool; this socket belongs to agent {self.name!r}")
+            if tool in HARNESS_TOOL_NAMES:
+                # The model reaches mcp.sock; reports about an agent come only on its harness's own channel.
+                raise UnknownTool(f"unknown tool {tool!r}: harness reports are not taken on this socket")
             raise UnknownTool(f"unknown tool {tool!r}; this socket offers: {', '.join(self.specs)}")
         args = parse_arguments(spec, arguments)
         if tool == "recv":
@@ -297,6 +333,12 @@ class Toolbox:
         # so it stays cheap however often a harness calls it. Status rows are the operator's (host.sock).
         return {"agents": self.coordinator.registered_names()}
 
+    async def _remind(self, args: RemindArgs) -> dict[str, Any]:
+        reminder = await self.coordinator.reports.remind(
+            self.name, args.body, delay_seconds=args.delay_seconds, at=args.at
+        )
+        return {"id": reminder.id, "due_at": reminder.due_at}
+
     # ------------------------------------------------------------------ manager only
     def _target(self, tool: str, name: str) -> str:
         # hyperhive's manager can never act on its own container; a reserved name fails validation anyway,
@@ -341,4 +383,15 @@ class Toolbox:
         return {"name": name}
 
 
-__all__ = ["AGENT_TOOLS", "MANAGER_TOOLS", "ToolSpec", "Toolbox", "UnknownTool", "input_schema", "parse_arguments"]
+__all__ = [
+    "AGENT_TOOLS",
+    "HARNESS_TOOL_NAMES",
+    "MANAGER_TOOLS",
+    "OnDelivered",
+    "ToolSpec",
+    "ToolSurface",
+    "Toolbox",
+    "UnknownTool",
+    "input_schema",
+    "parse_arguments",
+]

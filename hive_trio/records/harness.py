@@ -1,0 +1,438 @@
+"""Records of issue 10's daemon side: what a harness reports, and what the daemon keeps and shows of it.
+
+The harness channel's tool arguments (the `harness` role, docs/AGENTS.md), the `remind` agent tool,
+transcript entries, permission requests, reminders, usage and budgets, and the new dashboard events,
+HelperEvents, host.sock verbs and dashboard actions. Re-exported by `hive_trio.records`, whose
+unions include the new members, so the one converter encodes them. Like the rest of `records`, it
+imports nothing of hive_trio's and holds shape only, never behaviour.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, ClassVar, Final, TypeAlias
+
+import attrs
+
+# A client-chosen dashboard request id (the same alias `records` defines for its actions).
+ActionRequestId: TypeAlias = int | str | None
+
+# hyperhive-style sentinel deciders of a permission request that no person resolved.
+TTL_DECIDER: Final = "ttl"
+RULE_DECIDER: Final = "rule"
+WITHDRAWN_DECIDER: Final = "harness"
+
+
+def _doc(text: str) -> dict[str, str]:
+    return {"doc": text}
+
+
+class TurnOutcome(enum.Enum):
+    OK = "ok"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    TIMEOUT = "timeout"
+    AUTH_FAILED = "auth_failed"
+
+
+class TurnEventKind(enum.Enum):
+    TEXT = "text"
+    TOOL_USE = "tool_use"
+    TOOL_RESULT = "tool_result"
+    ERROR = "error"
+    THINKING = "thinking"
+
+
+class TranscriptKind(enum.Enum):
+    """One transcript row: a turn's start and end, and each event of its stream between them."""
+
+    TURN_STARTED = "turn_started"
+    TEXT = "text"
+    TOOL_USE = "tool_use"
+    TOOL_RESULT = "tool_result"
+    ERROR = "error"
+    THINKING = "thinking"
+    TURN_FINISHED = "turn_finished"
+
+
+class PermissionDecision(enum.Enum):
+    ALLOW = "allow"
+    DENY = "deny"
+
+
+# ------------------------------------------------------------------------------ harness tool inputs
+# No field names an agent: the channel is the identity, as a socket is for the agent tools.
+
+
+@attrs.frozen(kw_only=True)
+class TurnStartedArgs:
+    turn_id: str = attrs.field(metadata=_doc("the harness's id for this turn"))
+    message_ids: list[int] = attrs.field(metadata=_doc("ids of the messages the turn handles"), factory=list)
+
+
+@attrs.frozen(kw_only=True)
+class TurnEventArgs:
+    turn_id: str = attrs.field(metadata=_doc("the turn this event belongs to"))
+    kind: TurnEventKind = attrs.field(metadata=_doc("text, tool_use, tool_result, error or thinking"))
+    text: str | None = attrs.field(metadata=_doc("the text (truncated when long)"), default=None)
+    tool: str | None = attrs.field(metadata=_doc("the tool used, for tool_use and tool_result"), default=None)
+    input: Any = attrs.field(metadata=_doc("the tool's input, for tool_use"), default=None)
+    is_error: bool = attrs.field(metadata=_doc("whether a tool_result is an error"), default=False)
+
+
+@attrs.frozen(kw_only=True)
+class TurnFinishedArgs:
+    turn_id: str = attrs.field(metadata=_doc("the turn that ended"))
+    outcome: TurnOutcome = attrs.field(metadata=_doc("ok, failed, interrupted, timeout or auth_failed"))
+    error: str | None = attrs.field(metadata=_doc("why it failed, for a person"), default=None)
+    model: str | None = attrs.field(metadata=_doc("the model the runtime really used"), default=None)
+    input_tokens: int = attrs.field(metadata=_doc("input tokens of the turn"), default=0)
+    output_tokens: int = attrs.field(metadata=_doc("output tokens of the turn"), default=0)
+    cache_read_tokens: int = attrs.field(metadata=_doc("cache-read input tokens"), default=0)
+    cache_write_tokens: int = attrs.field(metadata=_doc("cache-write input tokens"), default=0)
+    cost_usd: float | None = attrs.field(metadata=_doc("the turn's cost, where the runtime reports it"), default=None)
+
+
+@attrs.frozen(kw_only=True)
+class ReportStateArgs:
+    active_model: str | None = attrs.field(metadata=_doc("the model in use; null leaves it"), default=None)
+    status_text: str | None = attrs.field(
+        metadata=_doc("the live status line; null leaves it, '' clears it"), default=None
+    )
+
+
+@attrs.frozen(kw_only=True)
+class RequestPermissionArgs:
+    tool: str = attrs.field(metadata=_doc("the tool the model wants to use"))
+    input: Any = attrs.field(metadata=_doc("the tool's input, shown to the operator"), default=None)
+    ttl_seconds: float | None = attrs.field(
+        metadata=_doc("seconds until the request is denied by default; null for the configured default"), default=None
+    )
+
+
+@attrs.frozen(kw_only=True)
+class WaitControlArgs:
+    wait_seconds: float = attrs.field(metadata=_doc("seconds to wait for a change (at most 180)"), default=0.0)
+
+
+@attrs.frozen(kw_only=True)
+class RemindArgs:
+    body: str = attrs.field(metadata=_doc("the text to receive later, from 'system'"))
+    delay_seconds: float | None = attrs.field(metadata=_doc("seconds from now; or give `at`"), default=None)
+    at: float | str | None = attrs.field(
+        metadata=_doc("when: unix seconds or an RFC 3339 time (e.g. 2026-12-01T09:00:00Z); or give delay_seconds"),
+        default=None,
+    )
+
+
+# ---------------------------------------------------------------------------------------- rows
+
+
+@attrs.frozen
+class TranscriptEntry:
+    """One row of an agent's transcript (table `transcript`), in the order the harness reported it."""
+
+    id: int
+    agent: str
+    turn_id: str
+    kind: TranscriptKind
+    at: float
+    text: str | None = None
+    tool: str | None = None
+    # The tool input as (size-capped) JSON text: kept verbatim, never re-parsed by the daemon.
+    input_json: str | None = None
+    is_error: bool = False
+    outcome: TurnOutcome | None = None
+    message_ids: list[int] = attrs.field(factory=list)
+    model: str | None = None
+    tokens: int = 0
+    cost_usd: float | None = None
+
+
+@attrs.frozen
+class PermissionRequest:
+    """A tool use waiting for the operator (table `permissions`), kept as an audit trail."""
+
+    id: int
+    agent: str
+    tool: str
+    input_json: str
+    requested_at: float
+    deadline_at: float
+    decision: PermissionDecision | None = None
+    # Who decided: 'operator', 'ttl' (the deadline passed), 'rule' (an always-allow), 'harness' (it left).
+    decided_by: str | None = None
+    always: bool = False
+    decided_at: float | None = None
+    reason: str | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.decision is None
+
+
+@attrs.frozen
+class Reminder:
+    """A message an agent scheduled to itself (table `reminders`); `delivered_at` once it went out."""
+
+    id: int
+    agent: str
+    body: str
+    due_at: float
+    created_at: float
+    delivered_at: float | None = None
+    message_id: int | None = None
+
+
+@attrs.frozen
+class AgentUsage:
+    """Tokens and cost of an agent: today (UTC) and over all time, with today's limits if any."""
+
+    today_tokens: int = 0
+    today_cost_usd: float = 0.0
+    total_tokens: int = 0
+    total_cost_usd: float = 0.0
+    turns: int = 0
+    daily_tokens_limit: int | None = None
+    daily_usd_limit: float | None = None
+
+    @property
+    def budget_exceeded(self) -> bool:
+        over_tokens = self.daily_tokens_limit is not None and self.today_tokens >= self.daily_tokens_limit
+        over_usd = self.daily_usd_limit is not None and self.today_cost_usd >= self.daily_usd_limit
+        return over_tokens or over_usd
+
+
+@attrs.frozen
+class Budget:
+    """An agent's daily limits (table `budgets`); None means unlimited (or the configured default)."""
+
+    agent: str
+    daily_tokens: int | None = None
+    daily_usd: float | None = None
+
+
+# ------------------------------------------------------------------------------------ HelperEvent
+
+
+@attrs.frozen
+class HelperNeedsLogin:
+    tag_value: ClassVar[str] = "needs_login"
+    agent: str
+
+
+@attrs.frozen
+class HelperLoggedIn:
+    tag_value: ClassVar[str] = "logged_in"
+    agent: str
+
+
+@attrs.frozen
+class HelperTurnFailed:
+    tag_value: ClassVar[str] = "turn_failed"
+    agent: str
+    note: str | None = None
+
+
+@attrs.frozen
+class HelperBudgetExceeded:
+    tag_value: ClassVar[str] = "budget_exceeded"
+    agent: str
+
+
+# --------------------------------------------------------------------------------- DashboardEvent
+
+
+@attrs.frozen
+class TurnStartedEvent:
+    tag_value: ClassVar[str] = "turn_started"
+    agent: str
+    turn_id: str
+    message_ids: list[int]
+    at: float
+    seq: int = 0
+
+
+@attrs.frozen
+class TurnEventEvent:
+    tag_value: ClassVar[str] = "turn_event"
+    agent: str
+    turn_id: str
+    # Not `kind`: that is the union's tag (as `approval_kind` and `transient_kind` are).
+    event_kind: TurnEventKind
+    text: str | None
+    tool: str | None
+    at: float
+    is_error: bool = False
+    seq: int = 0
+
+
+@attrs.frozen
+class TurnFinishedEvent:
+    tag_value: ClassVar[str] = "turn_finished"
+    agent: str
+    turn_id: str
+    outcome: TurnOutcome
+    error: str | None
+    model: str | None
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_usd: float | None
+    at: float
+    budget_exceeded: bool = False
+    seq: int = 0
+
+
+@attrs.frozen
+class PermissionAddedEvent:
+    tag_value: ClassVar[str] = "permission_added"
+    id: int
+    agent: str
+    tool: str
+    input_json: str
+    requested_at: float
+    deadline_at: float
+    seq: int = 0
+
+
+@attrs.frozen
+class PermissionResolvedEvent:
+    tag_value: ClassVar[str] = "permission_resolved"
+    id: int
+    agent: str
+    tool: str
+    decision: PermissionDecision
+    decided_by: str
+    always: bool
+    decided_at: float
+    seq: int = 0
+
+
+# ------------------------------------------------------------------------------ host.sock requests
+
+
+@attrs.frozen
+class HostTranscript:
+    """An agent's transcript, oldest first: the last `limit` entries, or those after entry id `since`."""
+
+    tag_value: ClassVar[str] = "transcript"
+    name: str
+    limit: int = 100
+    since: int | None = None
+
+
+@attrs.frozen
+class HostPermissions:
+    """Open permission requests; `all` adds the recently decided ones."""
+
+    tag_value: ClassVar[str] = "permissions"
+    all: bool = False
+
+
+@attrs.frozen
+class HostAllowPermission:
+    # `allow`/`deny` alone would clash with hyperhive-era approval verbs (`deny` is an approval's).
+    tag_value: ClassVar[str] = "allow_permission"
+    id: int
+    always: bool = False
+
+
+@attrs.frozen
+class HostDenyPermission:
+    tag_value: ClassVar[str] = "deny_permission"
+    id: int
+
+
+@attrs.frozen
+class HostInterrupt:
+    tag_value: ClassVar[str] = "interrupt"
+    name: str
+
+
+@attrs.frozen
+class HostSetBudget:
+    """Set (or with nulls, clear) an agent's daily limits."""
+
+    tag_value: ClassVar[str] = "set_budget"
+    name: str
+    daily_tokens: int | None = None
+    daily_usd: float | None = None
+
+
+@attrs.frozen
+class HostReminders:
+    """An agent's pending reminders."""
+
+    tag_value: ClassVar[str] = "reminders"
+    name: str
+
+
+# ------------------------------------------------------------------------------ dashboard actions
+
+
+@attrs.frozen
+class AllowPermissionAction:
+    tag_value: ClassVar[str] = "allow_permission"
+    id: int
+    always: bool = False
+    req: ActionRequestId = None
+
+
+@attrs.frozen
+class DenyPermissionAction:
+    tag_value: ClassVar[str] = "deny_permission"
+    id: int
+    req: ActionRequestId = None
+
+
+@attrs.frozen
+class InterruptAction:
+    tag_value: ClassVar[str] = "interrupt"
+    name: str
+    req: ActionRequestId = None
+
+
+HARNESS_HELPER_EVENTS: Final = (HelperNeedsLogin, HelperLoggedIn, HelperTurnFailed, HelperBudgetExceeded)
+
+__all__ = [
+    "RULE_DECIDER",
+    "TTL_DECIDER",
+    "WITHDRAWN_DECIDER",
+    "AgentUsage",
+    "AllowPermissionAction",
+    "Budget",
+    "DenyPermissionAction",
+    "HelperBudgetExceeded",
+    "HelperLoggedIn",
+    "HelperNeedsLogin",
+    "HelperTurnFailed",
+    "HostAllowPermission",
+    "HostDenyPermission",
+    "HostInterrupt",
+    "HostPermissions",
+    "HostReminders",
+    "HostSetBudget",
+    "HostTranscript",
+    "InterruptAction",
+    "PermissionAddedEvent",
+    "PermissionDecision",
+    "PermissionRequest",
+    "PermissionResolvedEvent",
+    "RemindArgs",
+    "Reminder",
+    "ReportStateArgs",
+    "RequestPermissionArgs",
+    "TranscriptEntry",
+    "TranscriptKind",
+    "TurnEventArgs",
+    "TurnEventEvent",
+    "TurnEventKind",
+    "TurnFinishedArgs",
+    "TurnFinishedEvent",
+    "TurnOutcome",
+    "TurnStartedArgs",
+    "TurnStartedEvent",
+    "WaitControlArgs",
+]
