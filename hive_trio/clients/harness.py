@@ -71,8 +71,8 @@ class HarnessChannel:
         input: Mapping[str, Any] | None = None,
         is_error: bool = False,
     ) -> None:
-        arguments = {"turn_id": turn_id, "kind": kind, "text": text, "tool": tool, "is_error": is_error}
-        arguments["input"] = None if input is None else dict(input)
+        arguments: dict[str, Any] = {"turn_id": turn_id, "kind": kind, "text": text, "tool": tool}
+        arguments.update(is_error=is_error, input=None if input is None else dict(input))
         await self._call("turn_event", arguments)
 
     async def turn_finished(self, turn_id: str, outcome: str, *, error: str | None = None, usage: Any = None) -> bool:
@@ -104,7 +104,7 @@ class HarnessChannel:
         result = await self._call(
             "request_permission", {"tool": tool, "input": dict(input), "ttl_seconds": ttl_seconds}
         )
-        decision = "allow" if result.get("decision") == "allow" else "deny"
+        decision: Literal["allow", "deny"] = "allow" if result.get("decision") == "allow" else "deny"
         return PermissionAnswer(id=result.get("id"), decision=decision, reason=result.get("reason"))
 
     async def wait_control(self, wait_seconds: float) -> ControlState:

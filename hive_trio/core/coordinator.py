@@ -445,10 +445,11 @@ class Coordinator:
         return None if self.dashboard_url is None else f"{self.dashboard_url}#agent={name}"
 
     async def agent_statuses(self, names: Sequence[str] | None = None) -> list[AgentStatus]:
+        now = self.clock()
         if names is None:
             # One read: the rows and the counts agree, and it costs one thread hop rather than two.
             records, counts, (usage, reminders) = await self.db.read(
-                lambda c: (roster_sql.list_all(c), broker_sql.pending_counts(c), self.reports.status_extras_tx(c, None))
+                lambda c: (roster_sql.list_all(c), broker_sql.pending_counts(c), self.reports.status_extras_tx(c, None, now))
             )
         else:
             # One agent's change is published per event: read its row only, not the whole roster
@@ -458,7 +459,7 @@ class Coordinator:
                 lambda c: (
                     roster_sql.list_named(c, wanted),
                     broker_sql.pending_counts_for(c, wanted),
-                    self.reports.status_extras_tx(c, wanted),
+                    self.reports.status_extras_tx(c, wanted, now),
                 )
             )
         rows = []

@@ -409,10 +409,10 @@ class HarnessReports:
         )
 
     def status_extras_tx(
-        self, conn: apsw.Connection, names: Sequence[str] | None
+        self, conn: apsw.Connection, names: Sequence[str] | None, now: float
     ) -> tuple[dict[str, AgentUsage], dict[str, int]]:
-        """For `agent_status`, inside the coordinator's read: usage with budgets, and pending reminders."""
-        return self._usage_tx(conn, names, self.coord.clock()), reminders_sql.pending_counts(conn, names)
+        """For `agent_status`, inside the coordinator's read (a worker thread: `now` is read before it)."""
+        return self._usage_tx(conn, names, now), reminders_sql.pending_counts(conn, names)
 
     async def usage(self, name: str) -> AgentUsage:
         now = self.coord.clock()

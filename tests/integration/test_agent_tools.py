@@ -52,6 +52,7 @@ def test_tool_names_follow_hyperhive() -> None:
         "set_status",
         "whoami",
         "list_agents",
+        "remind",
     ]
     assert [s.name for s in MANAGER_TOOLS] == [
         "request_spawn",

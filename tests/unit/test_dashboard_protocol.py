@@ -61,6 +61,7 @@ from hive_trio.records import (
     TransientKind,
     TransientSetEvent,
 )
+from hive_trio.records.harness import AllowPermissionAction, DenyPermissionAction, InterruptAction
 from hive_trio.rules.config import Config
 
 
@@ -128,7 +129,15 @@ def test_every_op_parses_with_its_fields() -> None:
         "destroy",
         "spawn",
         "cancel_transient",
+        "allow_permission",
+        "deny_permission",
+        "interrupt",
     }
+    assert parse_action('{"op":"allow_permission","id":3,"always":true,"req":2}') == AllowPermissionAction(
+        id=3, always=True, req=2
+    )
+    assert parse_action('{"op":"deny_permission","id":3}') == DenyPermissionAction(id=3)
+    assert parse_action('{"op":"interrupt","name":"alpha"}') == InterruptAction(name="alpha")
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,7 @@ from hive_trio.records import (
     HostUrls,
     Scope,
 )
+from hive_trio.records import harness as h
 from hive_trio.sockets.host.protocol import (
     COMMANDS,
     HostProtocolError,
@@ -83,6 +84,17 @@ REQUEST_LINES: list[tuple[bytes, object]] = [
     (b'{"cmd":"send","to":"manager","body":"hi"}', HostSend(to="manager", body="hi")),
     (b'{"cmd":"broadcast","body":"all hands"}', HostBroadcast(body="all hands")),
     (b'{"cmd":"tombstones"}', HostTombstones()),
+    (b'{"cmd":"transcript","name":"alpha"}', h.HostTranscript(name="alpha", limit=100, since=None)),
+    (b'{"cmd":"transcript","name":"alpha","limit":5,"since":9}', h.HostTranscript(name="alpha", limit=5, since=9)),
+    (b'{"cmd":"permissions"}', h.HostPermissions()),
+    (b'{"cmd":"permissions","all":true}', h.HostPermissions(all=True)),
+    (b'{"cmd":"allow_permission","id":4}', h.HostAllowPermission(id=4, always=False)),
+    (b'{"cmd":"allow_permission","id":4,"always":true}', h.HostAllowPermission(id=4, always=True)),
+    (b'{"cmd":"deny_permission","id":4}', h.HostDenyPermission(id=4)),
+    (b'{"cmd":"interrupt","name":"alpha"}', h.HostInterrupt(name="alpha")),
+    (b'{"cmd":"set_budget","name":"alpha","daily_tokens":1000}', h.HostSetBudget(name="alpha", daily_tokens=1000)),
+    (b'{"cmd":"set_budget","name":"alpha","daily_usd":2.5}', h.HostSetBudget(name="alpha", daily_usd=2.5)),
+    (b'{"cmd":"reminders","name":"alpha"}', h.HostReminders(name="alpha")),
 ]
 
 

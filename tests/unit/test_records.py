@@ -7,6 +7,7 @@ import pytest
 
 from hive_trio import records as r
 from hive_trio.records import RecordError
+from hive_trio.records import harness as h
 
 STATUS = r.AgentStatus(
     name="alpha",
@@ -35,6 +36,10 @@ HELPER_EVENTS: list[Any] = [
     r.HelperNeedsUpdate(agent="alpha"),
     r.HelperQuestionAsked(id=2, asker="alpha", question="q?", options=["a"], multi=False, deadline_at=5.0),
     r.HelperQuestionAnswered(id=2, question="q?", answer="a", answerer="operator"),
+    h.HelperNeedsLogin(agent="alpha"),
+    h.HelperLoggedIn(agent="alpha"),
+    h.HelperTurnFailed(agent="alpha", note="alpha's turn failed: boom"),
+    h.HelperBudgetExceeded(agent="alpha"),
 ]
 
 DASHBOARD_EVENTS: list[Any] = [
@@ -62,6 +67,37 @@ DASHBOARD_EVENTS: list[Any] = [
     r.TransientClearedEvent(name="alpha", seq=8),
     r.ContainerStateChangedEvent(row=STATUS, seq=9),
     r.ContainerRemovedEvent(name="alpha", seq=10),
+    h.TurnStartedEvent(agent="alpha", turn_id="t1", message_ids=[1, 2], at=1.0, seq=11),
+    h.TurnEventEvent(
+        agent="alpha", turn_id="t1", event_kind=h.TurnEventKind.TOOL_USE, text=None, tool="Bash", at=1.5, seq=12
+    ),
+    h.TurnFinishedEvent(
+        agent="alpha",
+        turn_id="t1",
+        outcome=h.TurnOutcome.OK,
+        error=None,
+        model="claude-x",
+        input_tokens=10,
+        output_tokens=5,
+        cache_read_tokens=0,
+        cache_write_tokens=0,
+        cost_usd=0.01,
+        at=2.0,
+        seq=13,
+    ),
+    h.PermissionAddedEvent(
+        id=1, agent="alpha", tool="Bash", input_json='{"command":"ls"}', requested_at=1.0, deadline_at=301.0, seq=14
+    ),
+    h.PermissionResolvedEvent(
+        id=1,
+        agent="alpha",
+        tool="Bash",
+        decision=h.PermissionDecision.ALLOW,
+        decided_by="operator",
+        always=True,
+        decided_at=2.0,
+        seq=15,
+    ),
 ]
 
 
