@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import trio
 from harness_support import open_test_channel
+from lifecycle_support import eventually
 
 from hive_trio.clients.mcp import ToolError
 from hive_trio.testing import InProcessHive, open_test_hive
@@ -26,8 +27,9 @@ FAKE_HARNESS = textwrap.dedent(
         fd = int(os.environ["HIVE_HARNESS_FD"])
         out = os.path.join(os.environ["HIVE_STATE_DIR"], "harness.json")
         async with open_harness_channel(fd) as channel:
-            await channel.turn_started("t-" + os.environ["HIVE_AGENT"], [])
-            await channel.turn_event("t-" + os.environ["HIVE_AGENT"], "text", text="hello from " + os.environ["HIVE_AGENT"])
+            name = os.environ["HIVE_AGENT"]
+            await channel.turn_started("t-" + name, [])
+            await channel.turn_event("t-" + name, "text", text="hello from " + name)
             await channel.report_state(active_model="fake-model")
             with open(out + ".tmp", "w") as f:
                 json.dump({"pid": os.getpid(), "fd": fd}, f)
@@ -39,11 +41,11 @@ FAKE_HARNESS = textwrap.dedent(
 )
 
 
-async def wait_for_file(path: Path, *, timeout: float = 20.0) -> dict[str, int]:
-    with trio.fail_after(timeout):
-        while not path.exists():
-            await trio.sleep(0.05)
-    data: dict[str, int] = json.loads(path.read_text())
+def read_json(path: Path) -> dict[str, int] | None:
+    try:
+        data: dict[str, int] = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
     return data
 
 
@@ -57,7 +59,8 @@ async def test_a_launched_harness_reports_for_its_own_agent_only(tmp_path: Path)
         await coord.ops.spawn("beta")
         info = {}
         for name in ("alpha", "beta"):
-            info[name] = await wait_for_file(coord.paths.agent_notes(name) / "harness.json")
+            out = coord.paths.agent_notes(name) / "harness.json"
+            info[name] = await eventually(lambda: read_json(out), within=20, what=f"{name}'s harness")
         for name, other in (("alpha", "beta"), ("beta", "alpha")):
             entries = (await hive.host("transcript", name=name))["entries"]
             assert [e["kind"] for e in entries] == ["turn_started", "text"]
@@ -128,9 +131,7 @@ async def test_a_harness_that_sends_garbage_loses_only_its_channel(hive: InProce
         with pytest.raises(trio.BrokenResourceError):
             # The daemon closes the channel once the line passes the frame limit, mid-write.
             await stream.send_all(b"x" * (2 * 1024 * 1024) + b"\n")
-        with trio.fail_after(10):
-            while hive.coordinator.reports.harness_connected("alpha"):
-                await trio.sleep(0.01)
+        await eventually(lambda: not hive.coordinator.reports.harness_connected("alpha"), what="the channel to close")
         await stream.aclose()
         exited.set()
     # The hive is fine: another channel for the agent works.
