@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import textwrap
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -60,7 +61,7 @@ async def test_a_launched_harness_reports_for_its_own_agent_only(tmp_path: Path)
         info = {}
         for name in ("alpha", "beta"):
             out = coord.paths.agent_notes(name) / "harness.json"
-            info[name] = await eventually(lambda: read_json(out), within=20, what=f"{name}'s harness")
+            info[name] = await eventually(partial(read_json, out), within=20, what=f"{name} harness")
         for name, other in (("alpha", "beta"), ("beta", "alpha")):
             entries = (await hive.host("transcript", name=name))["entries"]
             assert [e["kind"] for e in entries] == ["turn_started", "text"]
