@@ -449,7 +449,11 @@ class Coordinator:
         if names is None:
             # One read: the rows and the counts agree, and it costs one thread hop rather than two.
             records, counts, (usage, reminders) = await self.db.read(
-                lambda c: (roster_sql.list_all(c), broker_sql.pending_counts(c), self.reports.status_extras_tx(c, None, now))
+                lambda c: (
+                    roster_sql.list_all(c),
+                    broker_sql.pending_counts(c),
+                    self.reports.status_extras_tx(c, None, now),
+                )
             )
         else:
             # One agent's change is published per event: read its row only, not the whole roster
