@@ -81,10 +81,11 @@ MAX_RECV_BATCH = 32
 # Message bodies one `recv`/`recent` reply may carry, as a share of the frame limit: JSON escaping can
 # grow a body up to six times (control characters), so a reply always fits the frame agents read with.
 REPLY_BODY_SHARE = 8
-KICK_TEXT = (
-    "{reason}\n\nYou were just (re)started by the operator. If you were mid-task, read your notes in "
-    "{notes} and pick up where you left off."
-)
+# hive-c0re's text says "by the operator" whatever the reason; here the reason says who (a crash, a daemon
+# restart, the operator), so a crash restart is never blamed on the operator.
+KICK_TEXT = "{reason}\n\nIf you were mid-task, read your notes in {notes} and pick up where you left off."
+# Where a container agent sees its notes: hyperhive bind-mounts the notes dir at /state (the manager too).
+CONTAINER_NOTES = "/state/"
 
 
 class ServeSocket(Protocol):
@@ -388,7 +389,10 @@ class Coordinator:
     # ================================================================== system messages
     async def kick_agent(self, name: str, reason: str) -> None:
         """Drop a "you were (re)started" note from `system` into the inbox. Best-effort, as in hive-c0re."""
-        notes = self.paths.agent_notes(name) if name != MANAGER_AGENT else self.paths.state_dir
+        if self.config.backend == "nixos-container":
+            notes = CONTAINER_NOTES  # a host path means nothing inside the container
+        else:
+            notes = str(self.paths.manager_notes if name == MANAGER_AGENT else self.paths.agent_notes(name))
         body = KICK_TEXT.format(reason=reason, notes=notes)
         try:
             await self.send(SYSTEM_SENDER, name, body)

@@ -658,11 +658,17 @@ class HarnessReports:
                 await bell.wait()
 
     # ================================================================== destroy
-    def forget_agent_tx(self, conn: apsw.Connection, name: str) -> None:
-        """A destroyed agent's rules, budget and pending reminders go; transcripts age out; requests stay."""
-        permissions_sql.forget_agent_tx(conn, agent=name)
-        usage_sql.forget_agent_tx(conn, agent=name)
-        reminders_sql.forget_agent_tx(conn, agent=name)
+    async def forget_destroyed(self, name: str) -> None:
+        """A destroyed agent's always-allow rules, budget and pending reminders go, so a new agent of the
+        same name starts clean; its transcript ages out, and its permission requests stay on the record."""
+
+        def tx(conn: apsw.Connection) -> None:
+            permissions_sql.forget_agent_tx(conn, agent=name)
+            usage_sql.forget_agent_tx(conn, agent=name)
+            reminders_sql.forget_agent_tx(conn, agent=name)
+
+        await self.coord.db.write(tx)
+        self.forget(name)
 
 
 __all__ = ["AgentControl", "HarnessReports", "ServeHarness", "parse_moment"]

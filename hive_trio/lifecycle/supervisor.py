@@ -445,6 +445,7 @@ class Lifecycle:
             await self.backend.remove(self.unit(name))
             self.coord.unregister_agent(name)
             await self.coord.roster.remove(name)
+            await self.coord.reports.forget_destroyed(name)
             self._policies.pop(name, None)
             await self.coord.fail_pending_approvals(name, note=DESTROYED_NOTE)
             if purge:

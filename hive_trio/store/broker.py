@@ -15,12 +15,14 @@ from typing import Any, TypeVar
 import apsw
 
 from hive_trio.errors import TooLarge, UnknownAgent
-from hive_trio.records import MANAGER_AGENT, OPERATOR, Message
+from hive_trio.records import MANAGER_AGENT, OPERATOR, SYSTEM_SENDER, Message
 from hive_trio.store.database import Database
 
 T = TypeVar("T")
 # Inboxes that exist without an `agents` row.
 STANDING_INBOXES = frozenset({MANAGER_AGENT, OPERATOR})
+# Unread notices from `system` the manager's inbox keeps (see `_trim_manager_backlog`).
+MANAGER_NOTICE_BACKLOG = 500
 _COLUMNS = "id, sender, recipient, body, sent_at, delivered_at, acked_at, requeued"
 
 
@@ -58,6 +60,8 @@ def _insert(conn: apsw.Connection, *, sender: str, recipient: str, body: str, no
         (sender, recipient, body, now),
     ).fetchone()
     assert row is not None
+    if recipient == MANAGER_AGENT and sender == SYSTEM_SENDER:
+        _trim_manager_backlog(conn, now=now)
     return _row(row)
 
 
@@ -80,6 +84,23 @@ def notice_tx(conn: apsw.Connection, *, sender: str, recipient: str, body: str, 
     if not is_known_recipient(conn, recipient):
         return None
     return _insert(conn, sender=sender, recipient=recipient, body=body, now=now)
+
+
+def _trim_manager_backlog(conn: apsw.Connection, *, now: float) -> None:
+    """Keep at most `MANAGER_NOTICE_BACKLOG` unread notices from `system` in the manager's inbox.
+
+    hive-c0re's notices pile up without bound while no manager runs (a process hive without
+    `manager_command`, or a manager down for days). The older ones beyond the newest N are marked
+    delivered and acked (superseded), not deleted: they stay readable with `recent` until the vacuum's
+    retention passes. A manager that reads its inbox is never near the cap. Agents' own messages to the
+    manager are never touched.
+    """
+    conn.execute(
+        "UPDATE messages SET delivered_at = ?, acked_at = ? WHERE id IN ("
+        " SELECT id FROM messages WHERE recipient = ? AND sender = ? AND delivered_at IS NULL"
+        " ORDER BY id DESC LIMIT -1 OFFSET ?)",
+        (now, now, MANAGER_AGENT, SYSTEM_SENDER, MANAGER_NOTICE_BACKLOG),
+    )
 
 
 def broadcast_tx(conn: apsw.Connection, *, sender: str, body: str, now: float, max_body_bytes: int) -> list[Message]:
