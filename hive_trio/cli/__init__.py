@@ -466,6 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = operator("broadcast", "send a message to every agent", cmd_broadcast)
     p.add_argument("body", metavar="BODY")
     operator("tombstones", "destroyed agents whose state is kept", cmd_tombstones)
+    from hive_trio.cli.harness_commands import add_harness_commands
+
+    add_harness_commands(operator, _positive_int)
     return parser
 
 

@@ -356,3 +356,41 @@ async def test_pending_reminders_are_bounded(hive_dir: Path) -> None:
                 await alpha.call("remind", body="x", delay_seconds=60)
             with pytest.raises(Exception, match="3 pending reminders"):
                 await alpha.call("remind", body="x", delay_seconds=60)
+
+
+# ================================================================== the command line
+
+
+async def test_the_cli_lists_allows_and_interrupts(hive: InProcessHive, capsys: pytest.CaptureFixture[str]) -> None:
+    from hive_trio.cli import main
+
+    run_dir = str(hive.config.runtime_dir)
+
+    async def cli(*argv: str) -> tuple[int, str]:
+        code = await trio.to_thread.run_sync(main, [argv[0], "--runtime-dir", run_dir, *argv[1:]])
+        captured = capsys.readouterr()
+        return code, captured.out + captured.err
+
+    answers: list[PermissionAnswer] = []
+    async with open_test_channel(hive.coordinator, "alpha") as channel, trio.open_nursery() as nursery:
+        nursery.start_soon(ask, channel, answers)
+        (request,) = await wait_for_requests(hive, 1)
+        code, out = await cli("permissions")
+        assert code == 0 and "alpha" in out and "Bash" in out
+        code, out = await cli("allow", str(request["id"]), "--always")
+        assert code == 0 and "allowed (always" in out
+        code, out = await cli("allow", str(request["id"]))
+        assert code != 0 and "already decided" in out
+        code, out = await cli("deny-permission", "999")
+        assert code != 0 and "no permission request #999" in out
+        code, out = await cli("interrupt", "alpha")
+        assert code == 0 and "interrupting alpha" in out
+        assert (await channel.wait_control(0)).interrupt is True
+        await channel.turn_event("t1", "text", text="hello operator")
+        code, out = await cli("transcript", "alpha")
+        assert code == 0 and "hello operator" in out
+        code, out = await cli("set-budget", "alpha", "--tokens", "10")
+        assert code == 0 and '"daily_tokens": 10' in out
+        code, out = await cli("reminders", "alpha")
+        assert code == 0 and "no pending reminders" in out
+    assert answers[0].allowed

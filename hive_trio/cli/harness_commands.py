@@ -1,0 +1,152 @@
+"""Operator commands for what harnesses report: permission requests, interrupts, transcripts, budgets, reminders.
+
+Clients of host.sock like the rest of the `hive-trio` command line (docs/PROTOCOL.md). `deny-permission`
+is not `deny`, which denies an approval. It never talks to anything but host.sock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from typing import Any
+
+Operator = Callable[[str, str, Callable[[argparse.Namespace], int]], argparse.ArgumentParser]
+
+
+def _cli() -> Any:
+    import hive_trio.cli as cli
+
+    return cli
+
+
+def cmd_permissions(args: argparse.Namespace) -> int:
+    cli = _cli()
+
+    def human(r: dict[str, Any]) -> str:
+        rows = r.get("permissions") or []
+        if not rows:
+            return "no permission requests"
+        return str(
+            cli.format_table(
+                ["ID", "AGENT", "TOOL", "INPUT", "ASKED", "DEADLINE", "DECISION", "BY"],
+                [
+                    [
+                        p.get("id"),
+                        p.get("agent"),
+                        p.get("tool"),
+                        p.get("input_json"),
+                        cli._when(p.get("requested_at")),
+                        cli._when(p.get("deadline_at")),
+                        p.get("decision"),
+                        p.get("decided_by"),
+                    ]
+                    for p in rows
+                ],
+            )
+        )
+
+    return int(cli._print(args, cli._host_call(args, "permissions", all=args.all), human))
+
+
+def cmd_allow(args: argparse.Namespace) -> int:
+    cli = _cli()
+    response = cli._host_call(args, "allow_permission", id=args.id, always=args.always)
+    how = " (always, for this tool and agent)" if args.always else ""
+    return int(cli._print(args, response, lambda _: f"permission #{args.id}: allowed{how}"))
+
+
+def cmd_deny_permission(args: argparse.Namespace) -> int:
+    cli = _cli()
+    response = cli._host_call(args, "deny_permission", id=args.id)
+    return int(cli._print(args, response, lambda _: f"permission #{args.id}: denied"))
+
+
+def cmd_interrupt(args: argparse.Namespace) -> int:
+    cli = _cli()
+    response = cli._host_call(args, "interrupt", name=args.name)
+
+    def human(r: dict[str, Any]) -> str:
+        if not r.get("harness_connected"):
+            return f"interrupt for {args.name} is pending, but no harness is connected"
+        turn = r.get("turn_id")
+        return f"interrupting {args.name}" + (f" (turn {turn})" if turn else " (no turn is running)")
+
+    return int(cli._print(args, response, human))
+
+
+def cmd_transcript(args: argparse.Namespace) -> int:
+    cli = _cli()
+    fields: dict[str, Any] = {"name": args.name, "limit": args.limit}
+    if args.since is not None:
+        fields["since"] = args.since
+
+    def human(r: dict[str, Any]) -> str:
+        rows = r.get("entries") or []
+        if not rows:
+            return f"no transcript for {args.name}"
+        return str(
+            cli.format_table(
+                ["ID", "AT", "TURN", "KIND", "TOOL", "TEXT"],
+                [
+                    [
+                        e.get("id"),
+                        cli._when(e.get("at")),
+                        e.get("turn_id"),
+                        e.get("outcome") or e.get("kind"),
+                        e.get("tool"),
+                        e.get("text") or e.get("input_json"),
+                    ]
+                    for e in rows
+                ],
+            )
+        )
+
+    return int(cli._print(args, cli._host_call(args, "transcript", **fields), human))
+
+
+def cmd_set_budget(args: argparse.Namespace) -> int:
+    cli = _cli()
+    response = cli._host_call(args, "set_budget", name=args.name, daily_tokens=args.tokens, daily_usd=args.usd)
+    return int(cli._print(args, response, lambda r: f"budget of {args.name}: {json.dumps(r.get('budget'))}"))
+
+
+def cmd_reminders(args: argparse.Namespace) -> int:
+    cli = _cli()
+
+    def human(r: dict[str, Any]) -> str:
+        rows = r.get("reminders") or []
+        if not rows:
+            return f"no pending reminders for {args.name}"
+        return str(
+            cli.format_table(
+                ["ID", "DUE", "BODY"], [[m.get("id"), cli._when(m.get("due_at")), m.get("body")] for m in rows]
+            )
+        )
+
+    return int(cli._print(args, cli._host_call(args, "reminders", name=args.name), human))
+
+
+def add_harness_commands(operator: Operator, positive_int: Callable[[str], int]) -> None:
+    p = operator("permissions", "open permission requests from agents' harnesses", cmd_permissions)
+    p.add_argument("--all", action="store_true", help="recently decided ones too (the audit trail)")
+    p = operator("allow", "allow a permission request", cmd_allow)
+    p.add_argument("id", metavar="ID", type=positive_int)
+    p.add_argument("--always", action="store_true", help="and always allow this tool for this agent")
+    p = operator("deny-permission", "deny a permission request", cmd_deny_permission)
+    p.add_argument("id", metavar="ID", type=positive_int)
+    p = operator("interrupt", "stop an agent's running turn", cmd_interrupt)
+    p.add_argument("name", metavar="NAME")
+    p = operator("transcript", "an agent's recent turns", cmd_transcript)
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--limit", type=positive_int, default=50)
+    p.add_argument("--since", type=positive_int, help="entries after this entry id")
+    p = operator("set-budget", "set an agent's daily token and spend limits (omitted: unlimited)", cmd_set_budget)
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--tokens", type=int, help="tokens per UTC day")
+    p.add_argument("--usd", type=float, help="US dollars per UTC day")
+    p = operator("reminders", "an agent's pending reminders", cmd_reminders)
+    p.add_argument("name", metavar="NAME")
+
+
+__all__ = ["add_harness_commands"]
