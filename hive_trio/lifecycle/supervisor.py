@@ -32,6 +32,7 @@ from hive_trio.errors import Busy, Conflict, HiveError, LifecycleFailed, NotFoun
 from hive_trio.lifecycle import config_repos
 from hive_trio.lifecycle.backends import Backend, Run, Unit
 from hive_trio.lifecycle.config_repos import MAIN
+from hive_trio.lifecycle.drift import ConfigDrift
 from hive_trio.lifecycle.restart_policy import RestartPolicy
 from hive_trio.records import (
     MANAGER_AGENT,
@@ -82,12 +83,15 @@ class Lifecycle:
         # Set when the action in flight on an agent ends; a crash is handled only after it.
         self._action_done: dict[str, trio.Event] = {}
         self._shutting_down = False
+        # What each run was started from, for `needs_update` (lifecycle/drift.py).
+        self.drift = ConfigDrift(coord, backend)
 
     # ================================================================== supervision
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Reconcile, then supervise until cancelled; on the way out stop agents within `shutdown_grace`."""
         async with trio.open_nursery() as nursery:
             self._watchers = await nursery.start(self._run_watchers)
+            nursery.start_soon(self._serve_drift_checks)
             try:
                 await self.reconcile()
                 task_status.started()
@@ -174,6 +178,7 @@ class Lifecycle:
         run = await self.backend.launch(self.unit(name), nursery=self.watchers)
         self._runs[name] = run
         self.watchers.start_soon(self._watch, name, run)
+        await self.drift.launched(self.unit(name))
         harness_socket = getattr(run, "harness_socket", None)
         if harness_socket is not None:
             # The run's harness channel (issue 10), served for as long as this run lives.
@@ -270,6 +275,25 @@ class Lifecycle:
         if lock is None:
             lock = self._repo_locks[name] = trio.Lock()
         return lock
+
+    async def check_needs_update(self, names: list[str] | None = None) -> list[str]:
+        """Check running agents (all, or `names`) for drift from what they were started with."""
+        stale = []
+        for name in names if names is not None else list(self._runs):
+            if name != MANAGER_AGENT and self.run_of(name) is not None and await self.drift.check(self.unit(name)):
+                stale.append(name)
+        return stale
+
+    async def _serve_drift_checks(self) -> None:
+        interval = self.config.needs_update_interval
+        if interval <= 0:
+            return
+        while True:
+            await trio.sleep(interval)
+            try:
+                await self.check_needs_update()
+            except Exception:
+                log.exception("the needs_update check failed")
 
     # ================================================================== reconcile
     async def reconcile(self) -> None:
@@ -429,6 +453,7 @@ class Lifecycle:
         if self.run_of(name) is None:
             return
         if self.backend.applies_live:
+            await self.drift.launched(self.unit(name))  # applied in place: the run is up to date
             await self.coord.kick_agent(name, kick)
             return
         await self._halt(name, grace=self.config.stop_grace)

@@ -91,6 +91,8 @@ class Config:
     daily_usd_budget: float | None = None
     turn_failed_notice_interval: float = 300.0
     max_pending_reminders: int = 100
+    # Seconds between checks whether a running agent's applied config or command moved (0: never).
+    needs_update_interval: float = 300.0
 
     def __attrs_post_init__(self) -> None:
         positive = (

@@ -441,6 +441,12 @@ class ProcessBackend:
 
         return parse_agent_toml(await trio.to_thread.run_sync(read))
 
+    async def resolved_command(self, unit: Unit) -> str:
+        """What a launch of `unit` would run now: the rendered command and its `[env]` (for `needs_update`)."""
+        spec = await self._spec(unit)
+        env = "\n".join(f"{k}={v}" for k, v in sorted(spec.env.items()))
+        return f"{self._render(unit, spec)}\n{env}"
+
     # ------------------------------------------------------------------ run
     async def launch(self, unit: Unit, *, nursery: trio.Nursery) -> Run:
         spec = await self._spec(unit)
