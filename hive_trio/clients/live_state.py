@@ -30,6 +30,7 @@ from hive_trio.records import (
     TransientKind,
     TransientSetEvent,
 )
+from hive_trio.records.harness import PermissionAddedEvent, PermissionRequest, PermissionResolvedEvent
 
 LOG_LIMIT: Final = 500
 
@@ -89,6 +90,8 @@ class LiveState:
     questions: dict[int, OpenQuestion] = attrs.field(factory=dict)
     log: deque[LogEntry] = attrs.field(factory=lambda: deque(maxlen=LOG_LIMIT))
     tombstones: list[str] = attrs.field(factory=list)
+    # Open permission requests from harnesses, by id.
+    permissions: dict[int, PermissionRequest] = attrs.field(factory=dict)
 
     def load(self, snapshot: Snapshot) -> None:
         """Replace everything with `snapshot` (a connect, or a resync after falling behind)."""
@@ -115,6 +118,7 @@ class LiveState:
             maxlen=LOG_LIMIT,
         )
         self.tombstones = list(snapshot.tombstones)
+        self.permissions = {p.id: p for p in snapshot.permissions if p.is_open}
 
     def apply(self, event: DashboardEvent) -> None:
         """Apply one live event; applying one the state already shows changes nothing."""
@@ -156,6 +160,17 @@ class LiveState:
             case ContainerRemovedEvent():
                 self.agents.pop(event.name, None)
                 self.transients.pop(event.name, None)
+            case PermissionAddedEvent():
+                self.permissions[event.id] = PermissionRequest(
+                    id=event.id,
+                    agent=event.agent,
+                    tool=event.tool,
+                    input_json=event.input_json,
+                    requested_at=event.requested_at,
+                    deadline_at=event.deadline_at,
+                )
+            case PermissionResolvedEvent():
+                self.permissions.pop(event.id, None)
 
     def _find(self, entry: LogEntry) -> int | None:
         # Newest first: a duplicate is an event racing the snapshot, so it is near the end.

@@ -39,6 +39,13 @@ from hive_trio.records import (
     TransientClearedEvent,
     TransientSetEvent,
 )
+from hive_trio.records.harness import (
+    PermissionAddedEvent,
+    PermissionResolvedEvent,
+    TurnEventEvent,
+    TurnFinishedEvent,
+    TurnStartedEvent,
+)
 
 BODY_PREVIEW: Final = 160
 RETRY_SECONDS: Final = 2.0
@@ -93,6 +100,9 @@ def render_snapshot(state: LiveState, paint: Paint = plain) -> list[str]:
         what = a.kind.value.replace("_", " ")
         desc = f": {_preview(a.description)}" if a.description else ""
         lines.append(paint("yellow", f"  approval #{a.id} pending — {what} for {a.agent}{desc}"))
+    for p in sorted(state.permissions.values(), key=lambda p: p.id):
+        ask = f"{p.agent} asks to use {_safe(p.tool)} {_preview(p.input_json)}"
+        lines.append(paint("yellow", f"  permission #{p.id} pending — {ask}"))
     for q in sorted(state.questions.values(), key=lambda q: q.id):
         opts = f" [{' / '.join(_safe(o) for o in q.options)}]" if q.options else ""
         lines.append(paint("magenta", f"  question #{q.id} from {q.asker}: {_preview(q.question)}{opts}"))
@@ -136,6 +146,24 @@ def render_event(event: DashboardEvent, paint: Paint = plain, *, now: float | No
             return f"{row.name} is {agent_state(row)}"
         case ContainerRemovedEvent():
             return paint("red", f"{event.name} was removed")
+        case TurnStartedEvent():
+            return paint("blue", f"{event.agent}: turn {_safe(event.turn_id)} started")
+        case TurnEventEvent():
+            what = event.tool or event.event_kind.value
+            text = f": {_preview(event.text)}" if event.text else ""
+            return paint("dim", f"{event.agent} {what}{text}")
+        case TurnFinishedEvent():
+            colour = "green" if event.outcome.value == "ok" else "red"
+            why = f" ({_preview(event.error)})" if event.error else ""
+            return paint(colour, f"{event.agent}: turn {_safe(event.turn_id)} {event.outcome.value}{why}")
+        case PermissionAddedEvent():
+            left = event.deadline_at - (time.time() if now is None else now)
+            line = f"permission #{event.id}: {event.agent} asks to use {_safe(event.tool)} {_preview(event.input_json)}"
+            return paint("yellow", f"{line} (denied in {max(0, round(left))}s unless allowed)")
+        case PermissionResolvedEvent():
+            colour = "green" if event.decision.value == "allow" else "red"
+            always = " (always)" if event.always else ""
+            return paint(colour, f"permission #{event.id}: {event.decision.value}{always} by {event.decided_by}")
     return None
 
 
