@@ -178,11 +178,11 @@ class Lifecycle:
         run = await self.backend.launch(self.unit(name), nursery=self.watchers)
         self._runs[name] = run
         self.watchers.start_soon(self._watch, name, run)
-        await self.drift.launched(self.unit(name))
         harness_socket = getattr(run, "harness_socket", None)
         if harness_socket is not None:
             # The run's harness channel (issue 10), served for as long as this run lives.
             self.watchers.start_soon(self.coord.reports.serve_run_channel, name, harness_socket, run.exited)
+        await self.drift.launched(self.unit(name))
         if name != MANAGER_AGENT:
             self.coord.set_running(name, True)
         if kick is not None:
