@@ -123,8 +123,8 @@ async def open_hive(config: Config, *, clock: WallClock = time.time, lifecycle: 
             # and what should run is started again.
             await nursery.start(supervisor.serve)
         else:
-            for record in await coord.roster.all():
-                await coord.register_agent(record.name)
+            for name in await coord.agent_names():
+                await coord.register_agent(name)
         if config.dashboard_enabled:
             # Bound before open_hive yields, so `hive.dashboard_url` is always usable (port 0 included).
             await nursery.start(serve_dashboard, coord)

@@ -17,7 +17,7 @@ import math
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager, contextmanager, suppress
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager, suppress
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,7 +25,7 @@ import apsw
 import attrs
 import trio
 
-from hive_trio.core.event_hub import EventHub
+from hive_trio.core.event_hub import EventHub, Subscription
 from hive_trio.errors import Busy, Conflict, HiveError, InvalidRequest
 from hive_trio.records import (
     BROADCAST,
@@ -36,10 +36,12 @@ from hive_trio.records import (
     AgentStatus,
     Approval,
     ApprovalAddedEvent,
+    ApprovalKind,
     ApprovalResolvedEvent,
     ApprovalStatus,
     ContainerRemovedEvent,
     ContainerStateChangedEvent,
+    DashboardEvent,
     DeliveredEvent,
     HelperApprovalResolved,
     HelperEvent,
@@ -155,12 +157,12 @@ class Coordinator:
         self.config = config
         self.paths = HivePaths(config.state_dir, config.runtime_dir)
         self.clock = clock
-        self.db = db
-        self.hub = EventHub(buffer=config.subscriber_buffer, ring=config.event_ring)
-        self.broker = Broker(db, clock=clock, max_body_bytes=config.max_body_bytes)
-        self.roster = Roster(db, clock=clock)
-        self.approvals = Approvals(db, clock=clock)
-        self.questions = OperatorQuestions(db, clock=clock)
+        self._db = db
+        self._hub = EventHub(buffer=config.subscriber_buffer, ring=config.event_ring)
+        self._broker = Broker(db, clock=clock, max_body_bytes=config.max_body_bytes)
+        self._roster = Roster(db, clock=clock)
+        self._approvals = Approvals(db, clock=clock)
+        self._questions = OperatorQuestions(db, clock=clock)
         # Distinguishes daemon runs: a dashboard resuming with a seq from another run must resnapshot.
         self.epoch = secrets.token_hex(8)
         self.dashboard_url: str | None = None
@@ -248,14 +250,14 @@ class Coordinator:
             raise Busy(f"{name} is busy {current.kind.value}; wait for it to finish or cancel it")
         entry = Transient(kind=kind, since=self.clock(), scope=trio.CancelScope())
         self._transients[name] = entry
-        self.hub.emit(TransientSetEvent(name=name, transient_kind=kind, since_unix=entry.since))
+        self._hub.emit(TransientSetEvent(name=name, transient_kind=kind, since_unix=entry.since))
         try:
             with entry.scope:
                 yield entry.scope
         finally:
             if self._transients.get(name) is entry:
                 del self._transients[name]
-            self.hub.emit(TransientClearedEvent(name=name))
+            self._hub.emit(TransientClearedEvent(name=name))
 
     def transient_of(self, name: str) -> TransientKind | None:
         entry = self._transients.get(name)
@@ -293,23 +295,23 @@ class Coordinator:
             log.warning("could not read status of %s", name, exc_info=True)
             return
         if rows:
-            self.hub.emit(ContainerStateChangedEvent(row=rows[0]))
+            self._hub.emit(ContainerStateChangedEvent(row=rows[0]))
         else:
-            self.hub.emit(ContainerRemovedEvent(name=name))
+            self._hub.emit(ContainerRemovedEvent(name=name))
 
     # ================================================================== messages
     async def send(self, sender: str, to: str, body: str) -> list[Message]:
         """Commit a message (or a broadcast) and mirror it to the dashboard as `sent`."""
         if to == BROADCAST:
-            messages = await self.broker.broadcast(sender, body + BROADCAST_HINT)
+            messages = await self._broker.broadcast(sender, body + BROADCAST_HINT)
         else:
             if to == SYSTEM_SENDER:
                 raise InvalidRequest("'system' sends messages but never receives them")
             if to != MANAGER_AGENT and to != OPERATOR:
                 validate_agent_name(to)
-            messages = [await self.broker.send(sender, to, body)]
+            messages = [await self._broker.send(sender, to, body)]
         for m in messages:
-            self.hub.emit(SentEvent(sender=m.sender, recipient=m.recipient, body=m.body, at=m.sent_at))
+            self._hub.emit(SentEvent(sender=m.sender, recipient=m.recipient, body=m.body, at=m.sent_at))
         return messages
 
     async def broadcast_send(self, sender: str, body: str) -> list[str]:
@@ -331,7 +333,7 @@ class Coordinator:
         wait = min(max(float(wait_seconds), 0.0), self.config.max_recv_wait)
         deadline = trio.current_time() + wait
         while True:
-            bell = self.hub.inbox_bell(name)
+            bell = self._hub.inbox_bell(name)
             # Shielded: once the batch holding this UPDATE runs, the rows are stamped delivered; a
             # cancellation now would lose the list (and with it the messages) until a requeue.
             # With the shield the caller always gets the list and no checkpoint follows before
@@ -340,10 +342,10 @@ class Coordinator:
             messages = []
             if name not in self._paused:
                 with trio.CancelScope(shield=True):
-                    messages = await self.broker.deliver(name, limit=limit, max_bytes=self.reply_body_budget)
+                    messages = await self._broker.deliver(name, limit=limit, max_bytes=self.reply_body_budget)
             if messages:
                 for m in messages:
-                    self.hub.emit(DeliveredEvent(sender=m.sender, recipient=m.recipient, body=m.body, at=self.clock()))
+                    self._hub.emit(DeliveredEvent(sender=m.sender, recipient=m.recipient, body=m.body, at=self.clock()))
                 return messages
             if trio.current_time() >= deadline:
                 return []
@@ -355,26 +357,26 @@ class Coordinator:
         if not messages:
             return 0
         with trio.CancelScope(shield=True):
-            count = await self.broker.release([m.id for m in messages])
+            count = await self._broker.release([m.id for m in messages])
         for recipient in {m.recipient for m in messages}:
-            self.hub.ring_inbox(recipient)
+            self._hub.ring_inbox(recipient)
         return count
 
     async def ack_turn(self, name: str) -> int:
-        return await self.broker.ack(name)
+        return await self._broker.ack(name)
 
     async def requeue_inflight(self, name: str) -> int:
-        count = await self.broker.requeue_inflight(name)
+        count = await self._broker.requeue_inflight(name)
         if count:
-            self.hub.ring_inbox(name)
+            self._hub.ring_inbox(name)
         return count
 
     async def inbox_depth(self, name: str) -> int:
-        return await self.broker.pending_count(name)
+        return await self._broker.pending_count(name)
 
     async def recent_messages(self, name: str | None, *, limit: int = 20) -> list[Message]:
         limit = max(1, min(limit, 500))
-        return await self.broker.recent(recipient=name, limit=limit, max_bytes=self.reply_body_budget)
+        return await self._broker.recent(recipient=name, limit=limit, max_bytes=self.reply_body_budget)
 
     @property
     def reply_body_budget(self) -> int:
@@ -401,14 +403,68 @@ class Coordinator:
     async def notify_manager(self, event: HelperEvent) -> None:
         await self.notify_agent(MANAGER_AGENT, event)
 
+    # ================================================================== events
+    def subscribe(self, *, buffer: int | None = None) -> AbstractContextManager[Subscription]:
+        """Subscribe to the dashboard events (adapters read the hub; only the coordinator emits)."""
+        return self._hub.subscribe(buffer=buffer)
+
+    def replay_since(self, seq: int) -> list[DashboardEvent] | None:
+        return self._hub.replay_since(seq)
+
+    def current_seq(self) -> int:
+        return self._hub.current_seq()
+
+    # ================================================================== agents: durable intent
+    # The lifecycle layer (and the bare one) change an agent's row only through these, so what is
+    # written and what is announced is decided here. The card itself is announced by `set_running`
+    # and `publish_status`; these announce only what they alone change.
+    async def record_spawn(self, name: str, *, parent: str | None = None) -> AgentRecord:
+        """Add `name`'s roster row (`Conflict` if it exists). Its card appears with its spinner."""
+        validate_agent_name(name)
+        return await self._roster.add(name, parent=parent)
+
+    async def set_desired(self, name: str, desired: str, *, deployed_sha: str | None = None) -> AgentRecord:
+        """Record what the operator wants of `name` (`running`/`stopped`); clears a failure."""
+        fields: dict[str, Any] = {"desired": desired, "failed": False, "failed_reason": None}
+        if deployed_sha is not None:
+            fields["deployed_sha"] = deployed_sha
+        return await self._roster.update(name, **fields)
+
+    async def record_deployed(self, name: str, sha: str) -> AgentRecord:
+        """A build of `sha` succeeded: it is what `name` runs now, and nothing waits for an update."""
+        return await self._roster.update(name, deployed_sha=sha, needs_update=False)
+
+    async def mark_failed(self, name: str, reason: str) -> None:
+        """Record that `name` failed, with a reason for a person, and show it on the card. Best-effort."""
+        try:
+            await self._roster.update(name, failed=True, failed_reason=reason)
+        except HiveError:
+            log.warning("could not record that %s failed (%s)", name, reason, exc_info=True)
+            return
+        await self.publish_status(name)
+
+    async def forget_agent(self, name: str, *, note: str) -> None:
+        """Drop `name`'s roster row and fail its pending approvals (each with the manager's notice).
+
+        Its card's removal is announced by `publish_status` once the action's spinner is gone.
+        """
+        await self._roster.remove(name)
+        await self.fail_pending_approvals(name, note=note)
+
+    async def find_agent(self, name: str) -> AgentRecord | None:
+        return await self._roster.get(name)
+
+    async def agent_records(self) -> list[AgentRecord]:
+        return await self._roster.all()
+
     # ================================================================== agents
     async def agent_names(self) -> list[str]:
         """Every agent the roster holds, running or not (the manager is not an agent row)."""
-        return [r.name for r in await self.roster.all()]
+        return [r.name for r in await self._roster.all()]
 
     async def require_agent(self, name: str) -> AgentRecord:
         validate_agent_name(name)
-        return await self.roster.require(name)
+        return await self._roster.require(name)
 
     def kept_state_names(self) -> list[str]:
         return self.paths.kept_state_names()
@@ -418,18 +474,18 @@ class Coordinator:
         return [n for n in self.kept_state_names() if n not in live]
 
     async def set_status_text(self, name: str, text: str | None) -> AgentRecord:
-        record = await self.roster.update(name, status_text=text or None, status_set_at=self.clock() if text else None)
+        record = await self._roster.update(name, status_text=text or None, status_set_at=self.clock() if text else None)
         await self.publish_status(name)
         return record
 
     async def set_paused(self, name: str, paused: bool) -> AgentRecord:
         await self.require_agent(name)
-        record = await self.roster.update(name, paused=paused)
+        record = await self._roster.update(name, paused=paused)
         if paused:
             self._paused.add(name)
         elif name in self._paused:
             self._paused.discard(name)
-            self.hub.ring_inbox(name)  # a parked recv picks up what waited meanwhile
+            self._hub.ring_inbox(name)  # a parked recv picks up what waited meanwhile
         await self.publish_status(name)
         return record
 
@@ -439,12 +495,12 @@ class Coordinator:
     async def agent_statuses(self, names: Sequence[str] | None = None) -> list[AgentStatus]:
         if names is None:
             # One read: the rows and the counts agree, and it costs one thread hop rather than two.
-            records, counts = await self.db.read(lambda c: (roster_sql.list_all(c), broker_sql.pending_counts(c)))
+            records, counts = await self._db.read(lambda c: (roster_sql.list_all(c), broker_sql.pending_counts(c)))
         else:
             # One agent's change is published per event: read its row only, not the whole roster
             # (reading all of it per event made a 1,000-agent reconcile quadratic).
             wanted = list(names)
-            records, counts = await self.db.read(
+            records, counts = await self._db.read(
                 lambda c: (roster_sql.list_named(c, wanted), broker_sql.pending_counts_for(c, wanted))
             )
         rows = []
@@ -473,9 +529,38 @@ class Coordinator:
         return rows
 
     # ================================================================== approvals
-    async def add_approval(self, approval: Approval) -> None:
-        """Announce a freshly recorded approval to the dashboard."""
-        self.hub.emit(
+    async def propose_approval(
+        self,
+        agent: str,
+        kind: ApprovalKind,
+        *,
+        commit_ref: str | None = None,
+        description: str | None = None,
+        requested_by: str = OPERATOR,
+    ) -> Approval:
+        """Record a pending approval; a spawn is announced at once, a commit once `pin_proposal` pins it."""
+        approval = await self._approvals.add(
+            agent, kind, commit_ref=commit_ref, description=description, requested_by=requested_by
+        )
+        if kind is ApprovalKind.SPAWN:
+            self._announce_approval(approval)
+        return approval
+
+    async def pin_proposal(self, approval_id: int, *, fetched_sha: str, diff: str, announce: bool) -> Approval:
+        """Record the commit a proposal was pinned to and its diff; `announce` shows it for review.
+
+        A proposal re-pinned after a daemon restart was already on the page (the snapshot lists it).
+        """
+        approval = await self._approvals.set_fetched(approval_id, fetched_sha=fetched_sha, diff=diff)
+        if announce:
+            self._announce_approval(approval)
+        return approval
+
+    async def get_approval(self, approval_id: int) -> Approval:
+        return await self._approvals.get(approval_id)
+
+    def _announce_approval(self, approval: Approval) -> None:
+        self._hub.emit(
             ApprovalAddedEvent(
                 id=approval.id,
                 agent=approval.agent,
@@ -540,9 +625,9 @@ class Coordinator:
                 )
             return out
 
-        pairs = await self.db.write(tx)
+        pairs = await self._db.write(tx)
         for approval, notice in pairs:
-            self.hub.emit(
+            self._hub.emit(
                 ApprovalResolvedEvent(
                     id=approval.id,
                     agent=approval.agent,
@@ -555,7 +640,7 @@ class Coordinator:
                 )
             )
             if notice is not None:
-                self.hub.emit(
+                self._hub.emit(
                     SentEvent(sender=notice.sender, recipient=notice.recipient, body=notice.body, at=notice.sent_at)
                 )
             if roster_update:
@@ -570,7 +655,7 @@ class Coordinator:
         return self.lifecycle
 
     async def list_approvals(self, *, status: ApprovalStatus | None = None) -> list[Approval]:
-        return await self.approvals.query(status=status)
+        return await self._approvals.query(status=status)
 
     # ================================================================== questions
     async def ask(
@@ -593,7 +678,7 @@ class Coordinator:
                 await self.require_agent(target)
         if ttl_seconds is not None and not math.isfinite(ttl_seconds):
             raise InvalidRequest("ttl_seconds must be a finite number")
-        q = await self.questions.ask(
+        q = await self._questions.ask(
             asker,
             question,
             options=list(options),
@@ -603,7 +688,7 @@ class Coordinator:
             target=target,
         )
         if q.target is None:
-            self.hub.emit(
+            self._hub.emit(
                 QuestionAddedEvent(
                     id=q.id,
                     asker=q.asker,
@@ -633,7 +718,7 @@ class Coordinator:
 
     async def answer_question(self, question_id: int, answer: str | Sequence[str], *, answerer: str) -> Question:
         """Answer as `answerer`: the operator may answer anything; an agent only what was asked of it."""
-        q = await self.questions.get(question_id)
+        q = await self._questions.get(question_id)
         if answerer != OPERATOR and q.target != answerer:
             who = "the operator" if q.target is None else repr(q.target)
             raise Conflict(f"question #{question_id} was asked of {who}, not {answerer!r}")
@@ -650,7 +735,7 @@ class Coordinator:
         return resolved
 
     async def cancel_question(self, question_id: int, *, by: str = OPERATOR) -> Question:
-        q = await self.questions.get(question_id)
+        q = await self._questions.get(question_id)
         if by not in (OPERATOR, q.asker):
             raise Conflict(f"only the operator or {q.asker!r} may cancel question #{question_id}")
         (resolved,) = await self._resolve_questions(
@@ -673,7 +758,7 @@ class Coordinator:
             resolved = resolve(conn, now)
             return [(q, broker_sql.notice_tx(conn, **self._answered_notice(q), now=now)) for q in resolved]
 
-        pairs = await self.db.write(tx)
+        pairs = await self._db.write(tx)
         for q, notice in pairs:
             self._question_resolved(q, notice)
         return [q for q, _ in pairs]
@@ -688,7 +773,7 @@ class Coordinator:
         """Mirror a committed resolution: the dashboard's event (operator questions), the notice's `sent`."""
         assert q.answer is not None and q.answerer is not None
         if q.target is None:
-            self.hub.emit(
+            self._hub.emit(
                 QuestionResolvedEvent(
                     id=q.id,
                     answer=q.answer,
@@ -700,15 +785,18 @@ class Coordinator:
         if notice is None:
             log.warning("question #%d resolved, but its asker %s has no inbox any more", q.id, q.asker)
         else:
-            self.hub.emit(
+            self._hub.emit(
                 SentEvent(sender=notice.sender, recipient=notice.recipient, body=notice.body, at=notice.sent_at)
             )
+
+    async def get_question(self, question_id: int) -> Question:
+        return await self._questions.get(question_id)
 
     async def list_questions(self, *, recent: int | None = None) -> list[Question]:
         """Open questions, or with `recent` the last that many, answered ones too."""
         if recent is None:
-            return await self.questions.list_open()
-        return await self.questions.list_recent(limit=recent)
+            return await self._questions.list_open()
+        return await self._questions.list_recent(limit=recent)
 
     async def serve_question_watchdog(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Resolve questions at their deadlines. Sleeps until the next one; a new question wakes it.
@@ -720,7 +808,7 @@ class Coordinator:
             bell = self._deadline_bell = trio.Event()
             try:
                 await self.expire_questions()
-                next_at = await self.questions.next_deadline()
+                next_at = await self._questions.next_deadline()
             except HiveError:
                 log.warning("question watchdog could not reach the database; retrying", exc_info=True)
                 next_at = self.clock() + 1.0
@@ -733,11 +821,11 @@ class Coordinator:
 
     # ================================================================== snapshot
     async def snapshot(self, *, message_limit: int = 100) -> Snapshot:
-        seq = self.hub.current_seq()  # before gathering: anything later has a larger seq
+        seq = self._hub.current_seq()  # before gathering: anything later has a larger seq
         agents = await self.agent_statuses()
-        approvals = await self.approvals.query(status=ApprovalStatus.PENDING)
-        questions = await self.questions.list_open(operator_only=True)
-        messages = await self.broker.recent(limit=message_limit)
+        approvals = await self._approvals.query(status=ApprovalStatus.PENDING)
+        questions = await self._questions.list_open(operator_only=True)
+        messages = await self._broker.recent(limit=message_limit)
         tombstones = await self.tombstones()
         return Snapshot(
             seq=seq,
@@ -751,7 +839,7 @@ class Coordinator:
 
     # ================================================================== maintenance
     async def vacuum(self) -> int:
-        return await self.broker.vacuum(retention_seconds=self.config.retention_days * 86400)
+        return await self._broker.vacuum(retention_seconds=self.config.retention_days * 86400)
 
     async def serve_vacuum(self, *, interval: float = 3600.0) -> None:
         while True:
@@ -796,7 +884,7 @@ async def open_coordinator(
         try:
             async with trio.open_nursery() as nursery:
                 coord = Coordinator(config=config, db=db, nursery=nursery, clock=clock, serve_socket=serve_socket)
-                coord._paused = {r.name for r in await coord.roster.all() if r.paused}
+                coord._paused = {r.name for r in await coord._roster.all() if r.paused}
                 try:
                     yield coord
                 finally:

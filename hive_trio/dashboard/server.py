@@ -356,11 +356,10 @@ class StreamConnection:
 
     # ------------------------------------------------------------------ events out
     async def _pump(self) -> None:
-        hub = self.coord.hub
         resume = self.resume
         while not self._finished:
             # Subscribe *before* the snapshot: every event after its seq is then in the subscription.
-            with hub.subscribe() as sub:
+            with self.coord.subscribe() as sub:
                 self._sub = sub
                 try:
                     last = await self._start_point(resume)
@@ -382,9 +381,8 @@ class StreamConnection:
             resume = None
 
     async def _start_point(self, resume: ResumePoint | None) -> int:
-        hub = self.coord.hub
         if resume is not None and resume.epoch == self.coord.epoch:
-            missed = hub.replay_since(resume.since)
+            missed = self.coord.replay_since(resume.since)
             if missed is not None:
                 await self._send(encode_resumed(resume.since, resume.epoch))
                 last = resume.since

@@ -20,7 +20,7 @@ async def add_bare_agent(coordinator: Coordinator, name: str, *, parent: str | N
     """Record `name` in the roster and serve its socket. `Conflict` if it already exists."""
     validate_agent_name(name)
     with coordinator.transient(name, TransientKind.SPAWNING):
-        record = await coordinator.roster.add(name, parent=parent)
+        record = await coordinator.record_spawn(name, parent=parent)
         await coordinator.register_agent(name)
     await coordinator.publish_status(name)
     return record
@@ -34,8 +34,7 @@ async def remove_bare_agent(coordinator: Coordinator, name: str, *, purge: bool 
     with coordinator.transient(name, TransientKind.DESTROYING):
         coordinator.unregister_agent(name)
         coordinator.set_running(name, False)
-        await coordinator.roster.remove(name)
-        await coordinator.fail_pending_approvals(name, note=DESTROYED_NOTE)
+        await coordinator.forget_agent(name, note=DESTROYED_NOTE)
     await coordinator.publish_status(name)
 
 

@@ -39,7 +39,6 @@ from hive_trio.records import (
     Approval,
     ApprovalKind,
     ApprovalStatus,
-    ContainerRemovedEvent,
     HelperContainerCrash,
     HelperDestroyed,
     HelperKilled,
@@ -212,7 +211,7 @@ class Lifecycle:
         is_manager = name == MANAGER_AGENT
         if not is_manager:
             self.coord.set_running(name, False)
-            record = await self.coord.roster.get(name)
+            record = await self.coord.find_agent(name)
             if record is None or record.desired != RUNNING:
                 return
         decision = self._policy(name).on_crash(trio.current_time())
@@ -240,12 +239,7 @@ class Lifecycle:
                 log.error("could not restart the manager: %s", exc)
 
     async def _mark_failed(self, name: str, reason: str) -> None:
-        try:
-            await self.coord.roster.update(name, failed=True, failed_reason=reason)
-        except HiveError:
-            log.warning("could not record that %s failed (%s)", name, reason, exc_info=True)
-            return
-        await self.coord.publish_status(name)
+        await self.coord.mark_failed(name, reason)
 
     @contextmanager
     def _action(self, name: str, kind: TransientKind) -> Iterator[trio.CancelScope]:
@@ -274,7 +268,7 @@ class Lifecycle:
         if stopped:
             log.warning("stopped agents a previous daemon left running: %s", ", ".join(stopped))
         await self.finish_interrupted_deploys()
-        records = await self.coord.roster.all()
+        records = await self.coord.agent_records()
         limiter = trio.CapacityLimiter(RECONCILE_CONCURRENCY)
         async with trio.open_nursery() as nursery:
             for record in records:
@@ -307,7 +301,7 @@ class Lifecycle:
                         # step is idempotent) rather than leave an agent without config.
                         sha = await self._prepare_repos(name)
                         await self.backend.build(self.unit(name), rev=sha)
-                        await self.coord.roster.update(name, deployed_sha=sha)
+                        await self.coord.record_deployed(name, sha)
                         log.warning("finished the spawn of %s, interrupted by the daemon's end", name)
                     await self._launch(name, kick="You were started again after the hive daemon restarted.")
             except HiveError as exc:
@@ -346,15 +340,13 @@ class Lifecycle:
         self.backend.check_name(name)
         if parent is not None and parent != MANAGER_AGENT:
             validate_agent_name(parent)
-        if await self.coord.roster.get(name) is not None:
+        if await self.coord.find_agent(name) is not None:
             raise Conflict(f"agent {name!r} already exists")
         with self._action(name, TransientKind.SPAWNING):
-            await self.coord.roster.add(name, parent=parent)
+            await self.coord.record_spawn(name, parent=parent)
             try:
                 sha = await self._prepare_repos(name)
-                await self.coord.roster.update(
-                    name, deployed_sha=sha, desired=RUNNING, failed=False, failed_reason=None
-                )
+                await self.coord.set_desired(name, RUNNING, deployed_sha=sha)
                 await self.coord.register_agent(name)
                 await self.backend.build(self.unit(name), rev=sha)
                 self._policy(name).reset()
@@ -365,12 +357,12 @@ class Lifecycle:
                     await self._mark_failed(name, reason)
                 raise
         await self.coord.notify_manager(HelperSpawned(agent=name))
-        return await self.coord.roster.require(name)
+        return await self.coord.require_agent(name)
 
     async def start(self, name: str) -> None:
         await self.coord.require_agent(name)
         with self._action(name, TransientKind.STARTING):
-            await self.coord.roster.update(name, desired=RUNNING, failed=False, failed_reason=None)
+            await self.coord.set_desired(name, RUNNING)
             self._policy(name).reset()
             if self.run_of(name) is not None:
                 await self.coord.publish_status(name)
@@ -387,14 +379,14 @@ class Lifecycle:
         await self.coord.require_agent(name)
         with self._action(name, TransientKind.STOPPING):
             # Recorded first: an operator stop is never undone by a crash restart or a daemon restart.
-            await self.coord.roster.update(name, desired=STOPPED, failed=False, failed_reason=None)
+            await self.coord.set_desired(name, STOPPED)
             await self._halt(name, grace=self.config.stop_grace if graceful else 0.0)
         await self.coord.notify_manager(HelperKilled(agent=name))
 
     async def restart(self, name: str) -> None:
         await self.coord.require_agent(name)
         with self._action(name, TransientKind.RESTARTING):
-            await self.coord.roster.update(name, desired=RUNNING, failed=False, failed_reason=None)
+            await self.coord.set_desired(name, RUNNING)
             self._policy(name).reset()
             await self._halt(name, grace=self.config.stop_grace)
             if not self.coord.is_registered(name):
@@ -411,7 +403,7 @@ class Lifecycle:
         with self._action(name, TransientKind.REBUILDING):
             sha = await config_repos.rev_parse(self.paths.agent_applied(name), MAIN)
             await self.backend.build(self.unit(name), rev=sha)
-            await self.coord.roster.update(name, deployed_sha=sha, needs_update=False)
+            await self.coord.record_deployed(name, sha)
             await self._refresh(name, kick="You were rebuilt from your applied config.")
         await self._announce_rebuilt(HelperRebuilt(agent=name, sha=sha, tag=None))
 
@@ -440,17 +432,16 @@ class Lifecycle:
             await self._halt(name, grace=self.config.stop_grace)
             await self.backend.remove(self.unit(name))
             self.coord.unregister_agent(name)
-            await self.coord.roster.remove(name)
+            await self.coord.forget_agent(name, note=DESTROYED_NOTE)
             self._policies.pop(name, None)
-            await self.coord.fail_pending_approvals(name, note=DESTROYED_NOTE)
             if purge:
                 await self._purge_dirs(name)
-        self.coord.hub.emit(ContainerRemovedEvent(name=name))
+        await self.coord.publish_status(name)  # the row is gone: `container_removed`
         await self.coord.notify_manager(HelperDestroyed(agent=name))
 
     async def purge_tombstone(self, name: str) -> None:
         validate_agent_name(name)
-        if await self.coord.roster.get(name) is not None:
+        if await self.coord.find_agent(name) is not None:
             raise Conflict(f"{name!r} is a live agent; destroy it first")
         if name not in self.coord.kept_state_names():
             raise NotFound(f"there is no tombstone named {name!r}")
@@ -473,33 +464,29 @@ class Lifecycle:
     async def request_spawn(self, name: str, description: str | None, *, requested_by: str) -> Approval:
         validate_agent_name(name)
         self.backend.check_name(name)
-        if await self.coord.roster.get(name) is not None:
+        if await self.coord.find_agent(name) is not None:
             raise Conflict(f"agent {name!r} already exists")
-        for pending in await self.coord.approvals.query(status=ApprovalStatus.PENDING):
+        for pending in await self.coord.list_approvals(status=ApprovalStatus.PENDING):
             if pending.kind is ApprovalKind.SPAWN and pending.agent == name:
                 raise Conflict(f"a spawn of {name!r} is already waiting for the operator as approval #{pending.id}")
-        approval = await self.coord.approvals.add(
+        return await self.coord.propose_approval(
             name, ApprovalKind.SPAWN, description=description, requested_by=requested_by
         )
-        await self.coord.add_approval(approval)
-        return approval
 
     async def request_apply_commit(
         self, agent: str, commit_ref: str, description: str | None, *, requested_by: str
     ) -> Approval:
         ref = config_repos.normalize_commit_ref(commit_ref)
         await self.coord.require_agent(agent)
-        approval = await self.coord.approvals.add(
+        approval = await self.coord.propose_approval(
             agent, ApprovalKind.APPLY_COMMIT, commit_ref=ref, description=description, requested_by=requested_by
         )
         try:
-            approval = await self._fetch_proposal(approval)
+            return await self._fetch_proposal(approval, announce=True)
         except HiveError as exc:
             return await self.coord.resolve_approval(approval.id, ApprovalStatus.FAILED, note=str(exc))
-        await self.coord.add_approval(approval)
-        return approval
 
-    async def _fetch_proposal(self, approval: Approval) -> Approval:
+    async def _fetch_proposal(self, approval: Approval, *, announce: bool) -> Approval:
         """Pin the proposed commit in the applied repo as `proposal/<id>` and record the diff to review."""
         assert approval.commit_ref is not None
         applied = self.paths.agent_applied(approval.agent)
@@ -508,7 +495,7 @@ class Lifecycle:
             sha = await config_repos.fetch_commit(applied, source=source, commit_ref=approval.commit_ref)
             await config_repos.tag(applied, f"proposal/{approval.id}", sha)
             text = await config_repos.diff(applied, MAIN, sha)
-        return await self.coord.approvals.set_fetched(approval.id, fetched_sha=sha, diff=text)
+        return await self.coord.pin_proposal(approval.id, fetched_sha=sha, diff=text, announce=announce)
 
     @asynccontextmanager
     async def _approval_guard(self, approval_id: int) -> AsyncIterator[None]:
@@ -524,7 +511,7 @@ class Lifecycle:
 
     async def approve(self, approval_id: int, *, note: str | None = None) -> Approval:
         async with self._approval_guard(approval_id):
-            approval = await self.coord.approvals.get(approval_id)
+            approval = await self.coord.get_approval(approval_id)
             if approval.status is not ApprovalStatus.PENDING:
                 raise Conflict(f"approval #{approval_id} is already {approval.status.value}")
             if approval.kind is ApprovalKind.SPAWN:
@@ -546,7 +533,7 @@ class Lifecycle:
         if approval.fetched_sha is None:
             # Recorded but never fetched (the daemon died in between): fetch it now.
             try:
-                approval = await self._fetch_proposal(approval)
+                approval = await self._fetch_proposal(approval, announce=False)
             except HiveError as exc:
                 return await self._resolve(approval, ApprovalStatus.FAILED, _note(str(exc), note))
         sha = approval.fetched_sha
@@ -606,10 +593,10 @@ class Lifecycle:
         """Daemon start: an approval still pending whose commit is already the applied `main`, while the
         roster records an older deploy, was cut off between its git steps and its record. Finish it."""
         finished = []
-        for approval in await self.coord.approvals.query(status=ApprovalStatus.PENDING):
+        for approval in await self.coord.list_approvals(status=ApprovalStatus.PENDING):
             if approval.kind is not ApprovalKind.APPLY_COMMIT or approval.fetched_sha is None:
                 continue
-            record = await self.coord.roster.get(approval.agent)
+            record = await self.coord.find_agent(approval.agent)
             applied = self.paths.agent_applied(approval.agent)
             if record is None or record.deployed_sha == approval.fetched_sha or not config_repos.is_repo(applied):
                 continue
@@ -627,7 +614,7 @@ class Lifecycle:
 
     async def deny(self, approval_id: int, *, note: str | None = None) -> Approval:
         async with self._approval_guard(approval_id):
-            current = await self.coord.approvals.get(approval_id)
+            current = await self.coord.get_approval(approval_id)
             tag_name: str | None = None
             if current.kind is ApprovalKind.APPLY_COMMIT and current.fetched_sha is not None:
                 tag_name = f"denied/{approval_id}"

@@ -96,10 +96,10 @@ async def test_messages_and_questions_as_the_operator(hive: InProcessHive) -> No
 
 
 async def test_approvals_are_listed_by_status(hive: InProcessHive) -> None:
-    approvals = hive.coordinator.approvals
-    first = await approvals.add("alpha", ApprovalKind.SPAWN, description="a helper")
-    second = await approvals.add("beta", ApprovalKind.APPLY_COMMIT, commit_ref="abc1234")
-    await approvals.resolve(second.id, ApprovalStatus.DENIED, note="no")
+    coordinator = hive.coordinator
+    first = await coordinator.propose_approval("alpha", ApprovalKind.SPAWN, description="a helper")
+    second = await coordinator.propose_approval("beta", ApprovalKind.APPLY_COMMIT, commit_ref="abc1234")
+    await coordinator.resolve_approval(second.id, ApprovalStatus.DENIED, note="no")
     async with hive.open_host() as host:
         assert [a["id"] for a in ok(await line(host, b'{"cmd":"pending"}'))["approvals"]] == [first.id]
         every = ok(await line(host, b'{"cmd":"approvals"}'))["approvals"]
@@ -232,10 +232,14 @@ async def test_lifecycle_verbs_go_through_coordinator_ops(hive: InProcessHive) -
 
 async def test_approval_rows_carry_hyperhive_rfc3339_times(hive: InProcessHive) -> None:
     # hyperhive's clients read `requested_at` as a string; a number fails their whole `pending` response.
-    approvals = hive.coordinator.approvals
-    first = await approvals.add("alpha", ApprovalKind.SPAWN, description="a reviewer", requested_by="manager")
-    second = await approvals.add("beta", ApprovalKind.APPLY_COMMIT, commit_ref="abcdef1", requested_by="manager")
-    await approvals.resolve(second.id, ApprovalStatus.DENIED, note="not now")
+    coordinator = hive.coordinator
+    first = await coordinator.propose_approval(
+        "alpha", ApprovalKind.SPAWN, description="a reviewer", requested_by="manager"
+    )
+    second = await coordinator.propose_approval(
+        "beta", ApprovalKind.APPLY_COMMIT, commit_ref="abcdef1", requested_by="manager"
+    )
+    await coordinator.resolve_approval(second.id, ApprovalStatus.DENIED, note="not now")
     stamp = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
     (row,) = (await hive.host("pending"))["approvals"]
     assert (row["id"], row["kind"], row["status"], row["resolved_at"]) == (first.id, "spawn", "pending", None)
@@ -284,9 +288,9 @@ async def test_a_subscriber_that_never_reads_does_not_hold_up_the_daemon(
         with trio.fail_after(60):  # virtual; a daemon waiting on the idle reader would never get there
             for i in range(1000):
                 await hive.host("set_paused", name="alpha", paused=i % 2 == 0)
-                if hive.coordinator.hub.dropped_subscribers:
+                if hive.coordinator._hub.dropped_subscribers:
                     break
-        assert hive.coordinator.hub.dropped_subscribers == 1  # told to catch up, never waited for
+        assert hive.coordinator._hub.dropped_subscribers == 1  # told to catch up, never waited for
         assert ok(await hive.host("agent_status"))["agent_statuses"][0]["name"] == "alpha"
     # It leaves with a full, unread buffer (the daemon sees a reset): an ordinary goodbye, not an error.
     await trio.testing.wait_all_tasks_blocked()

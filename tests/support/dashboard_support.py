@@ -90,7 +90,7 @@ class RecordingLifecycle:
 
     async def spawn(self, name: str, *, parent: str | None = None) -> AgentRecord:
         self.calls.append(("spawn", name))
-        return await self.coord.roster.add(name, parent=parent)
+        return await self.coord.record_spawn(name, parent=parent)
 
     async def start(self, name: str) -> None:
         await self._verb("start", name, TransientKind.STARTING)
@@ -111,11 +111,9 @@ class RecordingLifecycle:
         raise NotFound(f"no tombstone {name!r}")
 
     async def request_spawn(self, name: str, description: str | None, *, requested_by: str) -> Approval:
-        approval = await self.coord.approvals.add(
+        return await self.coord.propose_approval(
             name, ApprovalKind.SPAWN, description=description, requested_by=requested_by
         )
-        await self.coord.add_approval(approval)
-        return approval
 
     async def request_apply_commit(
         self, agent: str, commit_ref: str, description: str | None, *, requested_by: str
@@ -134,15 +132,15 @@ class RecordingLifecycle:
 
 async def add_pending_approval(coord: Coordinator, agent: str, *, diff: str | None = None) -> Approval:
     """An apply_commit approval as the lifecycle layer records one: row, fetched diff, event."""
-    approval = await coord.approvals.add(
+    approval = await coord.propose_approval(
         agent, ApprovalKind.APPLY_COMMIT, commit_ref="abc1234", description=f"update {agent}", requested_by="manager"
     )
-    approval = await coord.approvals.set_fetched(
+    approval = await coord.pin_proposal(
         approval.id,
         fetched_sha="abc1234def5678900000",
         diff=diff or "--- a/agent.nix\n+++ b/agent.nix\n@@ -1 +1 @@\n-old = 1;\n+new = 2;\n",
+        announce=True,
     )
-    await coord.add_approval(approval)
     return approval
 
 

@@ -300,11 +300,11 @@ class HostConnection:
 
     async def _status_feed(self, done: trio.Event, *, task_status: trio.TaskStatus[None]) -> None:
         """Ack, then one response per changed agent, for as long as the client reads them."""
-        hub = self.coordinator.hub
+        coordinator = self.coordinator
         try:
             acked = False
             while True:
-                with hub.subscribe(buffer=STATUS_FEED_BUFFER) as sub:
+                with coordinator.subscribe(buffer=STATUS_FEED_BUFFER) as sub:
                     if not acked:
                         # Subscribed before the ack, so nothing after the ack is missed; written by this
                         # task, so no row can overtake it.
