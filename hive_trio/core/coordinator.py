@@ -21,7 +21,6 @@ from contextlib import AbstractContextManager, asynccontextmanager, contextmanag
 from pathlib import Path
 from typing import Any, Protocol
 
-import apsw
 import attrs
 import trio
 
@@ -43,9 +42,7 @@ from hive_trio.records import (
     ContainerStateChangedEvent,
     DashboardEvent,
     DeliveredEvent,
-    HelperApprovalResolved,
     HelperEvent,
-    HelperQuestionAnswered,
     HelperQuestionAsked,
     Message,
     Question,
@@ -62,13 +59,10 @@ from hive_trio.records import (
 from hive_trio.rules.config import Config
 from hive_trio.rules.names import validate_agent_name
 from hive_trio.rules.paths import HivePaths
-from hive_trio.store import approvals as approvals_sql
-from hive_trio.store import broker as broker_sql
-from hive_trio.store import questions as questions_sql
-from hive_trio.store import roster as roster_sql
 from hive_trio.store.approvals import Approvals
 from hive_trio.store.broker import Broker
 from hive_trio.store.database import Database
+from hive_trio.store.notices import Resolutions, Resolved
 from hive_trio.store.questions import OperatorQuestions
 from hive_trio.store.roster import Roster
 from hive_trio.store.state_lock import StateLock
@@ -163,6 +157,7 @@ class Coordinator:
         self._roster = Roster(db, clock=clock)
         self._approvals = Approvals(db, clock=clock)
         self._questions = OperatorQuestions(db, clock=clock)
+        self._resolutions = Resolutions(db, clock=clock)
         # Distinguishes daemon runs: a dashboard resuming with a seq from another run must resnapshot.
         self.epoch = secrets.token_hex(8)
         self.dashboard_url: str | None = None
@@ -313,14 +308,6 @@ class Coordinator:
         for m in messages:
             self._hub.emit(SentEvent(sender=m.sender, recipient=m.recipient, body=m.body, at=m.sent_at))
         return messages
-
-    async def broadcast_send(self, sender: str, body: str) -> list[str]:
-        """hive-c0re's `broadcast_send`: every registered agent but the sender; per-agent errors back."""
-        try:
-            await self.send(sender, BROADCAST, body)
-        except HiveError as exc:
-            return [f"{n}: {exc}" for n in await self.agent_names() if n != sender]
-        return []
 
     async def recv(self, name: str, *, wait_seconds: float = 0.0, limit: int = 1) -> list[Message]:
         """Hand out up to `limit` messages, parking up to `wait_seconds` for the first one.
@@ -493,16 +480,8 @@ class Coordinator:
         return None if self.dashboard_url is None else f"{self.dashboard_url}#agent={name}"
 
     async def agent_statuses(self, names: Sequence[str] | None = None) -> list[AgentStatus]:
-        if names is None:
-            # One read: the rows and the counts agree, and it costs one thread hop rather than two.
-            records, counts = await self._db.read(lambda c: (roster_sql.list_all(c), broker_sql.pending_counts(c)))
-        else:
-            # One agent's change is published per event: read its row only, not the whole roster
-            # (reading all of it per event made a 1,000-agent reconcile quadratic).
-            wanted = list(names)
-            records, counts = await self._db.read(
-                lambda c: (roster_sql.list_named(c, wanted), broker_sql.pending_counts_for(c, wanted))
-            )
+        # One read: the rows and the counts agree, and it costs one thread hop rather than two.
+        records, counts = await self._roster.with_pending_counts(names)
         rows = []
         for r in records:
             running = self.is_running(r.name)
@@ -585,47 +564,21 @@ class Coordinator:
         `roster_update` changes the agent's row in that transaction too (an approved deploy records its
         `deployed_sha` with its approval). `Conflict` if it was not pending; then nothing changes.
         """
-        (resolved,) = await self._resolve_approvals(
-            lambda c, now: [approvals_sql.resolve_tx(c, approval_id=approval_id, status=status, note=note, now=now)],
-            tag=tag,
-            roster_update=roster_update,
+        resolved, notice = await self._resolutions.resolve_approval(
+            approval_id, status, note=note, tag=tag, roster_update=roster_update
         )
+        await self._approvals_resolved([(resolved, notice)], roster_changed=bool(roster_update))
         return resolved
 
     async def fail_pending_approvals(self, agent: str, *, note: str) -> list[Approval]:
         """Fail every pending approval of `agent` (it is being destroyed), each with the manager's notice."""
-        return await self._resolve_approvals(
-            lambda c, now: approvals_sql.fail_pending_for_tx(c, agent=agent, note=note, now=now)
-        )
+        pairs = await self._resolutions.fail_pending_approvals(agent, note=note)
+        await self._approvals_resolved(pairs, roster_changed=False)
+        return [a for a, _ in pairs]
 
-    async def _resolve_approvals(
-        self,
-        resolve: Callable[[apsw.Connection, float], list[Approval]],
-        *,
-        tag: str | None = None,
-        roster_update: Mapping[str, Any] | None = None,
-    ) -> list[Approval]:
-        """hive-c0re notifies the manager after the resolution is stored; a crash in between would leave an
-        approval decided that the manager never hears of. Here the resolution, the notice (and the roster
-        change it implies) commit together, or not at all; the dashboard hears once they have."""
-        now = self.clock()
-
-        def tx(conn: apsw.Connection) -> list[tuple[Approval, Message | None]]:
-            resolved = resolve(conn, now)
-            out = []
-            for a in resolved:
-                if roster_update:
-                    roster_sql.update_tx(conn, name=a.agent, **roster_update)
-                event = HelperApprovalResolved(
-                    id=a.id, agent=a.agent, status=a.status, note=a.note, sha=a.fetched_sha, tag=tag
-                )
-                body = to_json(event, HelperEvent)
-                out.append(
-                    (a, broker_sql.notice_tx(conn, sender=SYSTEM_SENDER, recipient=MANAGER_AGENT, body=body, now=now))
-                )
-            return out
-
-        pairs = await self._db.write(tx)
+    async def _approvals_resolved(self, pairs: list[Resolved[Approval]], *, roster_changed: bool) -> None:
+        """Announce committed resolutions (`store.notices` wrote each with its notice): the dashboard's
+        event, the notice's `sent`, and the agent's card when its row changed with it."""
         for approval, notice in pairs:
             self._hub.emit(
                 ApprovalResolvedEvent(
@@ -634,7 +587,7 @@ class Coordinator:
                     approval_kind=approval.kind,
                     sha_short=_short(approval.fetched_sha),
                     status=approval.status,
-                    resolved_at=approval.resolved_at or now,
+                    resolved_at=approval.resolved_at or self.clock(),
                     note=approval.note,
                     description=approval.description,
                 )
@@ -643,9 +596,8 @@ class Coordinator:
                 self._hub.emit(
                     SentEvent(sender=notice.sender, recipient=notice.recipient, body=notice.body, at=notice.sent_at)
                 )
-            if roster_update:
+            if roster_changed:
                 await self.publish_status(approval.agent)
-        return [a for a, _ in pairs]
 
     @property
     def ops(self) -> LifecycleOps:
@@ -726,48 +678,23 @@ class Coordinator:
             answer = ", ".join(answer)
         if not answer.strip():
             raise InvalidRequest("answer is empty")
-        text = answer
-        (resolved,) = await self._resolve_questions(
-            lambda c, now: [
-                questions_sql.answer_tx(c, question_id=question_id, answer=text, answerer=answerer, now=now)
-            ]
-        )
+        resolved, notice = await self._resolutions.answer_question(question_id, answer, answerer=answerer)
+        self._question_resolved(resolved, notice)
         return resolved
 
     async def cancel_question(self, question_id: int, *, by: str = OPERATOR) -> Question:
         q = await self._questions.get(question_id)
         if by not in (OPERATOR, q.asker):
             raise Conflict(f"only the operator or {q.asker!r} may cancel question #{question_id}")
-        (resolved,) = await self._resolve_questions(
-            lambda c, now: [questions_sql.cancel_tx(c, question_id=question_id, by=by, now=now)]
-        )
+        resolved, notice = await self._resolutions.cancel_question(question_id, by=by)
+        self._question_resolved(resolved, notice)
         return resolved
 
     async def expire_questions(self) -> list[Question]:
-        return await self._resolve_questions(lambda c, now: questions_sql.expire_tx(c, now=now))
-
-    async def _resolve_questions(self, resolve: Callable[[apsw.Connection, float], list[Question]]) -> list[Question]:
-        """Resolve questions and drop each asker's `question_answered` notice in the same transaction.
-
-        hive-c0re sends the notice after the answer is stored; a crash in between would leave a
-        question answered that its asker never hears of. Here both commit, or neither does.
-        """
-        now = self.clock()
-
-        def tx(conn: apsw.Connection) -> list[tuple[Question, Message | None]]:
-            resolved = resolve(conn, now)
-            return [(q, broker_sql.notice_tx(conn, **self._answered_notice(q), now=now)) for q in resolved]
-
-        pairs = await self._db.write(tx)
+        pairs = await self._resolutions.expire_questions()
         for q, notice in pairs:
             self._question_resolved(q, notice)
         return [q for q, _ in pairs]
-
-    @staticmethod
-    def _answered_notice(q: Question) -> dict[str, str]:
-        assert q.answer is not None and q.answerer is not None
-        event = HelperQuestionAnswered(id=q.id, question=q.question, answer=q.answer, answerer=q.answerer)
-        return {"sender": SYSTEM_SENDER, "recipient": q.asker, "body": to_json(event, HelperEvent)}
 
     def _question_resolved(self, q: Question, notice: Message | None) -> None:
         """Mirror a committed resolution: the dashboard's event (operator questions), the notice's `sent`."""

@@ -245,6 +245,6 @@ async def test_a_reply_that_cannot_be_written_puts_its_messages_back(coordinator
         client_to_server.put_data(json.dumps(request).encode() + b"\n")
     await serve_mcp_connection(Toolbox(coordinator, "alpha"), stream, max_frame=1 << 20)
     assert [r["id"] for r in written] == [1]
-    row = await coordinator._broker.get(sent.id)
-    assert row is not None and row.delivered_at is None and not row.redelivered
+    [row] = await coordinator.recent_messages("alpha", limit=1)
+    assert row.id == sent.id and row.delivered_at is None and not row.redelivered
     assert await coordinator.inbox_depth("alpha") == 1

@@ -8,8 +8,9 @@ import trio
 import trio.testing
 
 from hive_trio.core.coordinator import Coordinator, open_coordinator
-from hive_trio.errors import Busy, Conflict, InvalidRequest, UnknownAgent
+from hive_trio.errors import Busy, Conflict, InvalidRequest, TooLarge, UnknownAgent
 from hive_trio.records import (
+    BROADCAST,
     DashboardEvent,
     QuestionAddedEvent,
     QuestionResolvedEvent,
@@ -203,13 +204,14 @@ async def test_unknown_recipient_is_refused(coordinator: Coordinator) -> None:
 async def test_broadcast_send_appends_the_hint(coordinator: Coordinator) -> None:
     for name in ("alpha", "beta", "gamma"):
         await coordinator.record_spawn(name)
-    assert await coordinator.broadcast_send("alpha", "standup") == []
+    assert [m.recipient for m in await coordinator.send("alpha", BROADCAST, "standup")] == ["beta", "gamma"]
     for name in ("beta", "gamma"):
         [m] = await coordinator.recv(name)
         assert m.body.startswith("standup") and "broadcast" in m.body and m.sender == "alpha"
     assert await coordinator.inbox_depth("alpha") == 0
-    errors = await coordinator.broadcast_send("alpha", "x" * (coordinator.config.max_body_bytes + 1))
-    assert sorted(e.split(":")[0] for e in errors) == ["beta", "gamma"]
+    with pytest.raises(TooLarge):  # refused for every recipient at once: nothing lands
+        await coordinator.send("alpha", BROADCAST, "x" * (coordinator.config.max_body_bytes + 1))
+    assert [await coordinator.inbox_depth(n) for n in ("beta", "gamma")] == [0, 0]
 
 
 async def test_kick_and_notify_come_from_system(coordinator: Coordinator) -> None:
