@@ -90,11 +90,17 @@ class ServeSocket(Protocol):
 
 
 class LifecycleOps(Protocol):
-    """What the lifecycle layer (`hive_trio.lifecycle.supervisor.Lifecycle`) offers the adapters, via `coord.lifecycle`.
+    """What the lifecycle layer offers the adapters, via `coord.ops`.
 
-    Every operation validates the name, runs under `coordinator.transient(...)`, and raises a
-    `HiveError` with a reason for a person when refused or failed.
+    `hive_trio.lifecycle.Lifecycle` runs agents on a backend; `hive_trio.lifecycle.bare.BareLifecycle`
+    is the hive without one. Every operation validates the name, runs under `coordinator.transient(...)`,
+    and raises a `HiveError` with a reason for a person when refused or failed. `serve` (reconcile, then
+    supervise) and `shutdown` (stop what runs, within the caller's deadline) are the assembly's.
     """
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None: ...
+
+    async def shutdown(self) -> None: ...
 
     async def spawn(self, name: str, *, parent: str | None = None) -> AgentRecord: ...
 
@@ -138,6 +144,10 @@ class Transient:
     scope: trio.CancelScope
 
 
+# Builds the lifecycle for a coordinator (the lifecycle needs the coordinator it serves).
+LifecycleFactory = Callable[["Coordinator"], LifecycleOps]
+
+
 class Coordinator:
     def __init__(
         self,
@@ -145,6 +155,7 @@ class Coordinator:
         config: Config,
         db: Database,
         nursery: trio.Nursery,
+        lifecycle: LifecycleFactory,
         clock: WallClock = time.time,
         serve_socket: ServeSocket | None = None,
     ) -> None:
@@ -169,7 +180,7 @@ class Coordinator:
         # Mirrors the roster's `paused` column, so `recv` need not read it on every call.
         self._paused: set[str] = set()
         self._deadline_bell = trio.Event()
-        self.lifecycle: LifecycleOps | None = None
+        self._lifecycle = lifecycle(self)
 
     # ================================================================== registration
     @property
@@ -602,9 +613,7 @@ class Coordinator:
     @property
     def ops(self) -> LifecycleOps:
         """The lifecycle operations; adapters call these rather than touching backends."""
-        if self.lifecycle is None:
-            raise HiveError("this hive runs without a lifecycle backend")
-        return self.lifecycle
+        return self._lifecycle
 
     async def list_approvals(self, *, status: ApprovalStatus | None = None) -> list[Approval]:
         return await self._approvals.query(status=status)
@@ -794,10 +803,14 @@ def _short(sha: str | None) -> str | None:
 async def open_coordinator(
     config: Config,
     *,
+    lifecycle: LifecycleFactory,
     clock: WallClock = time.time,
     serve_socket: ServeSocket | None = None,
 ) -> AsyncIterator[Coordinator]:
     """Lock `state_dir`, open `hive.db`, and run the root nursery for as long as the block lives.
+
+    `lifecycle` builds the coordinator's `LifecycleOps` (`Lifecycle` with a backend, or `BareLifecycle`);
+    the caller starts its `serve`.
 
     On exit every child nursery is cancelled; tasks clean up in their own shielded, time-boxed
     scopes. The database closes last, after any batch still in its thread, so no write is cut off.
@@ -810,7 +823,9 @@ async def open_coordinator(
         db = await Database.open(paths.db, synchronous=config.synchronous)
         try:
             async with trio.open_nursery() as nursery:
-                coord = Coordinator(config=config, db=db, nursery=nursery, clock=clock, serve_socket=serve_socket)
+                coord = Coordinator(
+                    config=config, db=db, nursery=nursery, lifecycle=lifecycle, clock=clock, serve_socket=serve_socket
+                )
                 coord._paused = {r.name for r in await coord._roster.all() if r.paused}
                 try:
                     yield coord
@@ -824,4 +839,12 @@ async def open_coordinator(
         lock.release()
 
 
-__all__ = ["AgentSlot", "Coordinator", "LifecycleOps", "ServeSocket", "WallClock", "open_coordinator"]
+__all__ = [
+    "AgentSlot",
+    "Coordinator",
+    "LifecycleFactory",
+    "LifecycleOps",
+    "ServeSocket",
+    "WallClock",
+    "open_coordinator",
+]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,7 @@ async def test_apply_commit_end_to_end(short_tmp: Path) -> None:
     async with open_hive(lifecycle_config(short_tmp)) as hive:
         coord = hive.coordinator
         await coord.ops.spawn("alpha")
-        lifecycle = coord.lifecycle
+        lifecycle = coord.ops
         assert isinstance(lifecycle, Lifecycle)
         old_pid = lifecycle.run_of("alpha").pid  # type: ignore[union-attr]
         config = coord.paths.agent_config("alpha")
@@ -115,7 +116,7 @@ async def test_deny_leaves_the_applied_repo_alone_and_an_annotated_tag(short_tmp
 async def test_a_failed_build_tags_failed_and_keeps_main(short_tmp: Path) -> None:
     async with open_hive(lifecycle_config(short_tmp)) as hive:
         coord = hive.coordinator
-        lifecycle = coord.lifecycle
+        lifecycle = coord.ops
         assert isinstance(lifecycle, Lifecycle)
         await coord.ops.spawn("alpha")
         pid = lifecycle.run_of("alpha").pid  # type: ignore[union-attr]
@@ -196,7 +197,7 @@ async def test_spawn_approvals(short_tmp: Path) -> None:
 async def test_one_approval_is_applied_once_at_a_time(short_tmp: Path) -> None:
     async with open_hive(lifecycle_config(short_tmp)) as hive:
         coord = hive.coordinator
-        lifecycle = coord.lifecycle
+        lifecycle = coord.ops
         assert isinstance(lifecycle, Lifecycle)
         await coord.ops.spawn("alpha")
         sha = await commit_file(coord.paths.agent_config("alpha"), "n.txt", "1\n", "n")
@@ -249,9 +250,9 @@ async def test_a_build_cancelled_midway_leaves_the_approval_pending(
         poll_interval=0.05,
     )
     (short_tmp / "conf").mkdir()
-    async with open_coordinator(config) as coord:
-        lifecycle = Lifecycle(coord, backend=backend)
-        coord.lifecycle = lifecycle
+    async with open_coordinator(config, lifecycle=partial(Lifecycle, backend=backend)) as coord:
+        lifecycle = coord.ops
+        assert isinstance(lifecycle, Lifecycle)
         await coord.root_nursery.start(lifecycle.serve)
         await lifecycle.spawn("alpha")
         assert "--bind=" in (short_tmp / "conf" / "h-alpha.conf").read_text()

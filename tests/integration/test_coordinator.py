@@ -9,6 +9,7 @@ import trio.testing
 
 from hive_trio.core.coordinator import Coordinator, open_coordinator
 from hive_trio.errors import Busy, Conflict, InvalidRequest, TooLarge, UnknownAgent
+from hive_trio.lifecycle.bare import BareLifecycle
 from hive_trio.records import (
     BROADCAST,
     DashboardEvent,
@@ -38,11 +39,11 @@ def transient_events(coord: Coordinator) -> list[DashboardEvent]:
 
 
 async def test_second_open_of_the_same_state_dir_fails(config: Config) -> None:
-    async with open_coordinator(config):
+    async with open_coordinator(config, lifecycle=BareLifecycle):
         with pytest.raises(AlreadyRunning, match="already using"):
-            async with open_coordinator(config):
+            async with open_coordinator(config, lifecycle=BareLifecycle):
                 pass  # pragma: no cover
-    async with open_coordinator(config):  # released on exit
+    async with open_coordinator(config, lifecycle=BareLifecycle):  # released on exit
         pass
 
 
@@ -320,11 +321,11 @@ async def test_a_paused_agent_is_handed_nothing_until_unpaused(
 
 
 async def test_paused_survives_a_daemon_restart(config: Config) -> None:
-    async with open_coordinator(config) as coord:
+    async with open_coordinator(config, lifecycle=BareLifecycle) as coord:
         await coord.record_spawn("alpha")
         await coord.set_paused("alpha", True)
         await coord.send("operator", "alpha", "x")
-    async with open_coordinator(config) as coord:
+    async with open_coordinator(config, lifecycle=BareLifecycle) as coord:
         assert await coord.recv("alpha") == []
         await coord.set_paused("alpha", False)
         assert [m.body for m in await coord.recv("alpha")] == ["x"]

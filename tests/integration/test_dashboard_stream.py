@@ -40,6 +40,7 @@ from hive_trio.dashboard.protocol import ResumePoint, stream_url
 from hive_trio.dashboard.server import serve_dashboard
 from hive_trio.dashboard.token import dashboard_url
 from hive_trio.errors import HiveError
+from hive_trio.lifecycle.bare import BareLifecycle
 from hive_trio.records import (
     OPERATOR,
     ApprovalResolvedEvent,
@@ -279,11 +280,10 @@ async def test_wrong_or_missing_token_and_foreign_origin_are_refused(config: Con
 
 
 async def test_approve_answer_and_send_over_the_socket(config: Config) -> None:
-    async with running_hive(config) as hive:
+    # The double resolves an apply_commit approval without a git history; the real Lifecycle is
+    # exercised in test_approve_deny_and_lifecycle_with_the_real_lifecycle.
+    async with running_hive(config, lifecycle=RecordingLifecycle) as hive:
         coord = hive.coordinator
-        # The double resolves an apply_commit approval without a git history; the real Lifecycle is
-        # exercised in test_approve_deny_and_lifecycle_with_the_real_lifecycle.
-        coord.lifecycle = RecordingLifecycle(coord)
         await coord.record_spawn("alpha")
         approval = await add_pending_approval(coord, "alpha")
         question = await coord.ask("alpha", "Which region?", options=["eu", "us", "ap"], multi=True)
@@ -354,10 +354,10 @@ async def test_approve_deny_and_lifecycle_with_the_real_lifecycle(config: Config
 
 
 async def test_lifecycle_buttons_spin_and_survive_the_operator_leaving(config: Config) -> None:
-    async with running_hive(config) as hive:
+    async with running_hive(config, lifecycle=partial(RecordingLifecycle, gate=trio.Event())) as hive:
         coord = hive.coordinator
-        lifecycle = RecordingLifecycle(coord, gate=trio.Event())
-        coord.lifecycle = lifecycle
+        lifecycle = coord.ops
+        assert isinstance(lifecycle, RecordingLifecycle)
         await coord.record_spawn("alpha")
         async with open_dashboard_client(url_of(hive), buffer=float("inf")) as client:
             with trio.fail_after(5):
@@ -385,16 +385,35 @@ async def test_lifecycle_buttons_spin_and_survive_the_operator_leaving(config: C
         assert kinds.count(TransientSetEvent) == 1 and kinds.count(TransientClearedEvent) == 1
 
 
+async def test_dashboard_spawn_and_destroy_in_a_bare_hive_work_as_host_sock_does(config: Config) -> None:
+    # One BareLifecycle behind both surfaces: a bare spawn is a roster row and a live socket.
+    async with running_hive(config) as hive, open_dashboard_client(url_of(hive), buffer=float("inf")) as client:
+        coord = hive.coordinator
+        spawned = await client.action("spawn", name="gamma")
+        assert spawned["name"] == "gamma"
+        assert coord.is_registered("gamma") and coord.paths.agent_socket("gamma").exists()
+        await client.wait_until(lambda s: "gamma" in s.agents)
+        with pytest.raises(ActionFailed, match="already exists"):
+            await client.action("spawn", name="gamma")
+        assert await client.action("destroy", name="gamma") is None
+        await client.wait_until(lambda s: "gamma" not in s.agents)
+        assert not coord.is_registered("gamma") and not coord.paths.agent_socket("gamma").exists()
+        assert await coord.tombstones() == ["gamma"]
+        with pytest.raises(ActionFailed, match="unknown agent 'gamma'"):
+            await client.action("destroy", name="gamma")
+        with pytest.raises(ActionFailed, match="lifecycle backend"):
+            await client.action("destroy", name="gamma", purge=True)
+
+
 async def test_cancel_transient_and_lifecycle_errors_are_results_not_crashes(config: Config) -> None:
-    async with running_hive(config) as hive:
+    async with running_hive(config) as hive, open_dashboard_client(url_of(hive), buffer=float("inf")) as client:
+        with pytest.raises(ActionFailed, match="without a lifecycle backend"):
+            await client.action("start", name="alpha")
+        with pytest.raises(ActionFailed, match="nothing is in flight"):
+            await client.action("cancel_transient", name="alpha")
+    async with running_hive(config, lifecycle=partial(RecordingLifecycle, gate=trio.Event())) as hive:
         coord = hive.coordinator
         async with open_dashboard_client(url_of(hive), buffer=float("inf")) as client:
-            with pytest.raises(ActionFailed, match="without a lifecycle backend"):
-                await client.action("start", name="alpha")
-            with pytest.raises(ActionFailed, match="nothing is in flight"):
-                await client.action("cancel_transient", name="alpha")
-            lifecycle = RecordingLifecycle(coord, gate=trio.Event())
-            coord.lifecycle = lifecycle
             await coord.record_spawn("alpha")
             async with trio.open_nursery() as nursery:
 
@@ -529,7 +548,7 @@ async def test_a_stalled_client_is_cut_by_the_send_timeout_and_never_holds_other
     """A peer that reads nothing holds only its own task: its write is cut after `stall_timeout`."""
     cfg = dashboard_config(config, subscriber_buffer=8, shutdown_grace=0.5)
     async with trio.open_nursery() as outer:
-        async with open_coordinator(cfg) as coord:
+        async with open_coordinator(cfg, lifecycle=BareLifecycle) as coord:
             base = await coord.root_nursery.start(partial(serve_dashboard, coord, stall_timeout=stall_timeout))
             url = f"{base}?token={coord.paths.dashboard_token.read_text().strip()}"
             # Connected from outside the daemon's scope and never read: a hung browser tab.

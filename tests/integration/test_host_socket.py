@@ -10,6 +10,7 @@ import re
 import stat
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +18,9 @@ import trio
 import trio.testing
 
 from hive_trio.clients.host import HostClient, HostRefused
+from hive_trio.core.coordinator import Coordinator
 from hive_trio.errors import Busy, UnknownAgent
+from hive_trio.lifecycle.bare import BareLifecycle
 from hive_trio.records import AgentRecord, Approval, ApprovalKind, ApprovalStatus, TransientKind
 from hive_trio.testing import InProcessHive, open_test_hive
 
@@ -137,10 +140,11 @@ async def test_spawn_and_destroy_fall_back_to_bare_agents_without_a_lifecycle(hi
         refused(await line(host, b'{"cmd":"start","scope":{}}'), "scope names no agents")  # whatever the backend
 
 
-class RecordingLifecycle:
+class RecordingLifecycle(BareLifecycle):
     """A lifecycle backend that records what host.sock asked of it (protocol routing only)."""
 
-    def __init__(self) -> None:
+    def __init__(self, coord: Coordinator) -> None:
+        super().__init__(coord)
         self.calls: list[tuple[Any, ...]] = []
 
     async def spawn(self, name: str, *, parent: str | None = None) -> AgentRecord:
@@ -191,10 +195,14 @@ class RecordingLifecycle:
         return self._approval(approval_id, ApprovalStatus.DENIED, note)
 
 
-async def test_lifecycle_verbs_go_through_coordinator_ops(hive: InProcessHive) -> None:
-    ops = RecordingLifecycle()
-    hive.coordinator.lifecycle = ops
-    async with hive.open_host() as host, hive.open_manager() as manager:
+async def test_lifecycle_verbs_go_through_coordinator_ops(hive_dir: Path) -> None:
+    async with (
+        open_test_hive(agents=("alpha", "beta"), directory=hive_dir, lifecycle=RecordingLifecycle) as hive,
+        hive.open_host() as host,
+        hive.open_manager() as manager,
+    ):
+        ops = hive.coordinator.ops
+        assert isinstance(ops, RecordingLifecycle)
         ok(await line(host, b'{"cmd":"restart","name":"alpha"}'))
         ok(await line(host, b'{"cmd":"rebuild","name":"alpha"}'))
         ok(await line(host, b'{"cmd":"kill","name":"alpha"}'))
@@ -366,7 +374,7 @@ async def test_host_sock_goes_to_the_admin_group_where_it_exists() -> None:
 
 async def test_refusal_text_reaches_the_client_as_host_refused(hive: InProcessHive) -> None:
     with pytest.raises(HostRefused, match="unknown agent 'nobody'") as caught:
-        await hive.host("restart", name="nobody") if hive.coordinator.lifecycle else await hive.host(
-            "set_paused", name="nobody", paused=False
-        )
+        await hive.host("restart", name="nobody") if not isinstance(
+            hive.coordinator.ops, BareLifecycle
+        ) else await hive.host("set_paused", name="nobody", paused=False)
     assert caught.value.response["ok"] is False

@@ -36,7 +36,7 @@ from hive_trio.records import (
 
 
 def lifecycle_of(hive_coord: object) -> Lifecycle:
-    lifecycle = getattr(hive_coord, "lifecycle", None)
+    lifecycle = getattr(hive_coord, "ops", None)
     assert isinstance(lifecycle, Lifecycle)
     return lifecycle
 

@@ -14,6 +14,7 @@ from lifecycle_support import drain
 from hive_trio.core.coordinator import Coordinator, open_coordinator
 from hive_trio.core.event_hub import Subscription
 from hive_trio.errors import Conflict
+from hive_trio.lifecycle.bare import BareLifecycle
 from hive_trio.records import (
     EXPIRED_ANSWER,
     SYSTEM_SENDER,
@@ -111,12 +112,12 @@ async def test_a_sooner_question_wakes_the_watchdog(
 
 async def test_deadlines_that_passed_while_down_are_resolved_at_start(config: Config) -> None:
     clock_value = [1_800_000_000.0]
-    async with open_coordinator(config, clock=lambda: clock_value[0]) as coord:
+    async with open_coordinator(config, lifecycle=BareLifecycle, clock=lambda: clock_value[0]) as coord:
         await coord.record_spawn("alpha")
         q = await coord.ask("alpha", "still there?", ttl_seconds=10, default_answer="assumed yes")
         operator_q = await coord.ask("alpha", "no deadline", ttl_seconds=None)
     clock_value[0] += 3600  # the daemon was down for an hour
-    async with open_coordinator(config, clock=lambda: clock_value[0]) as coord:
+    async with open_coordinator(config, lifecycle=BareLifecycle, clock=lambda: clock_value[0]) as coord:
         with coord.subscribe() as events:
             await coord.root_nursery.start(coord.serve_question_watchdog)
             # Resolved before the watchdog reports started, i.e. before anything else can ask.

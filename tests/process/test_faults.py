@@ -27,6 +27,7 @@ from hive_trio.clients.mcp import ToolError, open_agent_client
 from hive_trio.daemon import open_hive
 from hive_trio.errors import StorageError
 from hive_trio.lifecycle import config_repos
+from hive_trio.lifecycle.supervisor import Lifecycle
 from hive_trio.records import ApprovalKind, ApprovalStatus, TransientKind
 from hive_trio.testing import DaemonProcess, InProcessHive, open_daemon_process, open_test_hive, short_temp_dir
 
@@ -497,7 +498,8 @@ async def test_a_deploy_cut_off_after_its_git_steps_is_finished_at_the_next_star
         assert (await coord.require_agent("alpha")).deployed_sha == sha
         (event,) = [e for e in await helper_events(coord, "manager") if e["event"] == "approval_resolved"]
         assert (event["id"], event["status"], event["tag"]) == (approval.id, "approved", f"deployed/{approval.id}")
-        assert await coord.lifecycle.finish_interrupted_deploys() == []  # type: ignore[union-attr]
+        assert isinstance(coord.ops, Lifecycle)
+        assert await coord.ops.finish_interrupted_deploys() == []
 
 
 # ------------------------------------------------------------------------------ an agent that floods stdout

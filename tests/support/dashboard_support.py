@@ -22,11 +22,12 @@ import h11
 import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
-from hive_trio.core.coordinator import Coordinator
+from hive_trio.core.coordinator import Coordinator, LifecycleFactory
 from hive_trio.daemon import Hive, open_hive
 from hive_trio.dashboard.protocol import ResumePoint, stream_url
 from hive_trio.dashboard.token import dashboard_url
 from hive_trio.errors import HiveError, NotFound
+from hive_trio.lifecycle.bare import BareLifecycle
 from hive_trio.records import AgentRecord, Approval, ApprovalKind, ApprovalStatus, TransientKind
 from hive_trio.rules.config import Config
 
@@ -36,8 +37,11 @@ def dashboard_config(config: Config, **changes: Any) -> Config:
 
 
 @asynccontextmanager
-async def running_hive(config: Config, *, lifecycle: bool = False, **changes: Any) -> AsyncIterator[Hive]:
-    """A real hive with its dashboard on port 0; bare agents unless `lifecycle` (real child processes)."""
+async def running_hive(
+    config: Config, *, lifecycle: bool | LifecycleFactory = False, **changes: Any
+) -> AsyncIterator[Hive]:
+    """A real hive with its dashboard on port 0; bare agents unless `lifecycle` (real child processes, or
+    a factory such as `RecordingLifecycle`)."""
     async with open_hive(dashboard_config(config, **changes), lifecycle=lifecycle) as hive:
         yield hive
 
@@ -72,8 +76,12 @@ async def next_frame(ws: WebSocketConnection, *, within: float = 5.0) -> dict[st
 
 
 @attrs.define
-class RecordingLifecycle:
-    """A `LifecycleOps` double: approvals resolve for real; lifecycle verbs are recorded, gated if asked."""
+class RecordingLifecycle(BareLifecycle):
+    """A `LifecycleOps` double: approvals resolve for real; lifecycle verbs are recorded, gated if asked.
+
+    Serves and shuts down as the bare lifecycle does (nothing runs). Give it to the hive at assembly:
+    `running_hive(config, lifecycle=RecordingLifecycle)`; `hive.coordinator.ops` is then this object.
+    """
 
     coord: Coordinator
     calls: list[tuple[str, str]] = attrs.field(factory=list)
