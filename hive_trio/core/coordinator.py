@@ -25,6 +25,7 @@ import attrs
 import trio
 
 from hive_trio.core.event_hub import EventHub, Subscription
+from hive_trio.core.inbox_bells import InboxBells
 from hive_trio.errors import Busy, Conflict, HiveError, InvalidRequest
 from hive_trio.records import (
     BROADCAST,
@@ -164,6 +165,7 @@ class Coordinator:
         self.clock = clock
         self._db = db
         self._hub = EventHub(buffer=config.subscriber_buffer, ring=config.event_ring)
+        self._bells = InboxBells()
         self._broker = Broker(db, clock=clock, max_body_bytes=config.max_body_bytes)
         self._roster = Roster(db, clock=clock)
         self._approvals = Approvals(db, clock=clock)
@@ -316,14 +318,19 @@ class Coordinator:
             if to != MANAGER_AGENT and to != OPERATOR:
                 validate_agent_name(to)
             messages = [await self._broker.send(sender, to, body)]
-        for m in messages:
-            self._hub.emit(SentEvent(sender=m.sender, recipient=m.recipient, body=m.body, at=m.sent_at))
+        self._deliverable(messages)
         return messages
+
+    def _deliverable(self, messages: Sequence[Message]) -> None:
+        """Committed messages: mirror each to the dashboard as `sent`, and wake each recipient's parked `recv`."""
+        for m in messages:
+            self._hub.emit(SentEvent.of(m))
+            self._bells.ring(m.recipient)
 
     async def recv(self, name: str, *, wait_seconds: float = 0.0, limit: int = 1) -> list[Message]:
         """Hand out up to `limit` messages, parking up to `wait_seconds` for the first one.
 
-        Parking waits on the inbox bell the hub rings when a message for `name` commits, so an idle
+        Parking waits on the inbox bell the coordinator rings after a message for `name` commits, so an idle
         agent costs nothing; the database is read once per wake, never polled. A paused agent's turn
         loop is parked here (host.sock `set_paused`): nothing is handed out until it is un-paused.
         """
@@ -331,7 +338,7 @@ class Coordinator:
         wait = min(max(float(wait_seconds), 0.0), self.config.max_recv_wait)
         deadline = trio.current_time() + wait
         while True:
-            bell = self._hub.inbox_bell(name)
+            bell = self._bells.bell(name)
             # Shielded: once the batch holding this UPDATE runs, the rows are stamped delivered; a
             # cancellation now would lose the list (and with it the messages) until a requeue.
             # With the shield the caller always gets the list and no checkpoint follows before
@@ -343,7 +350,7 @@ class Coordinator:
                     messages = await self._broker.deliver(name, limit=limit, max_bytes=self.reply_body_budget)
             if messages:
                 for m in messages:
-                    self._hub.emit(DeliveredEvent(sender=m.sender, recipient=m.recipient, body=m.body, at=self.clock()))
+                    self._hub.emit(DeliveredEvent.of(m))
                 return messages
             if trio.current_time() >= deadline:
                 return []
@@ -357,7 +364,7 @@ class Coordinator:
         with trio.CancelScope(shield=True):
             count = await self._broker.release([m.id for m in messages])
         for recipient in {m.recipient for m in messages}:
-            self._hub.ring_inbox(recipient)
+            self._bells.ring(recipient)
         return count
 
     async def ack_turn(self, name: str) -> int:
@@ -366,7 +373,7 @@ class Coordinator:
     async def requeue_inflight(self, name: str) -> int:
         count = await self._broker.requeue_inflight(name)
         if count:
-            self._hub.ring_inbox(name)
+            self._bells.ring(name)
         return count
 
     async def inbox_depth(self, name: str) -> int:
@@ -483,7 +490,7 @@ class Coordinator:
             self._paused.add(name)
         elif name in self._paused:
             self._paused.discard(name)
-            self._hub.ring_inbox(name)  # a parked recv picks up what waited meanwhile
+            self._bells.ring(name)  # a parked recv picks up what waited meanwhile
         await self.publish_status(name)
         return record
 
@@ -550,16 +557,7 @@ class Coordinator:
         return await self._approvals.get(approval_id)
 
     def _announce_approval(self, approval: Approval) -> None:
-        self._hub.emit(
-            ApprovalAddedEvent(
-                id=approval.id,
-                agent=approval.agent,
-                approval_kind=approval.kind,
-                sha_short=_short(approval.fetched_sha),
-                diff=approval.diff,
-                description=approval.description,
-            )
-        )
+        self._hub.emit(ApprovalAddedEvent.of(approval))
 
     async def resolve_approval(
         self,
@@ -591,22 +589,9 @@ class Coordinator:
         """Announce committed resolutions (`store.notices` wrote each with its notice): the dashboard's
         event, the notice's `sent`, and the agent's card when its row changed with it."""
         for approval, notice in pairs:
-            self._hub.emit(
-                ApprovalResolvedEvent(
-                    id=approval.id,
-                    agent=approval.agent,
-                    approval_kind=approval.kind,
-                    sha_short=_short(approval.fetched_sha),
-                    status=approval.status,
-                    resolved_at=approval.resolved_at or self.clock(),
-                    note=approval.note,
-                    description=approval.description,
-                )
-            )
+            self._hub.emit(ApprovalResolvedEvent.of(approval))
             if notice is not None:
-                self._hub.emit(
-                    SentEvent(sender=notice.sender, recipient=notice.recipient, body=notice.body, at=notice.sent_at)
-                )
+                self._deliverable([notice])
             if roster_changed:
                 await self.publish_status(approval.agent)
 
@@ -649,30 +634,9 @@ class Coordinator:
             target=target,
         )
         if q.target is None:
-            self._hub.emit(
-                QuestionAddedEvent(
-                    id=q.id,
-                    asker=q.asker,
-                    question=q.question,
-                    options=q.options,
-                    multi=q.multi,
-                    asked_at=q.asked_at,
-                    deadline_at=q.deadline_at,
-                    default_answer=q.default_answer,
-                )
-            )
+            self._hub.emit(QuestionAddedEvent.of(q))
         else:
-            await self.notify_agent(
-                q.target,
-                HelperQuestionAsked(
-                    id=q.id,
-                    asker=q.asker,
-                    question=q.question,
-                    options=q.options,
-                    multi=q.multi,
-                    deadline_at=q.deadline_at,
-                ),
-            )
+            await self.notify_agent(q.target, HelperQuestionAsked.of(q))
         if q.deadline_at is not None:
             self._deadline_bell.set()
         return q
@@ -706,24 +670,13 @@ class Coordinator:
         return [q for q, _ in pairs]
 
     def _question_resolved(self, q: Question, notice: Message | None) -> None:
-        """Mirror a committed resolution: the dashboard's event (operator questions), the notice's `sent`."""
-        assert q.answer is not None and q.answerer is not None
+        """Mirror a committed resolution: the dashboard's event (operator questions), the asker's notice."""
         if q.target is None:
-            self._hub.emit(
-                QuestionResolvedEvent(
-                    id=q.id,
-                    answer=q.answer,
-                    answerer=q.answerer,
-                    answered_at=q.answered_at or self.clock(),
-                    cancelled=q.cancelled,
-                )
-            )
+            self._hub.emit(QuestionResolvedEvent.of(q))
         if notice is None:
             log.warning("question #%d resolved, but its asker %s has no inbox any more", q.id, q.asker)
         else:
-            self._hub.emit(
-                SentEvent(sender=notice.sender, recipient=notice.recipient, body=notice.body, at=notice.sent_at)
-            )
+            self._deliverable([notice])
 
     async def get_question(self, question_id: int) -> Question:
         return await self._questions.get(question_id)
@@ -793,10 +746,6 @@ def _sole_exception(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
     return exc
-
-
-def _short(sha: str | None) -> str | None:
-    return sha[:12] if sha else None
 
 
 @asynccontextmanager

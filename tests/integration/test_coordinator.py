@@ -13,6 +13,7 @@ from hive_trio.lifecycle.bare import BareLifecycle
 from hive_trio.records import (
     BROADCAST,
     DashboardEvent,
+    DeliveredEvent,
     QuestionAddedEvent,
     QuestionResolvedEvent,
     SentEvent,
@@ -329,3 +330,37 @@ async def test_paused_survives_a_daemon_restart(config: Config) -> None:
         assert await coord.recv("alpha") == []
         await coord.set_paused("alpha", False)
         assert [m.body for m in await coord.recv("alpha")] == ["x"]
+
+
+async def test_sent_and_delivered_carry_the_message_id_and_the_rows_times(coordinator: Coordinator) -> None:
+    await coordinator.record_spawn("alpha")
+    with coordinator.subscribe() as sub:
+        [message] = await coordinator.send("operator", "alpha", "same words")
+        [delivered] = await coordinator.recv("alpha")
+        sent_event = await sub.receive.receive()
+        delivered_event = await sub.receive.receive()
+    assert isinstance(sent_event, SentEvent) and isinstance(delivered_event, DeliveredEvent)
+    assert sent_event.id == delivered_event.id == message.id
+    assert sent_event.at == message.sent_at
+    assert delivered.delivered_at is not None and delivered_event.at == delivered.delivered_at  # the row's stamp
+
+
+async def test_a_resolution_notice_wakes_a_parked_recv(
+    coordinator: Coordinator, autojump_clock: trio.abc.Clock
+) -> None:
+    # The bell is rung by the coordinator after the commit, not by the hub seeing the `sent` event.
+    await coordinator.record_spawn("alpha")
+    q = await coordinator.ask("alpha", "ship it?")
+    got: list[str] = []
+
+    async def receiver() -> None:
+        got.extend(m.body for m in await coordinator.recv("alpha", wait_seconds=120))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(receiver)
+        await trio.sleep(30)
+        assert got == []
+        start = trio.current_time()
+        await coordinator.answer_question(q.id, "yes", answerer="operator")
+    assert len(got) == 1 and json.loads(got[0])["event"] == "question_answered"
+    assert trio.current_time() == start
