@@ -120,14 +120,14 @@ async def open_hive(
         nursery = coord.root_nursery
         # Resolves deadlines that passed while the daemon was down before anything else can ask.
         await nursery.start(coord.serve_question_watchdog)
-        nursery.start_soon(coord.serve_vacuum)
+        await nursery.start(coord.serve_vacuum)
         await coord.register_manager()
         # Reconcile: every agent in the roster gets its socket back (so its harness can reconnect),
         # and what should run is started again.
         await nursery.start(coord.ops.serve)
         if config.dashboard_enabled:
             # Bound before open_hive yields, so `hive.dashboard_url` is always usable (port 0 included).
-            await nursery.start(serve_dashboard, coord)
+            coord.set_dashboard_url(await nursery.start(serve_dashboard, coord))
         # host.sock last: once an operator can connect, every agent socket is already bound.
         await nursery.start(serve_host_socket, coord)
         try:
@@ -137,6 +137,7 @@ async def open_hive(
             with trio.CancelScope(shield=True) as cleanup:
                 cleanup.deadline = trio.current_time() + config.shutdown_grace
                 await coord.ops.shutdown()
+            coord.set_dashboard_url(None)  # rows published while the hive closes link nowhere
 
 
 def lifecycle_factory(config: Config, lifecycle: bool | LifecycleFactory) -> LifecycleFactory:

@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager, suppress
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import attrs
 import trio
@@ -173,7 +173,7 @@ class Coordinator:
         self._resolutions = Resolutions(db, clock=clock)
         # Distinguishes daemon runs: a dashboard resuming with a seq from another run must resnapshot.
         self.epoch = secrets.token_hex(8)
-        self.dashboard_url: str | None = None
+        self._dashboard_url: str | None = None
         self._root = nursery
         self._serve_socket = serve_socket
         self._slots: dict[str, AgentSlot] = {}
@@ -494,8 +494,16 @@ class Coordinator:
         await self.publish_status(name)
         return record
 
+    @property
+    def dashboard_url(self) -> str | None:
+        """The dashboard's address once it listens (given by the assembly, `daemon.open_hive`), else None."""
+        return self._dashboard_url
+
+    def set_dashboard_url(self, url: str | None) -> None:
+        self._dashboard_url = url
+
     def agent_url(self, name: str) -> str | None:
-        return None if self.dashboard_url is None else f"{self.dashboard_url}#agent={name}"
+        return None if self._dashboard_url is None else f"{self._dashboard_url}#agent={name}"
 
     async def agent_statuses(self, names: Sequence[str] | None = None) -> list[AgentStatus]:
         # One read: the rows and the counts agree, and it costs one thread hop rather than two.
@@ -687,7 +695,9 @@ class Coordinator:
             return await self._questions.list_open()
         return await self._questions.list_recent(limit=recent)
 
-    async def serve_question_watchdog(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def serve_question_watchdog(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> NoReturn:
         """Resolve questions at their deadlines. Sleeps until the next one; a new question wakes it.
 
         Deadlines that passed while the daemon was down are resolved on the first pass.
@@ -730,7 +740,11 @@ class Coordinator:
     async def vacuum(self) -> int:
         return await self._broker.vacuum(retention_seconds=self.config.retention_days * 86400)
 
-    async def serve_vacuum(self, *, interval: float = 3600.0) -> None:
+    async def serve_vacuum(
+        self, *, interval: float = 3600.0, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> NoReturn:
+        """Drop acked messages past retention, now and every `interval` seconds; ready after the first pass."""
+        started = False
         while True:
             try:
                 dropped = await self.vacuum()
@@ -738,6 +752,9 @@ class Coordinator:
                     log.info("vacuum dropped %d acked messages past retention", dropped)
             except HiveError:
                 log.warning("vacuum failed", exc_info=True)
+            if not started:
+                task_status.started()
+                started = True
             await trio.sleep(interval)
 
 
