@@ -20,11 +20,11 @@ import trio
 
 from hive_trio.core.coordinator import Coordinator, LifecycleFactory, WallClock, open_coordinator
 from hive_trio.dashboard.server import serve_dashboard
+from hive_trio.lifecycle.approvals import Lifecycle
 from hive_trio.lifecycle.backends import Backend
 from hive_trio.lifecycle.backends.nixos_container import NixosContainerBackend
 from hive_trio.lifecycle.backends.process import ProcessBackend
 from hive_trio.lifecycle.bare import BareLifecycle
-from hive_trio.lifecycle.supervisor import Lifecycle
 from hive_trio.rules.config import Config
 from hive_trio.rules.paths import HivePaths
 from hive_trio.sockets.host.server import serve_host_socket

@@ -14,9 +14,9 @@ from lifecycle_support import commit_file, drain, eventually, helper_events, lif
 from hive_trio.core.coordinator import open_coordinator
 from hive_trio.daemon import open_hive
 from hive_trio.errors import Busy, Conflict, InvalidRequest, UnknownAgent
+from hive_trio.lifecycle import Lifecycle, config_repos
 from hive_trio.lifecycle.backends.nixos_container import NixosContainerBackend
 from hive_trio.lifecycle.config_repos import rev_parse, run_git
-from hive_trio.lifecycle.supervisor import Lifecycle, config_repos
 from hive_trio.records import (
     ApprovalAddedEvent,
     ApprovalKind,

@@ -22,8 +22,8 @@ from lifecycle_support import (
 
 from hive_trio.daemon import open_hive
 from hive_trio.errors import Busy, Conflict, InvalidRequest, LifecycleFailed, NotFound
+from hive_trio.lifecycle import ActionCancelled, Lifecycle
 from hive_trio.lifecycle.config_repos import rev_parse
-from hive_trio.lifecycle.supervisor import ActionCancelled, Lifecycle
 from hive_trio.records import (
     ApprovalKind,
     ApprovalStatus,

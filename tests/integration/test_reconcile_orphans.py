@@ -14,8 +14,8 @@ import trio
 from lifecycle_support import eventually, lifecycle_config, pid_alive
 
 from hive_trio.daemon import open_hive
+from hive_trio.lifecycle import Lifecycle
 from hive_trio.lifecycle.backends.process import read_boot_id
-from hive_trio.lifecycle.supervisor import Lifecycle
 
 # Each agent is a shell with a background child: the group, not just the leader, must be stopped.
 TEMPLATE = "sleep 3600 & exec sleep 3601"

@@ -26,8 +26,7 @@ from hive_trio.clients.host import HostRefused, host_request
 from hive_trio.clients.mcp import ToolError, open_agent_client
 from hive_trio.daemon import open_hive
 from hive_trio.errors import StorageError
-from hive_trio.lifecycle import config_repos
-from hive_trio.lifecycle.supervisor import Lifecycle
+from hive_trio.lifecycle import Lifecycle, config_repos
 from hive_trio.records import ApprovalKind, ApprovalStatus, TransientKind
 from hive_trio.testing import DaemonProcess, InProcessHive, open_daemon_process, open_test_hive, short_temp_dir
 
