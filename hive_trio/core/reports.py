@@ -32,7 +32,6 @@ from hive_trio.records import (
     SYSTEM_SENDER,
     HelperEvent,
     Message,
-    SentEvent,
     to_json,
 )
 from hive_trio.records.harness import (
@@ -68,6 +67,8 @@ from hive_trio.store import usage as usage_sql
 
 if TYPE_CHECKING:
     from hive_trio.core.coordinator import Coordinator
+    from hive_trio.core.event_hub import EventHub
+    from hive_trio.store.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -139,9 +140,21 @@ def parse_moment(at: float | str) -> float:
 class HarnessReports:
     """The coordinator's harness-facing section; `coord.reports`."""
 
-    def __init__(self, coord: Coordinator) -> None:
+    def __init__(
+        self,
+        coord: Coordinator,
+        *,
+        db: Database,
+        hub: EventHub,
+        deliverable: Callable[[Sequence[Message]], None],
+    ) -> None:
         self.coord = coord
         self.config = coord.config
+        # The coordinator's own database and hub: this section writes and announces for it.
+        self.db = db
+        self.hub = hub
+        # Mirrors committed messages to the dashboard and wakes their recipients' parked `recv`.
+        self._deliverable = deliverable
         self.serve_channel: ServeHarness | None = None
         self._controls: dict[str, AgentControl] = {}
         self._waiters: dict[int, trio.Event] = {}
@@ -203,9 +216,7 @@ class HarnessReports:
 
     # ================================================================== turns
     def _announce(self, notices: Sequence[Message | None]) -> None:
-        for n in notices:
-            if n is not None:
-                self.coord.hub.emit(SentEvent(sender=n.sender, recipient=n.recipient, body=n.body, at=n.sent_at))
+        self._deliverable([n for n in notices if n is not None])
 
     async def turn_started(self, name: str, args: TurnStartedArgs) -> TranscriptEntry:
         turn_id = _check_turn_id(args.turn_id)
@@ -228,12 +239,12 @@ class HarnessReports:
                 roster_sql.update_tx(conn, name=name, status_text=WORKING, status_set_at=now)
             return entry
 
-        entry = await self.coord.db.write(tx)
+        entry = await self.db.write(tx)
         ctl = self.control(name)
         ctl.turn_id = turn_id
         # An interrupt asked for between turns is stale: it must not stop the turn that starts now.
         ctl.interrupt = False
-        self.coord.hub.emit(TurnStartedEvent(agent=name, turn_id=turn_id, message_ids=list(args.message_ids), at=now))
+        self.hub.emit(TurnStartedEvent(agent=name, turn_id=turn_id, message_ids=list(args.message_ids), at=now))
         if is_agent:
             await self.coord.publish_status(name)
         return entry
@@ -245,7 +256,7 @@ class HarnessReports:
         text = transcripts_sql.cap_text(args.text, cap)
         input_json = transcripts_sql.cap_json(args.input, cap)
         now = self.coord.clock()
-        entry = await self.coord.db.write(
+        entry = await self.db.write(
             lambda c: transcripts_sql.append_tx(
                 c,
                 agent=name,
@@ -259,7 +270,7 @@ class HarnessReports:
                 is_error=args.is_error,
             )
         )
-        self.coord.hub.emit(
+        self.hub.emit(
             TurnEventEvent(
                 agent=name,
                 turn_id=turn_id,
@@ -332,10 +343,10 @@ class HarnessReports:
                 row_changed = True
             return entry, notices, exceeded, row_changed
 
-        _entry, notices, exceeded, _ = await self.coord.db.write(tx)
+        _entry, notices, exceeded, _ = await self.db.write(tx)
         if ctl.turn_id == turn_id:
             ctl.turn_id = None
-        self.coord.hub.emit(
+        self.hub.emit(
             TurnFinishedEvent(
                 agent=name,
                 turn_id=turn_id,
@@ -395,7 +406,7 @@ class HarnessReports:
             changes.update(status_text=text, status_set_at=self.coord.clock() if text else None)
         if not changes:
             return
-        await self.coord.db.write(lambda c: roster_sql.update_tx(c, name=name, **changes))
+        await self.db.write(lambda c: roster_sql.update_tx(c, name=name, **changes))
         await self.coord.publish_status(name)
 
     # ================================================================== usage and budgets
@@ -408,15 +419,15 @@ class HarnessReports:
             default_usd=self.config.daily_usd_budget,
         )
 
-    def status_extras_tx(
-        self, conn: apsw.Connection, names: Sequence[str] | None, now: float
-    ) -> tuple[dict[str, AgentUsage], dict[str, int]]:
-        """For `agent_status`, inside the coordinator's read (a worker thread: `now` is read before it)."""
-        return self._usage_tx(conn, names, now), reminders_sql.pending_counts(conn, names)
+    async def status_extras(self, names: Sequence[str] | None) -> tuple[dict[str, AgentUsage], dict[str, int]]:
+        """For `agent_status`: usage with budgets, and pending reminders (all agents, or `names`)."""
+        now = self.coord.clock()
+        wanted = None if names is None else list(names)
+        return await self.db.read(lambda c: (self._usage_tx(c, wanted, now), reminders_sql.pending_counts(c, wanted)))
 
     async def usage(self, name: str) -> AgentUsage:
         now = self.coord.clock()
-        return (await self.coord.db.read(lambda c: self._usage_tx(c, [name], now)))[name]
+        return (await self.db.read(lambda c: self._usage_tx(c, [name], now)))[name]
 
     async def set_budget(self, name: str, *, daily_tokens: int | None, daily_usd: float | None) -> Budget:
         await self.coord.require_agent(name)
@@ -424,7 +435,7 @@ class HarnessReports:
             raise InvalidRequest("daily_tokens must not be negative")
         if daily_usd is not None and (daily_usd < 0 or not math.isfinite(daily_usd)):
             raise InvalidRequest("daily_usd must be a finite number, not negative")
-        budget = await self.coord.db.write(
+        budget = await self.db.write(
             lambda c: usage_sql.set_budget_tx(c, agent=name, daily_tokens=daily_tokens, daily_usd=daily_usd)
         )
         self.control_changed(name)  # raising the limit resumes a parked harness
@@ -466,7 +477,7 @@ class HarnessReports:
             raise InvalidRequest("ttl_seconds must be positive and at most a day")
         input_json = transcripts_sql.cap_json(tool_input, self.config.max_body_bytes) or "null"
         now = self.coord.clock()
-        request = await self.coord.db.write(
+        request = await self.db.write(
             lambda c: permissions_sql.request_tx(
                 c, agent=name, tool=checked, input_json=input_json, now=now, ttl_seconds=ttl
             )
@@ -475,7 +486,7 @@ class HarnessReports:
             return request
         waiter = self._waiters[request.id] = trio.Event()
         try:
-            self.coord.hub.emit(
+            self.hub.emit(
                 PermissionAddedEvent(
                     id=request.id,
                     agent=name,
@@ -499,7 +510,7 @@ class HarnessReports:
             raise
         finally:
             self._waiters.pop(request.id, None)
-        return await self.coord.db.read(lambda c: permissions_sql.require(c, request.id))
+        return await self.db.read(lambda c: permissions_sql.require(c, request.id))
 
     async def decide_permission(
         self,
@@ -516,7 +527,7 @@ class HarnessReports:
         now = self.coord.clock()
         if reason is None and by == OPERATOR:
             reason = f"{decision.value}ed by the operator" + (" (always, for this tool and agent)" if always else "")
-        decided = await self.coord.db.write(
+        decided = await self.db.write(
             lambda c: permissions_sql.decide_tx(
                 c, request_id=request_id, decision=decision, decided_by=by, now=now, always=always, reason=reason
             )
@@ -526,7 +537,7 @@ class HarnessReports:
 
     def _decided(self, p: PermissionRequest) -> None:
         assert p.decision is not None and p.decided_by is not None
-        self.coord.hub.emit(
+        self.hub.emit(
             PermissionResolvedEvent(
                 id=p.id,
                 agent=p.agent,
@@ -543,12 +554,12 @@ class HarnessReports:
 
     async def list_permissions(self, *, include_decided: bool = False) -> list[PermissionRequest]:
         if include_decided:
-            return await self.coord.db.read(lambda c: permissions_sql.list_recent_tx(c, limit=RECENT_PERMISSIONS))
-        return await self.coord.db.read(permissions_sql.list_open_tx)
+            return await self.db.read(lambda c: permissions_sql.list_recent_tx(c, limit=RECENT_PERMISSIONS))
+        return await self.db.read(permissions_sql.list_open_tx)
 
     async def expire_permissions(self) -> list[PermissionRequest]:
         now = self.coord.clock()
-        expired = await self.coord.db.write(lambda c: permissions_sql.expire_tx(c, now=now))
+        expired = await self.db.write(lambda c: permissions_sql.expire_tx(c, now=now))
         for p in expired:
             self._decided(p)
         return expired
@@ -561,7 +572,7 @@ class HarnessReports:
             bell = self._permission_bell = trio.Event()
             try:
                 await self.expire_permissions()
-                next_at = await self.coord.db.read(permissions_sql.next_deadline)
+                next_at = await self.db.read(permissions_sql.next_deadline)
             except HiveError:
                 log.warning("permission watchdog could not reach the database; retrying", exc_info=True)
                 next_at = self.coord.clock() + 1.0
@@ -578,11 +589,11 @@ class HarnessReports:
             validate_agent_name(name)
         if not 1 <= limit <= MAX_TRANSCRIPT_LIMIT:
             raise InvalidRequest(f"limit must be between 1 and {MAX_TRANSCRIPT_LIMIT}")
-        return await self.coord.db.read(lambda c: transcripts_sql.list_tx(c, agent=name, limit=limit, since=since))
+        return await self.db.read(lambda c: transcripts_sql.list_tx(c, agent=name, limit=limit, since=since))
 
     async def vacuum(self) -> int:
         older = self.coord.clock() - self.config.transcript_retention_days * 86400
-        return await self.coord.db.write(lambda c: transcripts_sql.vacuum_tx(c, older_than=older))
+        return await self.db.write(lambda c: transcripts_sql.vacuum_tx(c, older_than=older))
 
     # ================================================================== reminders
     async def remind(self, name: str, body: str, *, delay_seconds: float | None, at: float | str | None) -> Reminder:
@@ -599,7 +610,7 @@ class HarnessReports:
             if due - now > MAX_REMIND_DELAY:
                 raise InvalidRequest("remind: at is more than 366 days away")
             due = max(due, now)  # a time already past is due at once
-        reminder = await self.coord.db.write(
+        reminder = await self.db.write(
             lambda c: reminders_sql.add_tx(
                 c,
                 agent=name,
@@ -618,7 +629,7 @@ class HarnessReports:
     async def pending_reminders(self, name: str) -> list[Reminder]:
         if name != MANAGER_AGENT:
             validate_agent_name(name)
-        return await self.coord.db.read(lambda c: reminders_sql.pending_tx(c, agent=name))
+        return await self.db.read(lambda c: reminders_sql.pending_tx(c, agent=name))
 
     @staticmethod
     def _render_reminder(reminder: Reminder) -> str:
@@ -630,9 +641,7 @@ class HarnessReports:
 
     async def deliver_due_reminders(self) -> list[Reminder]:
         now = self.coord.clock()
-        pairs = await self.coord.db.write(
-            lambda c: reminders_sql.deliver_due_tx(c, now=now, render=self._render_reminder)
-        )
+        pairs = await self.db.write(lambda c: reminders_sql.deliver_due_tx(c, now=now, render=self._render_reminder))
         self._announce([m for _, m in pairs])
         for agent in {r.agent for r, _ in pairs if r.agent != MANAGER_AGENT}:
             await self.coord.publish_status(agent)
@@ -646,7 +655,7 @@ class HarnessReports:
             bell = self._reminder_bell = trio.Event()
             try:
                 await self.deliver_due_reminders()
-                next_at = await self.coord.db.read(reminders_sql.next_due)
+                next_at = await self.db.read(reminders_sql.next_due)
             except HiveError:
                 log.warning("reminder watchdog could not reach the database; retrying", exc_info=True)
                 next_at = self.coord.clock() + 1.0
@@ -667,7 +676,7 @@ class HarnessReports:
             usage_sql.forget_agent_tx(conn, agent=name)
             reminders_sql.forget_agent_tx(conn, agent=name)
 
-        await self.coord.db.write(tx)
+        await self.db.write(tx)
         self.forget(name)
 
 

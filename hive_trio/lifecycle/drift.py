@@ -61,9 +61,9 @@ class ConfigDrift:
             return
         if unit.is_manager:
             return
-        record = await self.coord.roster.get(unit.name)
+        record = await self.coord.find_agent(unit.name)
         if record is not None and record.needs_update:
-            await self.coord.roster.update(unit.name, needs_update=False)
+            await self.coord.set_needs_update(unit.name, False)
             await self.coord.publish_status(unit.name)
 
     def stopped(self, name: str) -> None:
@@ -80,10 +80,10 @@ class ConfigDrift:
             log.warning("could not check whether %s needs an update", unit.name, exc_info=True)
             return False
         stale = now != started
-        record = await self.coord.roster.get(unit.name)
+        record = await self.coord.find_agent(unit.name)
         if record is None or record.needs_update == stale:
             return stale
-        await self.coord.roster.update(unit.name, needs_update=stale)
+        await self.coord.set_needs_update(unit.name, stale)
         if stale:
             await self.coord.notify_manager(HelperNeedsUpdate(agent=unit.name))
         await self.coord.publish_status(unit.name)

@@ -49,7 +49,7 @@ async def wait_for_requests(hive: InProcessHive, count: int) -> list[dict[str, A
 async def test_allow_and_deny_reach_the_harness_and_stay_on_the_audit_trail(hive: InProcessHive) -> None:
     coord = hive.coordinator
     answers: list[PermissionAnswer] = []
-    with coord.hub.subscribe(buffer=64) as sub:
+    with coord.subscribe(buffer=64) as sub:
         async with open_test_channel(coord, "alpha") as channel, trio.open_nursery() as nursery:
             nursery.start_soon(ask, channel, answers)
             (request,) = await wait_for_requests(hive, 1)
@@ -137,7 +137,7 @@ async def test_a_deadline_that_passed_while_the_daemon_was_down_is_denied_at_sta
         coord = hive.coordinator
         # As a daemon that died while the harness waited leaves it: recorded, open, its deadline long gone.
         past = coord.clock() - 1000
-        request = await coord.db.write(
+        request = await coord.reports.db.write(
             lambda c: permissions_sql.request_tx(
                 c, agent="alpha", tool="Bash", input_json="{}", now=past, ttl_seconds=10
             )

@@ -98,7 +98,7 @@ async def test_failed_turns_tell_the_manager_at_most_once_per_interval(
 
 async def test_turns_stream_as_dashboard_events_in_the_seq_stream(hive: InProcessHive) -> None:
     coord = hive.coordinator
-    with coord.hub.subscribe(buffer=64) as sub:
+    with coord.subscribe(buffer=64) as sub:
         async with open_test_channel(coord, "alpha") as channel:
             await channel.turn_started("t1", [7])
             await channel.turn_event("t1", "tool_use", tool="Bash", input={"command": "ls"})
@@ -127,7 +127,7 @@ async def test_a_huge_event_is_capped_in_the_transcript_and_on_the_dashboard(
 ) -> None:
     async with open_test_hive(agents=["alpha"], directory=hive_dir, transcript_max_text=1000) as hive:
         coord = hive.coordinator
-        with coord.hub.subscribe(buffer=64) as sub:
+        with coord.subscribe(buffer=64) as sub:
             async with open_test_channel(coord, "alpha") as channel:
                 await channel.turn_event("t1", "text", text="é" * 200_000)
                 await channel.turn_event("t1", "tool_use", tool="Write", input={"content": "x" * 50_000})

@@ -7,7 +7,7 @@ from pathlib import Path
 from lifecycle_support import commit_file, helper_events, lifecycle_config
 
 from hive_trio.daemon import open_hive
-from hive_trio.lifecycle.supervisor import Lifecycle
+from hive_trio.lifecycle import Lifecycle
 
 
 async def needs_update(coord: object, name: str) -> bool:
@@ -18,7 +18,7 @@ async def needs_update(coord: object, name: str) -> bool:
 async def test_a_moved_config_sets_needs_update_once_and_a_restart_clears_it(short_tmp: Path) -> None:
     async with open_hive(lifecycle_config(short_tmp)) as hive:
         coord = hive.coordinator
-        lifecycle = coord.lifecycle
+        lifecycle = coord.ops
         assert isinstance(lifecycle, Lifecycle)
         await coord.ops.spawn("alpha")
         await coord.ops.spawn("beta")
@@ -41,7 +41,7 @@ async def test_a_moved_config_sets_needs_update_once_and_a_restart_clears_it(sho
 async def test_a_stopped_agent_is_never_stale(short_tmp: Path) -> None:
     async with open_hive(lifecycle_config(short_tmp)) as hive:
         coord = hive.coordinator
-        lifecycle = coord.lifecycle
+        lifecycle = coord.ops
         assert isinstance(lifecycle, Lifecycle)
         await coord.ops.spawn("alpha")
         await coord.ops.stop("alpha")
