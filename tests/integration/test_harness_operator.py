@@ -298,10 +298,11 @@ async def test_a_reminder_arrives_from_system_when_due(
         start = trio.current_time()
         got = await alpha.call("recv", wait_seconds=180)
         assert got["messages"] == []
-        got = await alpha.call("recv", wait_seconds=180 * 3)
         while not got["messages"]:
             got = await alpha.call("recv", wait_seconds=180)
-        assert trio.current_time() - start == pytest.approx(600, abs=2)
+        # Not before it is due. (Virtual time may jump to a parked recv's deadline while the watchdog's
+        # commit is in its worker thread, so the upper bound is one recv later.)
+        assert 600 <= trio.current_time() - start <= 600 + 180
         (message,) = got["messages"]
         assert message["from"] == SYSTEM_SENDER and "check the build" in message["body"]
     rows = {r["name"]: r for r in (await hive.host("agent_status"))["agent_statuses"]}
