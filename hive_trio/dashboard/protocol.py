@@ -31,7 +31,7 @@ from hive_trio.records import (
     Snapshot,
     StreamFrame,
     structure,
-    unstructure_frame,
+    to_json,
 )
 
 TOKEN_PARAM: Final = "token"
@@ -95,14 +95,14 @@ def encode_action(op: str, req: RequestId, fields: Mapping[str, Any]) -> str:
     if cls is None:
         raise ActionError(f"unknown op {op!r}; expected one of: {', '.join(DASHBOARD_OPS)}")
     action: DashboardAction = structure({**fields, "req": req}, cls)
-    return json.dumps(CONVERTER.unstructure(action, DashboardAction), ensure_ascii=False, separators=(",", ":"))
+    return to_json(action, DashboardAction)
 
 
 # ------------------------------------------------------------------------------------- frames out
 
 
 def _dump(frame: StreamFrame) -> str:
-    return json.dumps(unstructure_frame(frame), ensure_ascii=False, separators=(",", ":"))
+    return to_json(frame, StreamFrame)
 
 
 def encode_snapshot(snapshot: Snapshot) -> str:
