@@ -14,6 +14,7 @@ import importlib
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -23,6 +24,9 @@ from pathlib import Path
 from typing import Any, Final
 
 import trio
+
+# `hive-trio daemon` logs the signal that stops it under the daemon's name, as before the CLI took it.
+log = logging.getLogger("hive_trio.daemon")
 
 EXIT_OK: Final = 0
 EXIT_REFUSED: Final = 1  # the daemon (or the config) said no
@@ -108,25 +112,22 @@ def embedded_runtime_dir(state_dir: Path) -> Path:
 
 def cmd_daemon(args: argparse.Namespace) -> int:
     from hive_trio.daemon import serve_daemon
-    from hive_trio.errors import HiveError
-    from hive_trio.rules.paths import HivePaths
+    from hive_trio.errors import HiveError, leaves
 
     config = load_cli_config(args)
     _configure_logging(args.log_level)
-    host_socket = HivePaths(config.state_dir, config.runtime_dir).host_socket
 
     async def serve() -> None:
-        ready = trio.Event()
-        async with trio.open_nursery() as nursery:
-
-            async def announce() -> None:
+        # Opened before the hive starts, so a signal during start-up is queued, not a KeyboardInterrupt.
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                host_socket = await nursery.start(serve_daemon, config)
                 # One line on stdout once every socket is bound, whatever the log level: scripts wait for it.
-                await ready.wait()
                 print(f"{READY_LINE}: host.sock at {host_socket}", flush=True)
-
-            nursery.start_soon(announce)
-            await serve_daemon(config, ready=ready)
-            nursery.cancel_scope.cancel()
+                async for signum in signals:
+                    log.info("received %s, shutting down", signal.Signals(signum).name)
+                    break
+                nursery.cancel_scope.cancel()
 
     try:
         trio.run(serve)
@@ -137,15 +138,8 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         refusals, rest = group.split(HiveError)
         if refusals is None or rest is not None:
             raise
-        raise CliError("; ".join(str(e) for e in _leaves(refusals))) from None
+        raise CliError("; ".join(str(e) for e in leaves(refusals))) from None
     return EXIT_OK
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    found: list[BaseException] = []
-    for exc in group.exceptions:
-        found += _leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
-    return found
 
 
 def _configure_logging(level: str) -> None:

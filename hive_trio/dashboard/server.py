@@ -20,7 +20,7 @@ from collections import OrderedDict
 from contextlib import suppress
 from functools import partial
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 import h11
 import trio
@@ -502,7 +502,7 @@ async def serve_dashboard(
     *,
     stall_timeout: float = DEFAULT_STALL_TIMEOUT,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
-) -> None:
+) -> NoReturn:
     """Serve the dashboard until cancelled; `task_status.started(url)` once it accepts connections.
 
     Sets `coord.dashboard_url` and writes it to `coord.paths.dashboard_url_file`. On cancellation it
@@ -549,6 +549,7 @@ async def serve_dashboard(
                 coord.dashboard_url = None
                 if url is not None:
                     await trio.to_thread.run_sync(partial(_remove_url, coord.paths.dashboard_url_file, url))
+    raise AssertionError("serve_dashboard only ends by cancellation")
 
 
 def _write_url(path: Path, url: str) -> None:
