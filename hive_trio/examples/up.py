@@ -19,7 +19,7 @@ from typing import Final
 import attrs
 import trio
 
-from hive_trio.cli import UP_STATE_DIR, embedded_runtime_dir
+from hive_trio.cli.discovery import UP_STATE_DIR, embedded_runtime_dir
 from hive_trio.core.coordinator import Coordinator
 from hive_trio.daemon import open_hive, raise_open_file_limit, tune_garbage_collection
 from hive_trio.dashboard.token import dashboard_url
@@ -40,7 +40,7 @@ def up_config(config: Config) -> Config:
     """`config` with `up`'s defaults wherever the operator left the daemon's defaults in place.
 
     State goes to `./hive-state`, and the runtime dir follows the CLI's rule for `up`
-    (`cli.embedded_runtime_dir`: under the state dir, or a private /tmp dir when socket paths there
+    (`cli.discovery.embedded_runtime_dir`: under the state dir, or a private /tmp dir when socket paths there
     would be too long), so `run_up` called directly finds the same hive the `hive-trio` commands do,
     and never replaces the sockets of a `hive-trio daemon` running on the defaults. Agents and manager
     run the bundled examples, with this Python.
@@ -83,7 +83,7 @@ def cli_name() -> str:
 
 def banner(coord: Coordinator, config: Config) -> str:
     state = shlex.quote(str(config.state_dir))
-    # From this directory the commands find `up`'s hive on their own (cli.discovered_hive).
+    # From this directory the commands find `up`'s hive on their own (cli.discovery.discovered_hive).
     found = config.state_dir == UP_STATE_DIR.resolve() and config.runtime_dir == embedded_runtime_dir(config.state_dir)
     flags = "" if found else f" --runtime-dir {shlex.quote(str(config.runtime_dir))}"
     cli = cli_name()
