@@ -23,7 +23,13 @@ from hive_trio.cli.discovery import UP_STATE_DIR, embedded_runtime_dir
 from hive_trio.core.coordinator import Coordinator
 from hive_trio.daemon import open_hive, raise_open_file_limit, tune_garbage_collection
 from hive_trio.dashboard.token import dashboard_url
-from hive_trio.rules.config import Config, default_runtime_dir, default_state_dir, python_module_command
+from hive_trio.rules.config import (
+    DEFAULT_AGENT_COMMAND,
+    Config,
+    default_runtime_dir,
+    default_state_dir,
+    python_module_command,
+)
 
 EXAMPLE_AGENTS: Final = ("alice", "bob", "carol")
 
@@ -53,6 +59,10 @@ def up_config(config: Config) -> Config:
         config,
         state_dir=state_dir,
         runtime_dir=runtime_dir,
+        # The daemon's default is the real-agent harness; `up` asks for the examples by name.
+        agent_command=example_agent_command()
+        if config.agent_command == DEFAULT_AGENT_COMMAND
+        else config.agent_command,
         manager_command=config.manager_command or example_manager_command(),
     )
 
