@@ -21,6 +21,7 @@ from hive_trio.records import (
     CONVERTER,
     DASHBOARD_ACTION_TYPES,
     DASHBOARD_OPS,
+    FRAME_TYPES,
     DashboardAction,
     DashboardEvent,
     EventFrame,
@@ -129,7 +130,7 @@ def parse_frame(text: str | bytes) -> StreamFrame | None:
         raise RecordError(f"server sent invalid JSON: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
         raise RecordError("server sent a frame without a 'type'")
-    if data["type"] not in ("snapshot", "resumed", "event", "result"):
+    if data["type"] not in FRAME_TYPES:
         return None
     frame: StreamFrame = structure(data, StreamFrame)
     return frame
