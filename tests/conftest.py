@@ -13,6 +13,7 @@ import pytest
 import trio.testing
 
 from hive_trio.core.coordinator import Coordinator, open_coordinator
+from hive_trio.lifecycle.bare import BareLifecycle
 from hive_trio.rules.config import Config
 from hive_trio.testing import TrioWallClock
 
@@ -44,7 +45,7 @@ async def wall_clock() -> TrioWallClock:
 
 @pytest.fixture
 async def coordinator(config: Config, wall_clock: TrioWallClock) -> AsyncIterator[Coordinator]:
-    async with open_coordinator(config, clock=wall_clock) as coord:
+    async with open_coordinator(config, lifecycle=BareLifecycle, clock=wall_clock) as coord:
         yield coord
 
 

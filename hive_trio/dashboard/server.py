@@ -355,11 +355,10 @@ class StreamConnection:
 
     # ------------------------------------------------------------------ events out
     async def _pump(self) -> None:
-        hub = self.coord.hub
         resume = self.resume
         while not self._finished:
             # Subscribe *before* the snapshot: every event after its seq is then in the subscription.
-            with hub.subscribe() as sub:
+            with self.coord.subscribe() as sub:
                 self._sub = sub
                 try:
                     last = await self._start_point(resume)
@@ -381,9 +380,8 @@ class StreamConnection:
             resume = None
 
     async def _start_point(self, resume: ResumePoint | None) -> int:
-        hub = self.coord.hub
         if resume is not None and resume.epoch == self.coord.epoch:
-            missed = hub.replay_since(resume.since)
+            missed = self.coord.replay_since(resume.since)
             if missed is not None:
                 await self._send(encode_resumed(resume.since, resume.epoch))
                 last = resume.since
@@ -505,8 +503,8 @@ async def serve_dashboard(
 ) -> NoReturn:
     """Serve the dashboard until cancelled; `task_status.started(url)` once it accepts connections.
 
-    Sets `coord.dashboard_url` and writes it to `coord.paths.dashboard_url_file`. On cancellation it
-    closes every websocket with 1001 and gives everything `config.shutdown_grace` to finish; whatever
+    Writes the URL to `coord.paths.dashboard_url_file`; the assembly gives it to the coordinator.
+    On cancellation it closes every websocket with 1001 and gives everything `config.shutdown_grace` to finish; whatever
     is still running then (a write to a peer that reads nothing) is cancelled and its socket reset.
     """
     config = coord.config
@@ -536,7 +534,6 @@ async def serve_dashboard(
         try:
             await nursery.start(run)
             url = http_url(host, port)
-            coord.dashboard_url = url
             await trio.to_thread.run_sync(partial(_write_url, coord.paths.dashboard_url_file, url))
             log.info("dashboard on %s", url)
             task_status.started(url)
@@ -546,10 +543,9 @@ async def serve_dashboard(
                 server.closing.set()
                 server_scope.deadline = trio.current_time() + config.shutdown_grace
                 await stopped.wait()
-                coord.dashboard_url = None
                 if url is not None:
                     await trio.to_thread.run_sync(partial(_remove_url, coord.paths.dashboard_url_file, url))
-    raise AssertionError("serve_dashboard only ends by cancellation")
+    raise AssertionError("unreachable: serve_dashboard ends only by cancellation")
 
 
 def _write_url(path: Path, url: str) -> None:

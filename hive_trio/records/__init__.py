@@ -95,6 +95,7 @@ from hive_trio.records.rows import PidRecord as PidRecord
 from hive_trio.records.rows import Question as Question
 from hive_trio.records.rows import Snapshot as Snapshot
 from hive_trio.records.rows import TransientKind as TransientKind
+from hive_trio.records.rows import short_sha as short_sha
 from hive_trio.records.stream import DASHBOARD_ACTION_TYPES as DASHBOARD_ACTION_TYPES
 from hive_trio.records.stream import DASHBOARD_OPS as DASHBOARD_OPS
 from hive_trio.records.stream import FRAME_TAGS as FRAME_TAGS
@@ -243,6 +244,7 @@ __all__ = [
     "from_json",
     "json_type_name",
     "rfc3339",
+    "short_sha",
     "structure",
     "to_json",
     "unstructure",

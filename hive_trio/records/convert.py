@@ -147,6 +147,8 @@ def _make_converter() -> cattrs.Converter:
     for cls in (SentEvent, DeliveredEvent, Delivery, Message):
         fields = {a.name for a in attrs.fields(cls)}
         ov: dict[str, Any] = {k: v for k, v in renames.items() if k in fields}
+        if cls in (SentEvent, DeliveredEvent):
+            ov["id"] = override(omit_if_default=True)  # an event without an id reads as it always did
         conv.register_unstructure_hook(cls, make_dict_unstructure_fn(cls, conv, **ov))
         conv.register_structure_hook(cls, make_dict_structure_fn(cls, conv, **ov))
     configure_tagged_union(HelperEvent, conv, tag_generator=_tag_of, tag_name="event")

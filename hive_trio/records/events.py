@@ -9,7 +9,16 @@ from typing import Any, ClassVar, Final, TypeAlias
 
 import attrs
 
-from hive_trio.records.rows import AgentStatus, ApprovalKind, ApprovalStatus, TransientKind
+from hive_trio.records.rows import (
+    AgentStatus,
+    Approval,
+    ApprovalKind,
+    ApprovalStatus,
+    Message,
+    Question,
+    TransientKind,
+    short_sha,
+)
 
 # ------------------------------------------------------------------------------------ HelperEvent
 # Bodies of messages from `system`, tagged `event` as hyperhive's harnesses expect.
@@ -75,6 +84,12 @@ class HelperQuestionAsked:
     multi: bool = False
     deadline_at: float | None = None
 
+    @classmethod
+    def of(cls, q: Question) -> HelperQuestionAsked:
+        return cls(
+            id=q.id, asker=q.asker, question=q.question, options=q.options, multi=q.multi, deadline_at=q.deadline_at
+        )
+
 
 @attrs.frozen
 class HelperQuestionAnswered:
@@ -109,7 +124,13 @@ class SentEvent:
     recipient: str
     body: str
     at: float
+    # The message's id, so clients match `delivered` to it (older clients ignore the extra key).
+    id: int | None = None
     seq: int = 0
+
+    @classmethod
+    def of(cls, m: Message) -> SentEvent:
+        return cls(sender=m.sender, recipient=m.recipient, body=m.body, at=m.sent_at, id=m.id)
 
 
 @attrs.frozen
@@ -119,7 +140,14 @@ class DeliveredEvent:
     recipient: str
     body: str
     at: float
+    id: int | None = None
     seq: int = 0
+
+    @classmethod
+    def of(cls, m: Message) -> DeliveredEvent:
+        """From the row `deliver` stamped: `at` is its `delivered_at`."""
+        assert m.delivered_at is not None
+        return cls(sender=m.sender, recipient=m.recipient, body=m.body, at=m.delivered_at, id=m.id)
 
 
 @attrs.frozen
@@ -132,6 +160,17 @@ class ApprovalAddedEvent:
     diff: str | None
     description: str | None
     seq: int = 0
+
+    @classmethod
+    def of(cls, a: Approval) -> ApprovalAddedEvent:
+        return cls(
+            id=a.id,
+            agent=a.agent,
+            approval_kind=a.kind,
+            sha_short=short_sha(a.fetched_sha),
+            diff=a.diff,
+            description=a.description,
+        )
 
 
 @attrs.frozen
@@ -147,6 +186,20 @@ class ApprovalResolvedEvent:
     description: str | None
     seq: int = 0
 
+    @classmethod
+    def of(cls, a: Approval) -> ApprovalResolvedEvent:
+        assert a.resolved_at is not None
+        return cls(
+            id=a.id,
+            agent=a.agent,
+            approval_kind=a.kind,
+            sha_short=short_sha(a.fetched_sha),
+            status=a.status,
+            resolved_at=a.resolved_at,
+            note=a.note,
+            description=a.description,
+        )
+
 
 @attrs.frozen
 class QuestionAddedEvent:
@@ -161,6 +214,19 @@ class QuestionAddedEvent:
     default_answer: str | None = None
     seq: int = 0
 
+    @classmethod
+    def of(cls, q: Question) -> QuestionAddedEvent:
+        return cls(
+            id=q.id,
+            asker=q.asker,
+            question=q.question,
+            options=q.options,
+            multi=q.multi,
+            asked_at=q.asked_at,
+            deadline_at=q.deadline_at,
+            default_answer=q.default_answer,
+        )
+
 
 @attrs.frozen
 class QuestionResolvedEvent:
@@ -171,6 +237,11 @@ class QuestionResolvedEvent:
     answered_at: float
     cancelled: bool
     seq: int = 0
+
+    @classmethod
+    def of(cls, q: Question) -> QuestionResolvedEvent:
+        assert q.answer is not None and q.answerer is not None and q.answered_at is not None
+        return cls(id=q.id, answer=q.answer, answerer=q.answerer, answered_at=q.answered_at, cancelled=q.cancelled)
 
 
 @attrs.frozen

@@ -109,6 +109,11 @@ class Question:
         return self.answer is None
 
 
+def short_sha(sha: str | None) -> str | None:
+    """A commit as people read it: its first 12 hex digits."""
+    return sha[:12] if sha else None
+
+
 @attrs.frozen
 class AgentRecord:
     """What the daemon has recorded about an agent (table `agents`): intent, not observation."""

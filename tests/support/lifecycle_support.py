@@ -49,7 +49,7 @@ async def eventually(
     """Wait until `check()` is truthy and return its value, re-checking only when something happened.
 
     Event-driven, never a timer: `check` runs once at the start, then again after every event the
-    hive announces (`coord`'s hub, for state the coordinator changes) and every change inotify reports
+    hive announces (`coord.subscribe`, for state the coordinator changes) and every change inotify reports
     in the `watch` directories (for effects outside this process: a file a child wrote, a WAL another
     daemon committed). `within` bounds the whole wait in real seconds (children are real processes).
     """
@@ -63,7 +63,7 @@ async def eventually(
 
     async def follow_hub(*, task_status: trio.TaskStatus[None]) -> None:
         assert coord is not None
-        with coord.hub.subscribe() as events:
+        with coord.subscribe() as events:
             task_status.started()
             async for _ in events:  # any event (or a resync) may have changed what `check` reads
                 poke()
