@@ -15,9 +15,10 @@ Operator = Callable[[str, str, Callable[[argparse.Namespace], int]], argparse.Ar
 
 
 def _cli() -> Any:
-    import hive_trio.cli as cli
+    # The operator commands' shared pieces (`_host_call`, `_print`, `format_table`, `_when`).
+    from hive_trio.cli import operator
 
-    return cli
+    return operator
 
 
 def cmd_permissions(args: argparse.Namespace) -> int:

@@ -61,7 +61,9 @@ async def test_a_launched_harness_reports_for_its_own_agent_only(tmp_path: Path)
         info = {}
         for name in ("alpha", "beta"):
             out = coord.paths.agent_notes(name) / "harness.json"
-            info[name] = await eventually(partial(read_json, out), within=20, what=f"{name} harness")
+            info[name] = await eventually(
+                partial(read_json, out), watch=[out.parent], within=20, what=f"{name} harness"
+            )
         for name, other in (("alpha", "beta"), ("beta", "alpha")):
             entries = (await hive.host("transcript", name=name))["entries"]
             assert [e["kind"] for e in entries] == ["turn_started", "text"]
@@ -125,16 +127,23 @@ async def test_a_harness_that_sends_garbage_loses_only_its_channel(hive: InProce
 
     await hive.add_agent("alpha")
     ours, theirs = socket.socketpair()
-    exited = trio.Event()
+    run_exited = trio.Event()  # never set: the channel must end by itself
+    served = trio.Event()
+
+    async def serve() -> None:
+        await hive.coordinator.reports.serve_run_channel("alpha", ours, run_exited)
+        served.set()
+
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(hive.coordinator.reports.serve_run_channel, "alpha", ours, exited)
+        nursery.start_soon(serve)
         stream = trio.SocketStream(trio.socket.from_stdlib_socket(theirs))
         with pytest.raises(trio.BrokenResourceError):
             # The daemon closes the channel once the line passes the frame limit, mid-write.
             await stream.send_all(b"x" * (2 * 1024 * 1024) + b"\n")
-        await eventually(lambda: not hive.coordinator.reports.harness_connected("alpha"), what="the channel to close")
+        with trio.fail_after(10):
+            await served.wait()
+        assert not hive.coordinator.reports.harness_connected("alpha")
         await stream.aclose()
-        exited.set()
     # The hive is fine: another channel for the agent works.
     async with open_test_channel(hive.coordinator, "alpha") as channel:
         await channel.turn_started("t2", [1])

@@ -9,7 +9,7 @@ import pytest
 import trio
 import trio.testing
 from harness_support import open_test_channel, system_events
-from lifecycle_support import drain
+from lifecycle_support import drain, eventually
 
 from hive_trio.clients.harness import ControlState, HarnessChannel, PermissionAnswer
 from hive_trio.clients.host import HostRefused
@@ -37,9 +37,13 @@ async def open_requests(hive: InProcessHive) -> list[dict[str, Any]]:
 
 
 async def wait_for_requests(hive: InProcessHive, count: int) -> list[dict[str, Any]]:
-    with trio.fail_after(10):
-        while len(found := await open_requests(hive)) < count:  # noqa: ASYNC110 - polled through host.sock on purpose
-            await trio.sleep(0.01)
+    """The open requests once there are `count`, re-read on every event the hive announces."""
+
+    async def enough() -> list[dict[str, Any]] | None:
+        found = await open_requests(hive)
+        return found if len(found) >= count else None
+
+    found: list[dict[str, Any]] = await eventually(enough, coord=hive.coordinator, what=f"{count} request(s)")
     return found
 
 
@@ -153,9 +157,11 @@ async def test_a_harness_that_leaves_withdraws_its_request(hive: InProcessHive) 
         nursery.start_soon(ask, channel, answers)
         await wait_for_requests(hive, 1)
         nursery.cancel_scope.cancel()
-    with trio.fail_after(5):
-        while await open_requests(hive):  # noqa: ASYNC110 - the daemon's side settles it in its own task
-            await trio.sleep(0.01)
+
+    async def none_open() -> bool:
+        return not await open_requests(hive)
+
+    await eventually(none_open, coord=hive.coordinator, what="the request to be withdrawn")
     (row,) = (await hive.host("permissions", all=True))["permissions"]
     assert (row["decision"], row["decided_by"]) == ("deny", "harness")
 
