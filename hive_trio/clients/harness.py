@@ -28,7 +28,19 @@ HARNESS_FD_ENV: Final = "HIVE_HARNESS_FD"
 
 
 @attrs.frozen
-class PermissionAnswer:
+class Usage:
+    """What one turn cost, as far as the runtime says (the usage fields of `turn_finished`)."""
+
+    model: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float | None = None
+
+
+@attrs.frozen
+class PermissionDecision:
     """The operator's decision on one `request_permission` (or the deadline's: deny)."""
 
     id: int | None
@@ -41,7 +53,7 @@ class PermissionAnswer:
 
 
 @attrs.frozen
-class ControlState:
+class Control:
     """What `wait_control` reports: an operator interrupt (consumed once returned), pause, budget."""
 
     interrupt: bool = False
@@ -99,17 +111,17 @@ class HarnessChannel:
 
     async def request_permission(
         self, tool: str, input: Mapping[str, Any], *, ttl_seconds: float | None = None
-    ) -> PermissionAnswer:
+    ) -> PermissionDecision:
         """Blocks until the operator decides or the deadline passes (deny)."""
         result = await self._call(
             "request_permission", {"tool": tool, "input": dict(input), "ttl_seconds": ttl_seconds}
         )
         decision: Literal["allow", "deny"] = "allow" if result.get("decision") == "allow" else "deny"
-        return PermissionAnswer(id=result.get("id"), decision=decision, reason=result.get("reason"))
+        return PermissionDecision(id=result.get("id"), decision=decision, reason=result.get("reason"))
 
-    async def wait_control(self, wait_seconds: float) -> ControlState:
+    async def wait_control(self, wait_seconds: float) -> Control:
         result = await self._call("wait_control", {"wait_seconds": wait_seconds})
-        return ControlState(
+        return Control(
             interrupt=bool(result.get("interrupt")),
             paused=bool(result.get("paused")),
             budget_exceeded=bool(result.get("budget_exceeded")),
@@ -149,10 +161,11 @@ async def open_harness_channel(fd: int, *, max_frame: int = DEFAULT_MAX_FRAME) -
 
 __all__ = [
     "HARNESS_FD_ENV",
-    "ControlState",
+    "Control",
     "HarnessChannel",
-    "PermissionAnswer",
+    "PermissionDecision",
     "ToolError",
+    "Usage",
     "open_harness_channel",
     "open_harness_stream",
 ]

@@ -11,7 +11,8 @@ import trio.testing
 from harness_support import open_test_channel, system_events
 from lifecycle_support import drain, eventually
 
-from hive_trio.clients.harness import ControlState, HarnessChannel, PermissionAnswer
+from hive_trio.clients.harness import Control, HarnessChannel
+from hive_trio.clients.harness import PermissionDecision as ClientDecision
 from hive_trio.clients.host import HostRefused
 from hive_trio.records import SYSTEM_SENDER
 from hive_trio.records.harness import PermissionAddedEvent, PermissionDecision, PermissionResolvedEvent
@@ -27,7 +28,7 @@ def hive_agents() -> list[str]:
     return ["alpha", "beta"]
 
 
-async def ask(channel: HarnessChannel, out: list[PermissionAnswer], tool: str = "Bash", **kw: Any) -> None:
+async def ask(channel: HarnessChannel, out: list[ClientDecision], tool: str = "Bash", **kw: Any) -> None:
     out.append(await channel.request_permission(tool, {"command": "rm -rf build"}, **kw))
 
 
@@ -52,7 +53,7 @@ async def wait_for_requests(hive: InProcessHive, count: int) -> list[dict[str, A
 
 async def test_allow_and_deny_reach_the_harness_and_stay_on_the_audit_trail(hive: InProcessHive) -> None:
     coord = hive.coordinator
-    answers: list[PermissionAnswer] = []
+    answers: list[ClientDecision] = []
     with coord.subscribe(buffer=64) as sub:
         async with open_test_channel(coord, "alpha") as channel, trio.open_nursery() as nursery:
             nursery.start_soon(ask, channel, answers)
@@ -79,7 +80,7 @@ async def test_allow_and_deny_reach_the_harness_and_stay_on_the_audit_trail(hive
 
 async def test_allow_twice_an_unknown_id_and_always_on_a_deny_are_refused(hive: InProcessHive) -> None:
     coord = hive.coordinator
-    answers: list[PermissionAnswer] = []
+    answers: list[ClientDecision] = []
     async with open_test_channel(coord, "alpha") as channel, trio.open_nursery() as nursery:
         nursery.start_soon(ask, channel, answers)
         (request,) = await wait_for_requests(hive, 1)
@@ -99,7 +100,7 @@ async def test_allow_twice_an_unknown_id_and_always_on_a_deny_are_refused(hive: 
 
 async def test_always_allow_answers_later_requests_of_that_tool_for_that_agent_only(hive: InProcessHive) -> None:
     coord = hive.coordinator
-    answers: list[PermissionAnswer] = []
+    answers: list[ClientDecision] = []
     async with open_test_channel(coord, "alpha") as channel:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(ask, channel, answers)
@@ -152,7 +153,7 @@ async def test_a_deadline_that_passed_while_the_daemon_was_down_is_denied_at_sta
 
 
 async def test_a_harness_that_leaves_withdraws_its_request(hive: InProcessHive) -> None:
-    answers: list[PermissionAnswer] = []
+    answers: list[ClientDecision] = []
     async with open_test_channel(hive.coordinator, "alpha") as channel, trio.open_nursery() as nursery:
         nursery.start_soon(ask, channel, answers)
         await wait_for_requests(hive, 1)
@@ -170,7 +171,7 @@ async def test_the_dashboard_can_allow_and_deny(hive: InProcessHive) -> None:
     from hive_trio.dashboard.actions import perform
     from hive_trio.records.harness import AllowPermissionAction, DenyPermissionAction
 
-    answers: list[PermissionAnswer] = []
+    answers: list[ClientDecision] = []
     async with open_test_channel(hive.coordinator, "alpha") as channel, trio.open_nursery() as nursery:
         nursery.start_soon(ask, channel, answers)
         (request,) = await wait_for_requests(hive, 1)
@@ -187,13 +188,13 @@ async def test_the_dashboard_can_allow_and_deny(hive: InProcessHive) -> None:
 async def test_wait_control_wakes_on_interrupt_pause_and_budget(
     hive: InProcessHive, hive_autojump_clock: trio.testing.MockClock
 ) -> None:
-    results: list[ControlState] = []
+    results: list[Control] = []
 
     async def poll(channel: HarnessChannel) -> None:
         results.append(await channel.wait_control(120))
 
     async with open_test_channel(hive.coordinator, "alpha") as channel:
-        assert await channel.wait_control(0) == ControlState()
+        assert await channel.wait_control(0) == Control()
         await channel.turn_started("t1", [1])
         for change in (
             lambda: hive.host("interrupt", name="alpha"),
@@ -210,10 +211,10 @@ async def test_wait_control_wakes_on_interrupt_pause_and_budget(
         start = trio.current_time()
         last = await channel.wait_control(30)
         assert trio.current_time() - start == pytest.approx(30, abs=1)
-    assert results[0] == ControlState(interrupt=True)
-    assert results[1] == ControlState(paused=True)
-    assert results[2] == ControlState(paused=True, budget_exceeded=True)
-    assert last == ControlState(paused=True, budget_exceeded=True)  # the interrupt was consumed once
+    assert results[0] == Control(interrupt=True)
+    assert results[1] == Control(paused=True)
+    assert results[2] == Control(paused=True, budget_exceeded=True)
+    assert last == Control(paused=True, budget_exceeded=True)  # the interrupt was consumed once
 
 
 async def test_an_interrupt_between_turns_does_not_stop_the_next_turn(hive: InProcessHive) -> None:
@@ -378,7 +379,7 @@ async def test_the_cli_lists_allows_and_interrupts(hive: InProcessHive, capsys: 
         captured = capsys.readouterr()
         return code, captured.out + captured.err
 
-    answers: list[PermissionAnswer] = []
+    answers: list[ClientDecision] = []
     async with open_test_channel(hive.coordinator, "alpha") as channel, trio.open_nursery() as nursery:
         nursery.start_soon(ask, channel, answers)
         (request,) = await wait_for_requests(hive, 1)
