@@ -19,7 +19,7 @@ import math
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import apsw
 import attrs
@@ -158,8 +158,8 @@ class HarnessReports:
         self.serve_channel: ServeHarness | None = None
         self._controls: dict[str, AgentControl] = {}
         self._waiters: dict[int, trio.Event] = {}
-        self._permission_bell = trio.Event()
-        self._reminder_bell = trio.Event()
+        # Rung to wake a watchdog early: "permission" on a new request, "reminder" on a new reminder.
+        self._bells: dict[str, trio.Event] = {"permission": trio.Event(), "reminder": trio.Event()}
 
     def control(self, name: str) -> AgentControl:
         ctl = self._controls.get(name)
@@ -496,7 +496,7 @@ class HarnessReports:
                     deadline_at=request.deadline_at,
                 )
             )
-            self._permission_bell.set()
+            self._bells["permission"].set()
             await waiter.wait()
         except trio.Cancelled:
             # The harness left (its run ended, or it gave up): nobody will act on an answer now.
@@ -564,24 +564,11 @@ class HarnessReports:
             self._decided(p)
         return expired
 
-    async def serve_permission_watchdog(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Deny requests at their deadlines (the question watchdog's pattern: sleep to the next one; a new
-        request wakes it). Deadlines that passed while the daemon was down are denied on the first pass."""
-        started = False
-        while True:
-            bell = self._permission_bell = trio.Event()
-            try:
-                await self.expire_permissions()
-                next_at = await self.db.read(permissions_sql.next_deadline)
-            except HiveError:
-                log.warning("permission watchdog could not reach the database; retrying", exc_info=True)
-                next_at = self.coord.clock() + 1.0
-            if not started:
-                task_status.started()
-                started = True
-            timeout = math.inf if next_at is None else max(0.0, next_at - self.coord.clock())
-            with trio.move_on_after(timeout):
-                await bell.wait()
+    async def serve_permission_watchdog(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> NoReturn:
+        """Deny requests at their deadlines; deadlines that passed while the daemon was down go first."""
+        await self._serve_deadlines("permission", self.expire_permissions, permissions_sql.next_deadline, task_status)
 
     # ================================================================== transcripts
     async def transcript(self, name: str, *, limit: int, since: int | None = None) -> list[TranscriptEntry]:
@@ -621,7 +608,7 @@ class HarnessReports:
                 max_body_bytes=self.config.max_body_bytes,
             )
         )
-        self._reminder_bell.set()
+        self._bells["reminder"].set()
         if name != MANAGER_AGENT:
             await self.coord.publish_status(name)
         return reminder
@@ -647,17 +634,29 @@ class HarnessReports:
             await self.coord.publish_status(agent)
         return [r for r, _ in pairs]
 
-    async def serve_reminder_watchdog(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Deliver reminders when due: sleep to the next one; a new reminder wakes it. Reminders that fell
-        due while the daemon was down go out on the first pass."""
+    async def serve_reminder_watchdog(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> NoReturn:
+        """Deliver reminders when due; those that fell due while the daemon was down go first."""
+        await self._serve_deadlines("reminder", self.deliver_due_reminders, reminders_sql.next_due, task_status)
+
+    async def _serve_deadlines(
+        self,
+        what: str,
+        run_due: Callable[[], Awaitable[object]],
+        next_due: Callable[[apsw.Connection], float | None],
+        task_status: trio.TaskStatus[None],
+    ) -> NoReturn:
+        """The question watchdog's pattern: do what is due, sleep until the next stored deadline, and wake
+        early when the bell rings (a new request or reminder). Ready after the first pass."""
         started = False
         while True:
-            bell = self._reminder_bell = trio.Event()
+            bell = self._bells[what] = trio.Event()
             try:
-                await self.deliver_due_reminders()
-                next_at = await self.db.read(reminders_sql.next_due)
+                await run_due()
+                next_at = await self.db.read(next_due)
             except HiveError:
-                log.warning("reminder watchdog could not reach the database; retrying", exc_info=True)
+                log.warning("%s watchdog could not reach the database; retrying", what, exc_info=True)
                 next_at = self.coord.clock() + 1.0
             if not started:
                 task_status.started()

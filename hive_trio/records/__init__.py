@@ -2,8 +2,9 @@
 
 The package imports nothing else of hive_trio's. One module per wire: `rows` (store rows, shared names,
 the dashboard snapshot), `events` (HelperEvent and DashboardEvent), `tools` (MCP tool arguments), `host`
-(host.sock requests and rows), `stream` (dashboard actions and frames), and `convert` (the one converter,
-configured once, and `dumps`, the one JSON encoding). Everything public is re-exported here, one
+(host.sock requests and rows), `harness` (what harnesses report, and its events, verbs and rows: issue
+10), `stream` (dashboard actions and frames), and `convert` (the one converter, configured once, and
+`dumps`, the one JSON encoding). Everything public is re-exported here, one
 `import X as X` line each (the explicit re-export mypy and readers recognise), so `from hive_trio.records
 import X` works for every X. It must never grow behaviour beyond shape and encoding.
 """
@@ -46,6 +47,44 @@ from hive_trio.records.events import QuestionResolvedEvent as QuestionResolvedEv
 from hive_trio.records.events import SentEvent as SentEvent
 from hive_trio.records.events import TransientClearedEvent as TransientClearedEvent
 from hive_trio.records.events import TransientSetEvent as TransientSetEvent
+from hive_trio.records.harness import RULE_DECIDER as RULE_DECIDER
+from hive_trio.records.harness import TTL_DECIDER as TTL_DECIDER
+from hive_trio.records.harness import WITHDRAWN_DECIDER as WITHDRAWN_DECIDER
+from hive_trio.records.harness import AgentUsage as AgentUsage
+from hive_trio.records.harness import AllowPermissionAction as AllowPermissionAction
+from hive_trio.records.harness import Budget as Budget
+from hive_trio.records.harness import DenyPermissionAction as DenyPermissionAction
+from hive_trio.records.harness import HelperBudgetExceeded as HelperBudgetExceeded
+from hive_trio.records.harness import HelperLoggedIn as HelperLoggedIn
+from hive_trio.records.harness import HelperNeedsLogin as HelperNeedsLogin
+from hive_trio.records.harness import HelperTurnFailed as HelperTurnFailed
+from hive_trio.records.harness import HostAllowPermission as HostAllowPermission
+from hive_trio.records.harness import HostDenyPermission as HostDenyPermission
+from hive_trio.records.harness import HostInterrupt as HostInterrupt
+from hive_trio.records.harness import HostPermissions as HostPermissions
+from hive_trio.records.harness import HostReminders as HostReminders
+from hive_trio.records.harness import HostSetBudget as HostSetBudget
+from hive_trio.records.harness import HostTranscript as HostTranscript
+from hive_trio.records.harness import InterruptAction as InterruptAction
+from hive_trio.records.harness import PermissionAddedEvent as PermissionAddedEvent
+from hive_trio.records.harness import PermissionDecision as PermissionDecision
+from hive_trio.records.harness import PermissionRequest as PermissionRequest
+from hive_trio.records.harness import PermissionResolvedEvent as PermissionResolvedEvent
+from hive_trio.records.harness import RemindArgs as RemindArgs
+from hive_trio.records.harness import Reminder as Reminder
+from hive_trio.records.harness import ReportStateArgs as ReportStateArgs
+from hive_trio.records.harness import RequestPermissionArgs as RequestPermissionArgs
+from hive_trio.records.harness import TranscriptEntry as TranscriptEntry
+from hive_trio.records.harness import TranscriptKind as TranscriptKind
+from hive_trio.records.harness import TurnEventArgs as TurnEventArgs
+from hive_trio.records.harness import TurnEventEvent as TurnEventEvent
+from hive_trio.records.harness import TurnEventKind as TurnEventKind
+from hive_trio.records.harness import TurnFinishedArgs as TurnFinishedArgs
+from hive_trio.records.harness import TurnFinishedEvent as TurnFinishedEvent
+from hive_trio.records.harness import TurnOutcome as TurnOutcome
+from hive_trio.records.harness import TurnStartedArgs as TurnStartedArgs
+from hive_trio.records.harness import TurnStartedEvent as TurnStartedEvent
+from hive_trio.records.harness import WaitControlArgs as WaitControlArgs
 from hive_trio.records.host import HOST_REQUEST_TYPES as HOST_REQUEST_TYPES
 from hive_trio.records.host import HOST_SOCK_VERSION as HOST_SOCK_VERSION
 from hive_trio.records.host import HostAgentStatus as HostAgentStatus
@@ -147,11 +186,16 @@ __all__ = [
     "INT64_MIN",
     "MANAGER_AGENT",
     "OPERATOR",
+    "RULE_DECIDER",
     "SYSTEM_SENDER",
     "TTL_ANSWERER",
+    "TTL_DECIDER",
+    "WITHDRAWN_DECIDER",
     "AgentNameArgs",
     "AgentRecord",
     "AgentStatus",
+    "AgentUsage",
+    "AllowPermissionAction",
     "AnswerAction",
     "AnswerArgs",
     "AnswerText",
@@ -162,6 +206,7 @@ __all__ = [
     "ApprovalStatus",
     "ApproveAction",
     "AskArgs",
+    "Budget",
     "CancelQuestionAction",
     "CancelTransientAction",
     "ContainerRemovedEvent",
@@ -171,19 +216,25 @@ __all__ = [
     "DeliveredEvent",
     "Delivery",
     "DenyAction",
+    "DenyPermissionAction",
     "DestroyAction",
     "EventFrame",
     "HelperApprovalResolved",
+    "HelperBudgetExceeded",
     "HelperContainerCrash",
     "HelperDestroyed",
     "HelperEvent",
     "HelperKilled",
+    "HelperLoggedIn",
+    "HelperNeedsLogin",
     "HelperNeedsUpdate",
     "HelperQuestionAnswered",
     "HelperQuestionAsked",
     "HelperRebuilt",
     "HelperSpawned",
+    "HelperTurnFailed",
     "HostAgentStatus",
+    "HostAllowPermission",
     "HostAnswer",
     "HostApproval",
     "HostApprovals",
@@ -191,26 +242,37 @@ __all__ = [
     "HostBroadcast",
     "HostCancelQuestion",
     "HostDeny",
+    "HostDenyPermission",
     "HostDestroy",
+    "HostInterrupt",
     "HostKill",
     "HostList",
     "HostPending",
+    "HostPermissions",
     "HostPurgeTombstone",
     "HostQuestions",
     "HostRebuild",
+    "HostReminders",
     "HostRequest",
     "HostRequestSpawn",
     "HostRestart",
     "HostSend",
+    "HostSetBudget",
     "HostSetPaused",
     "HostSpawn",
     "HostStart",
     "HostStop",
     "HostSubscribeAgentStatus",
     "HostTombstones",
+    "HostTranscript",
     "HostUrls",
+    "InterruptAction",
     "Message",
     "NoArgs",
+    "PermissionAddedEvent",
+    "PermissionDecision",
+    "PermissionRequest",
+    "PermissionResolvedEvent",
     "PidRecord",
     "Question",
     "QuestionAddedEvent",
@@ -219,8 +281,12 @@ __all__ = [
     "RecentArgs",
     "RecordError",
     "RecvArgs",
+    "RemindArgs",
+    "Reminder",
+    "ReportStateArgs",
     "RequestApplyCommitArgs",
     "RequestId",
+    "RequestPermissionArgs",
     "RequestSpawnArgs",
     "RestartAction",
     "ResultFrame",
@@ -235,10 +301,21 @@ __all__ = [
     "StartAction",
     "StopAction",
     "StreamFrame",
+    "TranscriptEntry",
+    "TranscriptKind",
     "TransientClearedEvent",
     "TransientKind",
     "TransientSetEvent",
+    "TurnEventArgs",
+    "TurnEventEvent",
+    "TurnEventKind",
+    "TurnFinishedArgs",
+    "TurnFinishedEvent",
+    "TurnOutcome",
+    "TurnStartedArgs",
+    "TurnStartedEvent",
     "Urls",
+    "WaitControlArgs",
     "describe_error",
     "dumps",
     "from_json",
