@@ -369,6 +369,19 @@ class HostReminders:
     name: str
 
 
+# The verbs above, as one union (a member of `HostRequest`) and the tuple to test a request against.
+HarnessHostRequest: TypeAlias = (
+    HostTranscript
+    | HostPermissions
+    | HostAllowPermission
+    | HostDenyPermission
+    | HostInterrupt
+    | HostSetBudget
+    | HostReminders
+)
+HARNESS_HOST_REQUEST_TYPES: Final[tuple[type[Any], ...]] = HarnessHostRequest.__args__
+
+
 # ------------------------------------------------------------------------------ dashboard actions
 
 
@@ -397,6 +410,7 @@ class InterruptAction:
 HARNESS_HELPER_EVENTS: Final = (HelperNeedsLogin, HelperLoggedIn, HelperTurnFailed, HelperBudgetExceeded)
 
 __all__ = [
+    "HARNESS_HOST_REQUEST_TYPES",
     "RULE_DECIDER",
     "TTL_DECIDER",
     "WITHDRAWN_DECIDER",
@@ -404,6 +418,7 @@ __all__ = [
     "AllowPermissionAction",
     "Budget",
     "DenyPermissionAction",
+    "HarnessHostRequest",
     "HelperBudgetExceeded",
     "HelperLoggedIn",
     "HelperNeedsLogin",

@@ -11,15 +11,7 @@ from typing import Any, ClassVar, Final, TypeAlias
 
 import attrs
 
-from hive_trio.records.harness import (
-    HostAllowPermission,
-    HostDenyPermission,
-    HostInterrupt,
-    HostPermissions,
-    HostReminders,
-    HostSetBudget,
-    HostTranscript,
-)
+from hive_trio.records.harness import HarnessHostRequest
 from hive_trio.records.rows import Approval, ApprovalKind, ApprovalStatus
 
 # ------------------------------------------------------------------------------ host.sock requests
@@ -215,13 +207,7 @@ HostRequest: TypeAlias = (
     | HostSend
     | HostBroadcast
     | HostTombstones
-    | HostTranscript
-    | HostPermissions
-    | HostAllowPermission
-    | HostDenyPermission
-    | HostInterrupt
-    | HostSetBudget
-    | HostReminders
+    | HarnessHostRequest
 )
 HOST_REQUEST_TYPES: Final[tuple[type[Any], ...]] = HostRequest.__args__
 

@@ -7,11 +7,12 @@ touches the database or builds a path itself.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any
 
 from hive_trio.core.coordinator import Coordinator
 from hive_trio.records import OPERATOR, unstructure
 from hive_trio.records.harness import (
+    HarnessHostRequest,
     HostAllowPermission,
     HostDenyPermission,
     HostInterrupt,
@@ -21,17 +22,6 @@ from hive_trio.records.harness import (
     HostTranscript,
     PermissionDecision,
 )
-
-HarnessHostRequest = (
-    HostTranscript
-    | HostPermissions
-    | HostAllowPermission
-    | HostDenyPermission
-    | HostInterrupt
-    | HostSetBudget
-    | HostReminders
-)
-HARNESS_HOST_REQUESTS: Final = HarnessHostRequest.__args__
 
 
 async def run_harness_verb(coord: Coordinator, request: HarnessHostRequest) -> dict[str, Any]:
@@ -59,4 +49,4 @@ async def run_harness_verb(coord: Coordinator, request: HarnessHostRequest) -> d
             return {"name": name, "reminders": unstructure(await reports.pending_reminders(name))}
 
 
-__all__ = ["HARNESS_HOST_REQUESTS", "HarnessHostRequest", "run_harness_verb"]
+__all__ = ["run_harness_verb"]

@@ -154,7 +154,7 @@ class HostCommands:
                 | HostSetBudget()
                 | HostReminders()
             ):
-                return await run_harness_verb(self.coordinator, request)
+                return await run_harness_verb(self.coordinator, request)  # issue 10's verbs (harness_verbs.py)
             case HostSubscribeAgentStatus():
                 # The connection turns into a feed for this one (`HostConnection.answer`).
                 raise InvalidRequest(f"{type(request).tag_value} is not served on this connection")
