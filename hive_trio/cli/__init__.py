@@ -89,9 +89,17 @@ def discovered_hive(args: argparse.Namespace) -> dict[str, Any]:
         return {}
     state_dir = UP_STATE_DIR.resolve()
     runtime_dir = embedded_runtime_dir(state_dir)
-    if (runtime_dir / "host.sock").exists():
+    # A stopped `up` hive is still the one meant: commands then say *it* is not running (issue 11),
+    # rather than that the system default /run/hive-trio is missing.
+    if (runtime_dir / "host.sock").exists() or (state_dir / "hive.db").exists():
         return {"state_dir": state_dir, "runtime_dir": runtime_dir}
     return {}
+
+
+def _not_running_reason(args: argparse.Namespace, exc: Exception) -> str:
+    if discovered_hive(args):
+        return f"the hive in ./{UP_STATE_DIR} is not running (start it with `{PROG} up`)"
+    return str(exc)
 
 
 def embedded_runtime_dir(state_dir: Path) -> Path:
@@ -108,7 +116,6 @@ def embedded_runtime_dir(state_dir: Path) -> Path:
 
 def cmd_daemon(args: argparse.Namespace) -> int:
     from hive_trio.daemon import serve_daemon
-    from hive_trio.errors import HiveError
     from hive_trio.rules.paths import HivePaths
 
     config = load_cli_config(args)
@@ -128,17 +135,24 @@ def cmd_daemon(args: argparse.Namespace) -> int:
             await serve_daemon(config, ready=ready)
             nursery.cancel_scope.cancel()
 
+    _run_refusing_in_one_line(serve)
+    return EXIT_OK
+
+
+def _run_refusing_in_one_line(main: Callable[..., Any], *args: Any) -> None:
+    """`trio.run`, with a refusal at start (a live lock, a port taken...) as one line instead of a traceback."""
+    from hive_trio.errors import HiveError
+
     try:
-        trio.run(serve)
+        trio.run(main, *args)
     except HiveError as exc:
         raise CliError(str(exc)) from None
     except BaseExceptionGroup as group:
-        # A refusal at start (a live socket in the way...) arrives wrapped by the nurseries it crossed.
+        # A refusal at start arrives wrapped by the nurseries it crossed.
         refusals, rest = group.split(HiveError)
         if refusals is None or rest is not None:
             raise
         raise CliError("; ".join(str(e) for e in _leaves(refusals))) from None
-    return EXIT_OK
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
@@ -170,34 +184,27 @@ def cmd_up(args: argparse.Namespace) -> int:
     config = load_cli_config(args)
     run_up = _optional("hive_trio.examples.up", "run_up", "up")
     _configure_logging(args.log_level)
-    trio.run(run_up, config)
+    _run_refusing_in_one_line(run_up, config)
     return EXIT_OK
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
     from hive_trio.errors import HiveError
 
-    config = load_cli_config(args, **discovered_hive(args))
-    dashboard_url = _optional("hive_trio.dashboard.token", "dashboard_url", "watch")
+    # The daemon says where its dashboard really is, so the runtime dir alone is enough.
+    url = str(_host_call(args, "dashboard_url")["url"])
     run_watch = _optional("hive_trio.clients.watch", "run_watch", "watch")
     try:
-        # No token yet, or the dashboard refused it: one line, not a traceback.
-        trio.run(run_watch, dashboard_url(config))
+        # The dashboard refused the token: one line, not a traceback.
+        trio.run(run_watch, url)
     except HiveError as exc:
         raise CliError(str(exc)) from None
     return EXIT_OK
 
 
 def cmd_dashboard_url(args: argparse.Namespace) -> int:
-    from hive_trio.errors import HiveError
-
-    config = load_cli_config(args, **discovered_hive(args))
-    dashboard_url = _optional("hive_trio.dashboard.token", "dashboard_url", "dashboard-url")
-    try:
-        print(dashboard_url(config))
-    except HiveError as exc:
-        raise CliError(str(exc)) from None
-    return EXIT_OK
+    # Asked of the running daemon: the port it really bound, not what this invocation's config says.
+    return _print(args, _host_call(args, "dashboard_url"), lambda r: str(r["url"]))
 
 
 def cmd_mcp_bridge(args: argparse.Namespace) -> int:
@@ -220,19 +227,19 @@ def _host_call(args: argparse.Namespace, cmd: str, **fields: Any) -> dict[str, A
 
     config = load_cli_config(args, **discovered_hive(args))
     socket_path = HivePaths(config.state_dir, config.runtime_dir).host_socket
-    with _reaching_the_daemon():
+    with _reaching_the_daemon(args):
         return trio.run(lambda: host_request(socket_path, cmd, **fields))
 
 
 @contextmanager
-def _reaching_the_daemon() -> Iterator[None]:
+def _reaching_the_daemon(args: argparse.Namespace | None = None) -> Iterator[None]:
     """Turn a client's failure to reach (or convince) the daemon into a one-line reason and exit code."""
     from hive_trio.clients.host import DaemonNotRunning, HostClientError, HostPermissionDenied
 
     try:
         yield
     except DaemonNotRunning as exc:
-        raise CliError(str(exc), EXIT_NOT_RUNNING) from None
+        raise CliError(_not_running_reason(args, exc) if args is not None else str(exc), EXIT_NOT_RUNNING) from None
     except HostPermissionDenied as exc:
         raise CliError(str(exc), EXIT_PERMISSION) from None
     except HostClientError as exc:
@@ -267,7 +274,7 @@ def _state(row: dict[str, Any]) -> str:
 
 
 def _print(args: argparse.Namespace, response: dict[str, Any], human: Callable[[dict[str, Any]], str]) -> int:
-    if args.json:
+    if getattr(args, "json", False):
         print(json.dumps(response, indent=2, ensure_ascii=False))
     else:
         text = human(response)
@@ -300,6 +307,12 @@ def _lifecycle(verb: str, cmd: str, scoped: bool = False) -> Callable[[argparse.
 
 
 def cmd_approvals(args: argparse.Namespace) -> int:
+    if args.words:
+        from hive_trio.cli.views import show_approval
+
+        if len(args.words) != 2 or args.words[0] != "show":
+            raise CliError(f"usage: {PROG} approvals [show ID]", EXIT_USAGE)
+        return show_approval(args, _positive_id(args.words[1]))
     fields: dict[str, Any] = {}
     if args.status:
         cmd, fields = "approvals", {"status": args.status}
@@ -392,15 +405,31 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
+def _positive_id(text: str) -> int:
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Host daemon for a hive of AI agents, and its controls.")
+    # Before the subcommand too, as git and systemctl users type them (`hive-trio --runtime-dir R status`).
+    parser.add_argument("--state-dir", metavar="DIR", help="durable state (hive.db, agents' state)")
+    parser.add_argument("--runtime-dir", metavar="DIR", help="sockets (host.sock, agents' mcp.sock)")
+    parser.add_argument("--config", metavar="FILE", help="TOML config file")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def hive_options(p: argparse.ArgumentParser, *, state: bool = True) -> None:
+        # SUPPRESS: given after the subcommand it wins; not given, the value from before it stays.
         if state:
-            p.add_argument("--state-dir", metavar="DIR", help="durable state (hive.db, agents' state)")
-        p.add_argument("--runtime-dir", metavar="DIR", help="sockets (host.sock, agents' mcp.sock)")
-        p.add_argument("--config", metavar="FILE", help="TOML config file")
+            p.add_argument(
+                "--state-dir", metavar="DIR", default=argparse.SUPPRESS, help="durable state (hive.db, agents' state)"
+            )
+        p.add_argument(
+            "--runtime-dir", metavar="DIR", default=argparse.SUPPRESS, help="sockets (host.sock, agents' mcp.sock)"
+        )
+        p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="TOML config file")
 
     def daemon_options(p: argparse.ArgumentParser) -> None:
         hive_options(p)
@@ -448,7 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("name", metavar="NAME")
         if cmd == "destroy":
             p.add_argument("--purge", action="store_true", help="also delete its state (no tombstone)")
-    p = operator("approvals", "pending approvals", cmd_approvals)
+    p = operator("approvals", "pending approvals; `approvals show ID` prints one with its diff", cmd_approvals)
+    p.add_argument("words", nargs="*", metavar="show ID", help="show one approval with its diff")
     p.add_argument("--all", action="store_true", help="every approval, resolved ones too")
     p.add_argument("--status", choices=["pending", "approved", "denied", "failed", "cancelled"])
     for verb in ("approve", "deny"):
@@ -466,18 +496,41 @@ def build_parser() -> argparse.ArgumentParser:
     p = operator("broadcast", "send a message to every agent", cmd_broadcast)
     p.add_argument("body", metavar="BODY")
     operator("tombstones", "destroyed agents whose state is kept", cmd_tombstones)
+
+    from hive_trio.cli import views
+
+    p = operator("inbox", "what agents sent to the operator", views.cmd_inbox)
+    p.add_argument("--limit", type=_positive_int, default=20, help="how many of the newest (default 20)")
+    p.add_argument("--system", action="store_true", help="system notices too")
+    p = operator("reply", "answer a message from the inbox (to its sender)", views.cmd_reply)
+    p.add_argument("id", metavar="ID", type=_positive_int)
+    p.add_argument("body", metavar="BODY")
+    p = operator("logs", "an agent's (or the manager's) output log", views.cmd_logs)
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing as it grows (Ctrl-C stops)")
+    p.add_argument("-n", "--bytes", type=_positive_int, default=16384, help="how much of the end (default 16 KiB)")
     return parser
+
+
+EXIT_PIPE: Final = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader went away
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.run(args)
+        sys.stdout.flush()
     except CliError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return exc.code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `hive-trio status --json | head`: the reader has what it wanted. Say nothing, as cat and git do,
+        # and point stdout at /dev/null so the interpreter's final flush cannot raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_PIPE
     return code
 
 

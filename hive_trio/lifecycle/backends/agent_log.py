@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import BinaryIO
 
+import attrs
 import trio
 
 log = logging.getLogger(__name__)
@@ -89,3 +90,40 @@ class AgentLog:
     @property
     def size(self) -> int:
         return self._size
+
+
+@attrs.frozen
+class LogChunk:
+    """A piece of a log file. `offset` is where the next read continues (the file's end when it was read)."""
+
+    text: str
+    offset: int
+    # True when the file is shorter than the offset asked for: it was rotated, so reading restarted at 0.
+    rotated: bool = False
+
+
+def read_log_chunk(path: Path, *, offset: int | None, max_bytes: int) -> LogChunk:
+    """The last `max_bytes` of `path` (from a line start) when `offset` is None, else what follows `offset`.
+
+    Blocking (a regular file): call it from a worker thread. A missing file reads as empty, because an
+    agent that has not started yet simply has no output.
+    """
+    max_bytes = max(1, max_bytes)
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            rotated = offset is not None and offset > size
+            if offset is None:
+                start = max(0, size - max_bytes)
+            else:
+                start = 0 if rotated else offset
+            fh.seek(start)
+            data = fh.read(max_bytes)
+    except FileNotFoundError:
+        return LogChunk(text="", offset=0, rotated=bool(offset))
+    end = start + len(data)
+    if offset is None and start > 0:
+        # Begin at a whole line, so a tail never opens with half of one.
+        newline = data.find(b"\n")
+        data = data[newline + 1 :] if newline >= 0 else data
+    return LogChunk(text=data.decode("utf-8", "replace"), offset=end, rotated=rotated)

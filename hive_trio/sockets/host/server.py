@@ -12,18 +12,23 @@ from __future__ import annotations
 
 import logging
 import socket
+from functools import partial
 from typing import Any, NoReturn
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import trio
 
 from hive_trio.core.coordinator import Coordinator
 from hive_trio.core.event_hub import Resync
+from hive_trio.dashboard.token import read_token
 from hive_trio.errors import HiveError, InvalidRequest
+from hive_trio.lifecycle.backends.agent_log import read_log_chunk
 from hive_trio.lifecycle.bare import add_bare_agent, remove_bare_agent
 from hive_trio.records import (
     BROADCAST,
+    MANAGER_AGENT,
     OPERATOR,
+    SYSTEM_SENDER,
     ApprovalStatus,
     ContainerRemovedEvent,
     ContainerStateChangedEvent,
@@ -34,14 +39,18 @@ from hive_trio.records import (
     HostApprove,
     HostBroadcast,
     HostCancelQuestion,
+    HostDashboardUrl,
     HostDeny,
     HostDestroy,
+    HostInbox,
     HostKill,
     HostList,
+    HostLogTail,
     HostPending,
     HostPurgeTombstone,
     HostQuestions,
     HostRebuild,
+    HostReply,
     HostRequest,
     HostRequestSpawn,
     HostRestart,
@@ -70,6 +79,8 @@ RECEIVE_CHUNK = 65536
 # Events a status subscriber may have queued before it is told to catch up from the current rows.
 STATUS_FEED_BUFFER = 128
 RECENT_QUESTIONS = 100
+# The most of a log one `log_tail` response carries; `-f` asks again from the offset it got.
+MAX_LOG_CHUNK = 256 * 1024
 Fields = dict[str, Any]
 
 
@@ -229,6 +240,37 @@ class HostCommands:
 
     async def _tombstones(self, _: HostTombstones) -> Fields:
         return {"agents": await self.coordinator.tombstones()}
+
+    # ------------------------------------------------------------------ beyond hyperhive (issue 11)
+    async def _inbox(self, request: HostInbox) -> Fields:
+        return {"messages": unstructure(await self.coordinator.recent_messages(OPERATOR, limit=request.limit))}
+
+    async def _reply(self, request: HostReply) -> Fields:
+        original = await self.coordinator.broker.get(request.id)
+        if original is None or original.recipient != OPERATOR:
+            raise InvalidRequest(f"no message #{request.id} to the operator")
+        if original.sender == SYSTEM_SENDER:
+            raise InvalidRequest(f"message #{request.id} is a system notice; there is nobody to reply to")
+        ids = [m.id for m in await self.coordinator.send(OPERATOR, original.sender, request.body)]
+        return {"id": ids[0] if ids else None, "ids": ids, "to": original.sender}
+
+    async def _dashboard_url(self, _: HostDashboardUrl) -> Fields:
+        home = self.coordinator.dashboard_url
+        if home is None:
+            raise InvalidRequest("this daemon serves no dashboard (dashboard_enabled = false)")
+        token = await trio.to_thread.run_sync(read_token, self.coordinator.paths.dashboard_token)
+        return {"url": f"{home}?{urlencode({'token': token})}"}
+
+    async def _log_tail(self, request: HostLogTail) -> Fields:
+        paths = self.coordinator.paths
+        if request.name == MANAGER_AGENT:
+            path = paths.manager_log
+        else:
+            await self.coordinator.require_agent(request.name)
+            path = paths.agent_log(request.name)
+        max_bytes = max(1, min(request.max_bytes, MAX_LOG_CHUNK))
+        chunk = await trio.to_thread.run_sync(partial(read_log_chunk, path, offset=request.offset, max_bytes=max_bytes))
+        return {"name": request.name, "text": chunk.text, "offset": chunk.offset, "rotated": chunk.rotated}
 
 
 class HostConnection:
