@@ -11,7 +11,7 @@ import logging
 import resource
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import attrs
@@ -20,11 +20,13 @@ import trio
 from hive_trio.core.coordinator import Coordinator, WallClock, open_coordinator
 from hive_trio.dashboard.server import serve_dashboard
 from hive_trio.lifecycle.backends import Backend
+from hive_trio.lifecycle.backends.agent_log import reopen_agent_logs
 from hive_trio.lifecycle.backends.nixos_container import NixosContainerBackend
 from hive_trio.lifecycle.backends.process import ProcessBackend
 from hive_trio.lifecycle.supervisor import Lifecycle
 from hive_trio.rules.config import Config
 from hive_trio.rules.paths import HivePaths
+from hive_trio.service.notify import READY, STOPPING, open_notifier, serve_watchdog, watchdog_interval
 from hive_trio.sockets.host.server import serve_host_socket
 from hive_trio.sockets.mcp.server import serve_agent_socket
 
@@ -139,17 +141,42 @@ async def open_hive(config: Config, *, clock: WallClock = time.time, lifecycle: 
                     await supervisor.shutdown()
 
 
-async def serve_daemon(config: Config, *, ready: trio.Event | None = None) -> None:
-    """Run the daemon in the foreground until SIGINT or SIGTERM, then shut down gracefully."""
+async def serve_daemon(
+    config: Config, *, ready: trio.Event | None = None, reopen_logs: Callable[[], None] | None = None
+) -> None:
+    """Run the daemon in the foreground until SIGINT or SIGTERM, then shut down gracefully.
+
+    Under systemd (`Type=notify`) it sends READY=1 once every socket is bound, feeds the watchdog
+    from this event loop, and says STOPPING=1 on the way down. SIGHUP reopens the log files
+    (`reopen_logs` for the daemon's own, and every agent's output log) and keeps running.
+    """
     raise_open_file_limit()
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with open_hive(config) as hive:
-            tune_garbage_collection()
-            log.info("hive-trio is up: state %s, runtime %s", config.state_dir, config.runtime_dir)
-            if hive.dashboard_url:
-                log.info("dashboard: %s", hive.dashboard_url)
-            if ready is not None:
-                ready.set()
-            async for signum in signals:
-                log.info("received %s, shutting down", signal.Signals(signum).name)
-                break
+    notifier = open_notifier()
+    try:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+            async with open_hive(config) as hive, trio.open_nursery() as nursery:
+                tune_garbage_collection()
+                log.info("hive-trio is up: state %s, runtime %s", config.state_dir, config.runtime_dir)
+                if hive.dashboard_url:
+                    log.info("dashboard: %s", hive.dashboard_url)
+                # open_hive yields only once host.sock, every agent socket and the dashboard are bound.
+                await notifier.send(READY, f"STATUS=serving on {config.runtime_dir / 'host.sock'}")
+                interval = watchdog_interval()
+                if interval is not None and notifier.enabled:
+                    nursery.start_soon(serve_watchdog, notifier, interval)
+                if ready is not None:
+                    ready.set()
+                async for signum in signals:
+                    if signum == signal.SIGHUP:
+                        if reopen_logs is not None:
+                            reopen_logs()
+                        log.info(
+                            "received SIGHUP: reopened the log files of the daemon and %d agents", reopen_agent_logs()
+                        )
+                        continue
+                    log.info("received %s, shutting down", signal.Signals(signum).name)
+                    await notifier.send(STOPPING, "STATUS=stopping agents")
+                    break
+                nursery.cancel_scope.cancel()
+    finally:
+        notifier.close()

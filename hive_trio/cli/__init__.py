@@ -12,7 +12,6 @@ import argparse
 import hashlib
 import importlib
 import json
-import logging
 import os
 import sys
 import tempfile
@@ -117,9 +116,10 @@ def embedded_runtime_dir(state_dir: Path) -> Path:
 def cmd_daemon(args: argparse.Namespace) -> int:
     from hive_trio.daemon import serve_daemon
     from hive_trio.rules.paths import HivePaths
+    from hive_trio.service.journal import configure_logging
 
     config = load_cli_config(args)
-    _configure_logging(args.log_level)
+    log_file = configure_logging(args.log_level, log_file=Path(args.log_file) if args.log_file else None)
     host_socket = HivePaths(config.state_dir, config.runtime_dir).host_socket
 
     async def serve() -> None:
@@ -132,7 +132,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
                 print(f"{READY_LINE}: host.sock at {host_socket}", flush=True)
 
             nursery.start_soon(announce)
-            await serve_daemon(config, ready=ready)
+            await serve_daemon(config, ready=ready, reopen_logs=log_file.reopen if log_file else None)
             nursery.cancel_scope.cancel()
 
     _run_refusing_in_one_line(serve)
@@ -163,11 +163,9 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
 
 
 def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    from hive_trio.service.journal import configure_logging
+
+    configure_logging(level)
 
 
 def _optional(module: str, attribute: str, command: str) -> Any:
@@ -205,6 +203,29 @@ def cmd_watch(args: argparse.Namespace) -> int:
 def cmd_dashboard_url(args: argparse.Namespace) -> int:
     # Asked of the running daemon: the port it really bound, not what this invocation's config says.
     return _print(args, _host_call(args, "dashboard_url"), lambda r: str(r["url"]))
+
+
+def cmd_install_unit(args: argparse.Namespace) -> int:
+    from hive_trio.service.unit import DEFAULT_UNIT_PATH, UnitError, install_unit, render_unit
+
+    fields: dict[str, Any] = {}
+    if args.state_dir:
+        fields["state_dir"] = Path(args.state_dir).absolute()
+    if args.runtime_dir:
+        fields["runtime_dir"] = Path(args.runtime_dir).absolute()
+    try:
+        text = render_unit(**fields)
+        if args.output == "-":
+            sys.stdout.write(text)
+            return EXIT_OK
+        path = Path(args.output) if args.output else DEFAULT_UNIT_PATH
+        install_unit(path, text, force=args.force)
+    except UnitError as exc:
+        raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc.strerror or exc}") from None
+    print(f"wrote {path}; now: systemctl daemon-reload && systemctl enable --now {path.stem}")
+    return EXIT_OK
 
 
 def cmd_mcp_bridge(args: argparse.Namespace) -> int:
@@ -439,6 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("daemon", help="run the daemon in the foreground until SIGINT/SIGTERM")
     daemon_options(p)
+    p.add_argument("--log-file", metavar="FILE", help="also log to FILE (SIGHUP reopens it)")
     p.set_defaults(run=cmd_daemon)
 
     p = sub.add_parser("up", help="the daemon plus example agents, on embedded defaults (./hive-state)")
@@ -452,6 +474,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dashboard-url", help="print the dashboard URL with its token")
     hive_options(p)
     p.set_defaults(run=cmd_dashboard_url)
+
+    p = sub.add_parser("install-unit", help="write the systemd unit (Type=notify) for this installation")
+    hive_options(p)
+    p.add_argument("--output", metavar="FILE", help="default /etc/systemd/system/hive-trio.service; - prints it")
+    p.add_argument("--force", action="store_true", help="replace a unit file that differs")
+    p.set_defaults(run=cmd_install_unit)
 
     p = sub.add_parser("mcp-bridge", help="bridge stdio to an agent's MCP socket (for stdio MCP clients)")
     p.add_argument("socket", metavar="SOCKET", help="the agent's mcp.sock")

@@ -60,6 +60,7 @@ from hive_trio.records import (
 from hive_trio.rules.config import Config
 from hive_trio.rules.names import validate_agent_name
 from hive_trio.rules.paths import HivePaths
+from hive_trio.service.journal import current_agent
 from hive_trio.store import approvals as approvals_sql
 from hive_trio.store import broker as broker_sql
 from hive_trio.store import questions as questions_sql
@@ -211,6 +212,7 @@ class Coordinator:
         return name in self._slots
 
     async def _run_slot(self, name: str, path: Path, *, task_status: trio.TaskStatus[AgentSlot]) -> None:
+        current_agent.set(name)  # this agent's socket tasks inherit it: journald's AGENT= field
         slot = AgentSlot(name=name, path=path, scope=trio.CancelScope())
         started = False
         try:

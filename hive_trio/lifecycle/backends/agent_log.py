@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import weakref
 from pathlib import Path
 from typing import BinaryIO
 
@@ -18,6 +19,17 @@ import attrs
 import trio
 
 log = logging.getLogger(__name__)
+
+# Every open writer, so SIGHUP can ask each to reopen its file (after logrotate moved it away).
+_OPEN_LOGS: weakref.WeakSet[AgentLog] = weakref.WeakSet()
+
+
+def reopen_agent_logs() -> int:
+    """Ask every open agent log to reopen its path before its next write; returns how many."""
+    logs = list(_OPEN_LOGS)
+    for writer in logs:
+        writer.request_reopen()
+    return len(logs)
 
 
 def rotated_path(path: Path) -> Path:
@@ -34,6 +46,8 @@ class AgentLog:
         self._size = 0
         self.rotations = 0
         self.failed = False
+        # Set from the trio thread, read by the worker thread that writes: a plain flag, no lock needed.
+        self._reopen_requested = False
 
     @classmethod
     async def open(cls, path: Path, *, max_bytes: int) -> AgentLog:
@@ -46,6 +60,10 @@ class AgentLog:
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         self._file = os.fdopen(fd, "ab", buffering=0)
         self._size = os.fstat(fd).st_size
+        _OPEN_LOGS.add(self)
+
+    def request_reopen(self) -> None:
+        self._reopen_requested = True
 
     def _rotate(self) -> None:
         if self._file is not None:
@@ -57,6 +75,10 @@ class AgentLog:
 
     def write_sync(self, data: bytes | bytearray) -> None:
         """Append `data`, rotating whenever the file is full; the file never exceeds `max_bytes`."""
+        if self._reopen_requested:
+            self._reopen_requested = False
+            self.close_sync()
+            self._open()
         view = memoryview(data)
         while view:
             room = self.max_bytes - self._size
@@ -80,6 +102,7 @@ class AgentLog:
             log.warning("agent log %s stopped: %s; further output is discarded", self.path, exc)
 
     def close_sync(self) -> None:
+        _OPEN_LOGS.discard(self)
         if self._file is not None:
             self._file.close()
             self._file = None
