@@ -75,6 +75,32 @@
     $("conn-text").textContent = text;
   }
 
+  // Honest state: "connecting" until the first snapshot (no "Nothing needs you" before we know),
+  // "stale" once the stream is lost (cards say "unknown", actions are off) until a snapshot or a
+  // resume has brought the page back in sync.
+  let everSynced = false;
+  const isLive = () => document.body.dataset.sync === "live";
+  function setSync(kind) {
+    if (document.body.dataset.sync === kind) return;
+    document.body.dataset.sync = kind;
+    if (kind === "live") everSynced = true;
+    renderAll();
+    setOffline(kind !== "live");
+  }
+
+  function setOffline(offline) {
+    for (const b of document.querySelectorAll("main button")) {
+      if (offline && !b.disabled) {
+        b.disabled = true;
+        b.dataset.offline = "1";
+      } else if (!offline && b.dataset.offline) {
+        delete b.dataset.offline;
+        b.disabled = false;
+      }
+    }
+    if (!offline) renderAgents(); // their own rules (running, transient) decide again
+  }
+
   function connect() {
     const sock = new WebSocket(streamUrl());
     ws = sock;
@@ -92,12 +118,14 @@
         synced = true;
         backoff = 500;
         setConn("live", "live");
+        setSync("live");
       } else if (frame.type === "resumed") {
         stats.resumes++;
         synced = true;
         backoff = 500;
         state.seq = frame.seq;
         setConn("live", "live");
+        setSync("live");
       } else if (frame.type === "event") {
         const ev = frame.event;
         // SPEC: drop anything at or below the snapshot's seq.
@@ -120,8 +148,10 @@
       if (!synced && ev.code === 1006 && backoff >= 4000) {
         setConn("refused", "cannot connect — reopen the URL from `hive-trio dashboard-url`");
       } else {
-        setConn("reconnecting", ev.code === 1001 ? "daemon restarting…" : "reconnecting…");
+        // 1001 is the daemon going away: stopping or restarting, the page cannot tell which.
+        setConn("reconnecting", ev.code === 1001 ? "daemon went away — reconnecting…" : "reconnecting…");
       }
+      if (everSynced) setSync("stale");
       setTimeout(connect, backoff);
       backoff = Math.min(backoff * 2, 5000);
     });
@@ -129,8 +159,8 @@
 
   function act(op, fields) {
     return new Promise((resolve, reject) => {
-      if (!ws || ws.readyState !== WebSocket.OPEN) {
-        reject(new Error("not connected"));
+      if (!ws || ws.readyState !== WebSocket.OPEN || !isLive()) {
+        reject(new Error("not connected to the hive; wait until the page says live"));
         return;
       }
       const req = nextReq++;
@@ -150,7 +180,7 @@
       toast(err.message);
       return undefined;
     } finally {
-      button.disabled = false;
+      button.disabled = !isLive();
     }
   }
 
@@ -268,7 +298,7 @@
     sync($("questions"), questionEls, state.questions, buildQuestion);
     const n = state.approvals.size + state.questions.size;
     $("attention-count").textContent = n ? String(n) : "";
-    $("attention-empty").hidden = n > 0;
+    $("attention-empty").hidden = n > 0 || !isLive();
     document.title = n ? `(${n}) hive` : "hive";
   }
 
@@ -307,13 +337,13 @@
       deny.disabled = true;
       const done = await run(approve, "approve", { id: a.id, note: note.value || null }, `approved #${a.id}`);
       if (done !== undefined) card.classList.add("leaving");
-      deny.disabled = false;
+      deny.disabled = !isLive();
     });
     deny.addEventListener("click", async () => {
       approve.disabled = true;
       const done = await run(deny, "deny", { id: a.id, note: note.value || null }, `denied #${a.id}`);
       if (done !== undefined) card.classList.add("leaving");
-      approve.disabled = false;
+      approve.disabled = !isLive();
     });
     return card;
   }
@@ -410,10 +440,11 @@
 
   function updateAgent(card, a) {
     const transient = state.transients.get(a.name) || null;
-    const [cls, label] = agentState(a, transient);
+    const offline = !isLive();
+    const [cls, label] = offline ? ["unknown", "unknown"] : agentState(a, transient);
     const badge = card.querySelector(".state");
     badge.className = `state ${cls}`;
-    badge.replaceChildren(...(transient ? [h("span", { class: "spinner", "aria-hidden": "true" })] : []), label);
+    badge.replaceChildren(...(transient && !offline ? [h("span", { class: "spinner", "aria-hidden": "true" })] : []), label);
     card.querySelector(".status-text").textContent = a.status_text || "";
     const bits = [];
     if (a.pending_messages) bits.push(`${a.pending_messages} message${a.pending_messages === 1 ? "" : "s"} waiting`);
@@ -421,16 +452,16 @@
     if (a.needs_update) bits.push("needs update");
     if (a.needs_login) bits.push("needs login");
     card.querySelector(".meta").textContent = bits.join(" · ");
-    card.buttons.start.disabled = Boolean(transient) || a.running;
-    card.buttons.stop.disabled = Boolean(transient) || !a.running;
-    card.buttons.restart.disabled = Boolean(transient);
+    card.buttons.start.disabled = offline || Boolean(transient) || a.running;
+    card.buttons.stop.disabled = offline || Boolean(transient) || !a.running;
+    card.buttons.restart.disabled = offline || Boolean(transient);
     card.classList.toggle("target", location.hash === `#agent=${a.name}`);
   }
 
   function renderAgents() {
     sync($("agents"), agentEls, state.agents, buildAgent, updateAgent);
     $("agents-count").textContent = state.agents.size ? String(state.agents.size) : "";
-    $("agents-empty").hidden = state.agents.size > 0;
+    $("agents-empty").hidden = state.agents.size > 0 || !isLive();
     const tomb = $("tombstones");
     tomb.hidden = state.tombstones.length === 0;
     tomb.textContent = state.tombstones.length ? `Kept state of destroyed agents: ${state.tombstones.join(", ")}` : "";
@@ -446,6 +477,20 @@
     if (wanted.join("\u0000") === have.join("\u0000")) return;
     select.replaceChildren(...wanted.map((n) => h("option", { value: n, text: n === "*" ? "everyone" : n })));
     if (wanted.includes(current)) select.value = current;
+    const filter = $("log-agent");
+    const chosen = filter.value;
+    const filterNames = ["", ...names, "manager", "operator"];
+    if (filterNames.join("\u0000") !== [...filter.options].map((o) => o.value).join("\u0000")) {
+      filter.replaceChildren(...filterNames.map((n) => h("option", { value: n, text: n || "everyone" })));
+      filter.value = filterNames.includes(chosen) ? chosen : "";
+    }
+  }
+
+  // The message log shows what matters: system notices only when asked, one agent's traffic when chosen.
+  function shownInLog(e) {
+    if (e.from === "system" && !$("log-system").checked) return false;
+    const agent = $("log-agent").value;
+    return !agent || e.from === agent || e.to === agent || (e.to === "*" && agent !== "operator");
   }
 
   // Messages from `system` carry a JSON HelperEvent: show its name and fields, not raw JSON.
@@ -470,7 +515,7 @@
     const list = $("log");
     const stick = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
     list.replaceChildren(
-      ...state.log.map((e) =>
+      ...state.log.filter(shownInLog).map((e) =>
         h("li", { class: `from-${e.from === "operator" ? "operator" : e.from === "system" ? "system" : "agent"}` },
           h("div", { class: "who" },
             h("b", { text: e.from }), "→", h("b", { text: e.to === "*" ? "everyone" : e.to }),
@@ -496,9 +541,12 @@
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) form.requestSubmit();
   });
   window.addEventListener("hashchange", renderAgents);
+  $("log-agent").addEventListener("change", renderLog);
+  $("log-system").addEventListener("change", renderLog);
 
   // For the browser's devtools (and the browser test): look at the state, force a reconnect.
   window.hive = Object.freeze({ state, stats, reconnect: () => ws && ws.close() });
 
+  setOffline(true); // nothing can be acted on before the first snapshot
   connect();
 })();
