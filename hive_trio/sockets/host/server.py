@@ -12,21 +12,19 @@ from __future__ import annotations
 
 import logging
 import socket
-from functools import partial
 from typing import Any, NoReturn
 from urllib.parse import urlencode, urlsplit
 
 import trio
 
+from hive_trio.core.agent_logs import read_agent_log
 from hive_trio.core.coordinator import Coordinator
 from hive_trio.core.event_hub import Resync
 from hive_trio.dashboard.token import read_token
 from hive_trio.errors import HiveError, InvalidRequest
-from hive_trio.lifecycle.backends.agent_log import read_log_chunk
 from hive_trio.lifecycle.bare import add_bare_agent, remove_bare_agent
 from hive_trio.records import (
     BROADCAST,
-    MANAGER_AGENT,
     OPERATOR,
     SYSTEM_SENDER,
     ApprovalStatus,
@@ -79,8 +77,6 @@ RECEIVE_CHUNK = 65536
 # Events a status subscriber may have queued before it is told to catch up from the current rows.
 STATUS_FEED_BUFFER = 128
 RECENT_QUESTIONS = 100
-# The most of a log one `log_tail` response carries; `-f` asks again from the offset it got.
-MAX_LOG_CHUNK = 256 * 1024
 Fields = dict[str, Any]
 
 
@@ -262,14 +258,7 @@ class HostCommands:
         return {"url": f"{home}?{urlencode({'token': token})}"}
 
     async def _log_tail(self, request: HostLogTail) -> Fields:
-        paths = self.coordinator.paths
-        if request.name == MANAGER_AGENT:
-            path = paths.manager_log
-        else:
-            await self.coordinator.require_agent(request.name)
-            path = paths.agent_log(request.name)
-        max_bytes = max(1, min(request.max_bytes, MAX_LOG_CHUNK))
-        chunk = await trio.to_thread.run_sync(partial(read_log_chunk, path, offset=request.offset, max_bytes=max_bytes))
+        chunk = await read_agent_log(self.coordinator, request.name, offset=request.offset, max_bytes=request.max_bytes)
         return {"name": request.name, "text": chunk.text, "offset": chunk.offset, "rotated": chunk.rotated}
 
 
