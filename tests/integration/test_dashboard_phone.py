@@ -167,7 +167,9 @@ async def test_when_the_daemon_is_gone_cards_say_unknown_and_actions_wait_for_a_
             )
         # The daemon is gone.
         await page.wait_for("document.body.dataset.sync === 'stale'")
-        states = await page.evaluate("[...document.querySelectorAll('.agent .state')].map(e => e.textContent)")
+        states = await page.evaluate(
+            "[...document.querySelectorAll('.agent:not(.manager-card) .state')].map(e => e.textContent)"
+        )
         assert states == ["unknown", "unknown"]
         enabled = await page.evaluate(
             "[...document.querySelectorAll('main button')].filter(b => !b.disabled).map(b => b.textContent)"
@@ -187,3 +189,46 @@ async def test_when_the_daemon_is_gone_cards_say_unknown_and_actions_wait_for_a_
         # Chromium reports each refused reconnect as a console error; nothing else may appear.
         unexpected = [e for e in page.console_errors if "WebSocket connection" not in e]
         assert unexpected == [], unexpected
+
+
+async def test_the_agent_view_shows_its_state_log_and_controls(config: Config) -> None:
+    async with running_hive(config) as hive:
+        coord = hive.coordinator
+        coord.lifecycle = RecordingLifecycle(coord)
+        await coord.roster.add("alpha")
+        coord.set_running("alpha", True)
+        await coord.set_status_text("alpha", "reviewing the flake update")
+        log = coord.paths.agent_log("alpha")
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text("[alpha] started\n[alpha] <b>not markup</b>\n")
+        coord.paths.manager_log.write_text("[manager] proposed a config change\n")
+        async with open_browser() as browser:
+            page = await browser.new_page()
+            await page.call("Page.navigate", url=url_of(hive))
+            await page.wait_for("document.body.dataset.sync === 'live'")
+            await page.click('[data-agent="alpha"] a.agent-name')
+            await page.wait_for("!document.querySelector('#agent-view').hidden")
+            assert await page.evaluate("location.hash") == "#agent=alpha"
+            facts = await page.evaluate("document.querySelector('#agent-view-facts').innerText")
+            assert "reviewing the flake update" in facts
+            await page.wait_for("document.querySelector('#agent-view-log').textContent.includes('not markup')")
+            assert await page.evaluate("document.querySelectorAll('#agent-view-log b').length") == 0
+            # The log follows: what is appended shows up on the next poll.
+            with log.open("a") as fh:
+                fh.write("[alpha] one more line\n")
+            await page.wait_for("document.querySelector('#agent-view-log').textContent.includes('one more line')")
+            await page.click('#agent-view button[data-op="set_paused"]')
+            await page.wait_for("document.querySelector('#agent-view-state').textContent === 'paused'")
+            assert (await coord.roster.get("alpha")).paused  # type: ignore[union-attr]
+            await page.wait_for(
+                "document.querySelector('#agent-view button[data-op=\"set_paused\"]').textContent === 'Resume'"
+            )
+            await page.screenshot(ARTIFACTS / "dashboard-agent-view.png")
+            await page.click('#agent-view button[data-op="set_paused"]')
+            await page.wait_for("document.querySelector('#agent-view-state').textContent === 'running'")
+
+            await page.click('[data-agent="manager"] a.agent-name')
+            await page.wait_for("document.querySelector('#agent-view-log').textContent.includes('proposed a config')")
+            await page.click("#agent-view-close")
+            await page.wait_for("document.querySelector('#agent-view').hidden")
+            assert page.console_errors == [], page.console_errors

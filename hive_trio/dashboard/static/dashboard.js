@@ -89,7 +89,7 @@
   }
 
   function setOffline(offline) {
-    for (const b of document.querySelectorAll("main button")) {
+    for (const b of document.querySelectorAll("main button, #agent-view button")) {
       if (offline && !b.disabled) {
         b.disabled = true;
         b.dataset.offline = "1";
@@ -275,6 +275,141 @@
     renderLog();
   }
 
+  // ---------------------------------------------------------------- one agent's view (#agent=NAME)
+  const SVG = "http://www.w3.org/2000/svg";
+  const view = { name: null, offset: null, text: "", timer: null };
+
+  function viewedAgent() {
+    const m = /^#agent=(.+)$/.exec(location.hash);
+    return m ? decodeURIComponent(m[1]) : null;
+  }
+
+  function fact(label, value) {
+    return value === null || value === undefined || value === "" ? [] : [h("dt", { text: label }), h("dd", { text: String(value) })];
+  }
+
+  // A small bar chart of usage over time, drawn as SVG elements (never markup from data).
+  function usageChart(points) {
+    const width = 240, height = 48;
+    const svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+    svg.setAttribute("class", "usage-chart");
+    svg.setAttribute("role", "img");
+    const max = Math.max(1, ...points.map((p) => p.value));
+    const step = width / Math.max(points.length, 1);
+    points.forEach((p, i) => {
+      const bar = document.createElementNS(SVG, "rect");
+      const barHeight = Math.max(1, (p.value / max) * (height - 2));
+      bar.setAttribute("x", String(i * step + 1));
+      bar.setAttribute("y", String(height - barHeight));
+      bar.setAttribute("width", String(Math.max(1, step - 2)));
+      bar.setAttribute("height", String(barHeight));
+      const tip = document.createElementNS(SVG, "title");
+      tip.textContent = `${p.label}: ${p.value}`;
+      bar.append(tip);
+      svg.append(bar);
+    });
+    svg.setAttribute("aria-label", `usage over ${points.length} periods`);
+    return svg;
+  }
+
+  function viewButtons(name, a) {
+    if (!a) return [];
+    const offline = !isLive();
+    const transient = state.transients.get(name);
+    const make = (op, label, fields, disabled) => {
+      const b = h("button", { text: label, "data-op": op });
+      b.disabled = offline || Boolean(transient) || disabled;
+      b.addEventListener("click", () => run(b, op, { name, ...fields }));
+      return b;
+    };
+    return [
+      a.running ? make("stop", "Stop", {}, false) : make("start", "Start", {}, false),
+      make("restart", "Restart", {}, false),
+      make("rebuild", "Rebuild", {}, false),
+      a.paused ? make("set_paused", "Resume", { paused: false }, false) : make("set_paused", "Pause", { paused: true }, false),
+    ];
+  }
+
+  function renderAgentView() {
+    const name = viewedAgent();
+    const panel = $("agent-view");
+    if (!name || (name !== "manager" && !state.agents.has(name))) {
+      panel.hidden = true;
+      if (view.timer) clearInterval(view.timer);
+      view.timer = null;
+      view.name = null;
+      return;
+    }
+    panel.hidden = false;
+    if (view.name !== name) {
+      view.name = name;
+      view.offset = null;
+      view.text = "";
+      $("agent-view-log").textContent = "";
+      if (view.timer) clearInterval(view.timer);
+      view.timer = setInterval(pollLog, 2000);
+      pollLog();
+    }
+    const a = state.agents.get(name) || null;
+    $("agent-view-title").textContent = name;
+    const badge = $("agent-view-state");
+    if (a) {
+      const transient = state.transients.get(name) || null;
+      const [cls, label] = isLive() ? agentState(a, transient) : ["unknown", "unknown"];
+      badge.className = `state ${cls}`;
+      badge.textContent = label;
+    } else {
+      badge.className = "state";
+      badge.textContent = "manager";
+    }
+    const flags = a ? ["needs_login", "needs_update", "paused", "failed"].filter((f) => a[f]).map((f) => f.replace("_", " ")) : [];
+    $("agent-view-facts").replaceChildren(
+      ...(a
+        ? [
+          ...fact("status", a.status_text),
+          ...fact("model", a.active_model),
+          ...fact("waiting", a.pending_messages),
+          ...fact("deployed", a.deployed_sha ? a.deployed_sha.slice(0, 12) : null),
+          ...fact("flags", flags.join(", ")),
+          ...fact("failed because", a.failed ? a.failed_reason : null),
+          ...fact("reminders", a.pending_reminders),
+        ]
+        : fact("about", "the hive's manager: it proposes spawns and config changes for your approval")),
+    );
+    $("agent-view-actions").replaceChildren(...viewButtons(name, a));
+    const usage = a && a.usage ? a.usage : null;
+    const usageBox = $("agent-view-usage");
+    usageBox.replaceChildren();
+    if (usage) {
+      const cost = typeof usage.cost_usd === "number" ? ` · $${usage.cost_usd.toFixed(2)}` : "";
+      usageBox.append(h("div", { class: "meta", text: `${usage.input_tokens || 0} in · ${usage.output_tokens || 0} out tokens${cost}` }));
+      const days = Array.isArray(usage.days) ? usage.days : [];
+      if (days.length) usageBox.append(usageChart(days.map((d) => ({ label: d.day, value: (d.input_tokens || 0) + (d.output_tokens || 0) }))));
+    }
+  }
+
+  async function pollLog() {
+    const name = view.name;
+    if (!name || !isLive() || document.hidden) return;
+    let chunk;
+    try {
+      chunk = await act("log_tail", { name, offset: view.offset, max_bytes: 16384 });
+    } catch (err) {
+      $("agent-view-log-note").textContent = err.message;
+      return;
+    }
+    if (view.name !== name) return;
+    if (chunk.rotated) view.text += "\n-- the log was rotated --\n";
+    view.text = (view.text + chunk.text).slice(-32768);
+    view.offset = chunk.offset;
+    const pre = $("agent-view-log");
+    const stick = pre.scrollHeight - pre.scrollTop - pre.clientHeight < 40;
+    pre.textContent = view.text || "(nothing logged yet)";
+    if (stick) pre.scrollTop = pre.scrollHeight;
+    $("agent-view-log-note").textContent = "";
+  }
+
   function sync(container, elements, items, build, update) {
     for (const [key, el] of elements) {
       if (!items.has(key)) {
@@ -429,7 +564,9 @@
     const card = h(
       "article",
       { class: "agent", id: `agent-${a.name}`, "data-agent": a.name },
-      h("div", { class: "agent-head" }, h("span", { class: "agent-name", text: a.name }), h("span", { class: "state" })),
+      h("div", { class: "agent-head" },
+        h("a", { class: "agent-name", href: `#agent=${encodeURIComponent(a.name)}`, text: a.name, title: "open its view" }),
+        h("span", { class: "state" })),
       h("div", { class: "status-text" }),
       h("div", { class: "meta" }),
       h("div", { class: "row" }, buttons.start, buttons.stop, buttons.restart),
@@ -460,13 +597,25 @@
 
   function renderAgents() {
     sync($("agents"), agentEls, state.agents, buildAgent, updateAgent);
+    if (state.agents.size) $("agents").append(managerCard); // the manager last, after the agents
     $("agents-count").textContent = state.agents.size ? String(state.agents.size) : "";
     $("agents-empty").hidden = state.agents.size > 0 || !isLive();
     const tomb = $("tombstones");
     tomb.hidden = state.tombstones.length === 0;
     tomb.textContent = state.tombstones.length ? `Kept state of destroyed agents: ${state.tombstones.join(", ")}` : "";
     renderRecipients();
+    renderAgentView();
   }
+
+  // The manager is not in the agents' status rows; its card opens its view (its log, what it is for).
+  const managerCard = h(
+    "article",
+    { class: "agent manager-card", "data-agent": "manager" },
+    h("div", { class: "agent-head" },
+      h("a", { class: "agent-name", href: "#agent=manager", text: "manager", title: "open its view" }),
+      h("span", { class: "state", text: "manager" })),
+    h("div", { class: "status-text", text: "proposes spawns and config changes for your approval" }),
+  );
 
   function renderRecipients() {
     const select = $("send-to");
@@ -540,7 +689,10 @@
   body.addEventListener("keydown", (e) => {
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) form.requestSubmit();
   });
-  window.addEventListener("hashchange", renderAgents);
+  window.addEventListener("hashchange", () => {
+    renderAgents();
+    renderAgentView();
+  });
   $("log-agent").addEventListener("change", renderLog);
   $("log-system").addEventListener("change", renderLog);
 
