@@ -62,7 +62,7 @@ async def spawn_examples(coord: Coordinator, names: tuple[str, ...] = EXAMPLE_AG
     tombstones = set(await coord.tombstones())
     spawned = []
     for name in names:
-        if name in tombstones or await coord.roster.get(name) is not None:
+        if name in tombstones or await coord.find_agent(name) is not None:
             continue
         await coord.ops.spawn(name)
         spawned.append(name)
@@ -97,7 +97,7 @@ async def pending_for_banner(coord: Coordinator, names: tuple[str, ...] = EXAMPL
     from hive_trio.examples.manager import PROPOSED_MARKER
     from hive_trio.records import ApprovalStatus
 
-    present = [n for n in names if await coord.roster.get(n) is not None]
+    present = [n for n in names if await coord.find_agent(n) is not None]
     asker = present[0] if present else None
     will_ask = asker is not None and not await trio.Path(coord.paths.agent_notes(asker) / ASKED_MARKER).exists()
     will_propose = asker is not None and not await trio.Path(coord.paths.manager_notes / PROPOSED_MARKER).exists()

@@ -241,9 +241,6 @@ class Broker:
     async def pending_count(self, recipient: str) -> int:
         return await self.db.read(lambda c: pending_count(c, recipient))
 
-    async def pending_counts(self) -> dict[str, int]:
-        return await self.db.read(pending_counts)
-
     async def recent(
         self, *, recipient: str | None = None, limit: int = 50, max_bytes: int | None = None
     ) -> list[Message]:

@@ -60,11 +60,11 @@ async def phone(page: Page, width: int) -> None:
 
 
 async def test_a_pending_approval_with_a_long_diff_line_fits_a_phone(config: Config) -> None:
-    async with running_hive(config) as hive:
+    # RecordingLifecycle resolves approvals as the real one does.
+    async with running_hive(config, lifecycle=RecordingLifecycle) as hive:
         coord = hive.coordinator
-        coord.lifecycle = RecordingLifecycle(coord)  # resolves approvals as the real one does
         for name in ("alpha", "beta"):
-            await coord.roster.add(name)
+            await coord.record_spawn(name)
         coord.set_running("alpha", True)
         approval = await add_pending_approval(coord, "alpha", diff=DIFF)
         question = await coord.ask("beta", "Quarantine test_sync or retry it?", options=["quarantine", "retry"])
@@ -109,7 +109,7 @@ window.WebSocket = class { constructor() { this.readyState = 0; } addEventListen
 
 async def test_while_connecting_the_page_says_so_and_claims_nothing(config: Config) -> None:
     async with running_hive(config) as hive:
-        await hive.coordinator.roster.add("alpha")
+        await hive.coordinator.record_spawn("alpha")
         async with open_browser() as browser:
             page = await browser.new_page()
             # A stream that never opens: the page is caught for good in the state it shows at first.
@@ -139,7 +139,7 @@ async def test_when_the_daemon_is_gone_cards_say_unknown_and_actions_wait_for_a_
         async with running_hive(config, dashboard_port=port) as hive:
             coord = hive.coordinator
             for name in ("alpha", "beta"):
-                await coord.roster.add(name)
+                await coord.record_spawn(name)
             coord.set_running("alpha", True)
             await add_pending_approval(coord, "alpha")
             await coord.send("alpha", OPERATOR, "from alpha to you")
@@ -192,10 +192,9 @@ async def test_when_the_daemon_is_gone_cards_say_unknown_and_actions_wait_for_a_
 
 
 async def test_the_agent_view_shows_its_state_log_and_controls(config: Config) -> None:
-    async with running_hive(config) as hive:
+    async with running_hive(config, lifecycle=RecordingLifecycle) as hive:
         coord = hive.coordinator
-        coord.lifecycle = RecordingLifecycle(coord)
-        await coord.roster.add("alpha")
+        await coord.record_spawn("alpha")
         coord.set_running("alpha", True)
         await coord.set_status_text("alpha", "reviewing the flake update")
         log = coord.paths.agent_log("alpha")
@@ -219,7 +218,7 @@ async def test_the_agent_view_shows_its_state_log_and_controls(config: Config) -
             await page.wait_for("document.querySelector('#agent-view-log').textContent.includes('one more line')")
             await page.click('#agent-view button[data-op="set_paused"]')
             await page.wait_for("document.querySelector('#agent-view-state').textContent === 'paused'")
-            assert (await coord.roster.get("alpha")).paused  # type: ignore[union-attr]
+            assert (await coord.find_agent("alpha")).paused  # type: ignore[union-attr]
             await page.wait_for(
                 "document.querySelector('#agent-view button[data-op=\"set_paused\"]').textContent === 'Resume'"
             )
