@@ -231,3 +231,44 @@ async def test_the_agent_view_shows_its_state_log_and_controls(config: Config) -
             await page.click("#agent-view-close")
             await page.wait_for("document.querySelector('#agent-view').hidden")
             assert page.console_errors == [], page.console_errors
+
+
+async def test_needs_you_is_oldest_first_with_waited_time_and_a_history_of_who_resolved_what(config: Config) -> None:
+    async with running_hive(config, lifecycle=RecordingLifecycle) as hive:
+        coord = hive.coordinator
+        for name in ("alpha", "beta"):
+            await coord.record_spawn(name)
+        first = await coord.ask("beta", "first question, asked before the approval", options=["a", "b"])
+        approval = await add_pending_approval(coord, "alpha")
+        second = await coord.ask("alpha", "second question", ttl_seconds=600)
+        async with open_browser() as browser:
+            page = await browser.new_page()
+            await page.call("Page.navigate", url=url_of(hive))
+            await page.wait_for("document.body.dataset.sync === 'live'")
+            await page.wait_for(f"document.querySelector('[data-question=\"{second.id}\"]')")
+            order = await page.evaluate(
+                "[...document.querySelectorAll('.attention .item')]"
+                ".sort((x, y) => x.getBoundingClientRect().top - y.getBoundingClientRect().top)"
+                ".map(e => e.dataset.question ? 'q' + e.dataset.question : 'a' + e.dataset.approval)"
+            )
+            assert order == [f"q{first.id}", f"a{approval.id}", f"q{second.id}"]
+            assert await page.evaluate("document.querySelector('#history-box').hidden")
+            waits = await page.evaluate("[...document.querySelectorAll('.attention .waited')].map(e => e.textContent)")
+            assert len(waits) == 3 and all(w.endswith("s") or w.endswith("m") for w in waits), waits
+
+            await page.click(f'[data-question="{first.id}"] input[value="b"]')
+            await page.click(f'[data-question="{first.id}"] button.primary')
+            await page.wait_for(f"!document.querySelector('[data-question=\"{first.id}\"]')")
+            await page.type_into(f'[data-approval="{approval.id}"] input[type=text]', "not this one")
+            await page.click(f'[data-approval="{approval.id}"] button.deny')
+            await page.wait_for(f"!document.querySelector('[data-approval=\"{approval.id}\"]')")
+            await page.evaluate("document.querySelector('#history-box').open = true")
+            history = await page.wait_for(
+                "document.querySelectorAll('#history li').length === 2 && document.querySelector('#history').innerText"
+            )
+            lines = history.splitlines()
+            assert any(f"approval #{approval.id}" in x for x in lines), history
+            assert "denied — “not this one”" in history and "answered “b”" in history
+            assert history.count("by operator") == 2
+            await page.screenshot(ARTIFACTS / "dashboard-history.png")
+            assert page.console_errors == [], page.console_errors

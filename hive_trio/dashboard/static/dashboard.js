@@ -14,6 +14,9 @@
     transients: new Map(),  // name -> transient kind
     approvals: new Map(),   // id -> approval
     questions: new Map(),   // id -> question
+    permissions: new Map(), // id -> open permission request (the harness channel, issue 10)
+    history: [],            // resolved approvals/questions/permissions seen since the page opened, newest first
+    turns: new Map(),       // agent -> [{turn_id, at, events: [...], finished}] (newest last, bounded)
     log: [],                // {from, to, body, at, delivered}
     tombstones: [],
   };
@@ -194,12 +197,13 @@
       snap.approvals.map((a) => [a.id, {
         id: a.id, agent: a.agent, approval_kind: a.kind,
         sha_short: a.fetched_sha ? a.fetched_sha.slice(0, 12) : null,
-        description: a.description, diff: a.diff,
+        description: a.description, diff: a.diff, requested_at: a.requested_at,
       }]),
     );
     state.questions = new Map(snap.questions.filter((q) => q.target === null).map((q) => [q.id, q]));
     state.log = snap.messages.map((m) => ({ id: m.id, from: m.from, to: m.to, body: m.body, at: m.sent_at, delivered: m.delivered_at !== null }));
     state.tombstones = snap.tombstones || [];
+    state.permissions = new Map((snap.permissions || []).filter((r) => !r.decision).map((r) => [r.id, r]));
     renderAll();
   }
 
@@ -232,21 +236,53 @@
         break;
       }
       case "approval_added":
-        state.approvals.set(ev.id, ev);
+        // The event carries no request time: it is new, so now is when it started waiting.
+        state.approvals.set(ev.id, { requested_at: Date.now() / 1000, ...ev });
         renderAttention();
         break;
       case "approval_resolved":
         state.approvals.delete(ev.id);
+        remember("approval", ev.id, ev.agent, `${ev.status}${ev.note ? ` — “${ev.note}”` : ""}`, "operator", ev.resolved_at);
         renderAttention();
         break;
       case "question_added":
         state.questions.set(ev.id, ev);
         renderAttention();
         break;
-      case "question_resolved":
+      case "question_resolved": {
+        const q = state.questions.get(ev.id);
         state.questions.delete(ev.id);
+        remember("question", ev.id, q ? q.asker : null, ev.cancelled ? "cancelled" : `answered “${ev.answer}”`, ev.answerer, ev.answered_at);
         renderAttention();
         break;
+      }
+      case "permission_added":
+        state.permissions.set(ev.id, ev);
+        renderAttention();
+        break;
+      case "permission_resolved":
+        state.permissions.delete(ev.id);
+        remember("permission", ev.id, ev.agent, `${ev.decision}${ev.always ? " (always, for this tool)" : ""} · ${ev.tool}`, ev.decided_by, ev.decided_at);
+        renderAttention();
+        break;
+      case "turn_started":
+        turnsOf(ev.agent).push({ turn_id: ev.turn_id, at: ev.at, events: [], finished: null });
+        trimTurns(ev.agent);
+        if (view.name === ev.agent) renderTranscript();
+        break;
+      case "turn_event": {
+        const turn = findTurn(ev.agent, ev.turn_id, ev.at);
+        turn.events.push({ kind: ev.event_kind || "text", text: ev.text, tool: ev.tool, is_error: ev.is_error });
+        if (turn.events.length > 200) turn.events.splice(0, turn.events.length - 200);
+        if (view.name === ev.agent) renderTranscript();
+        break;
+      }
+      case "turn_finished": {
+        const turn = findTurn(ev.agent, ev.turn_id, ev.at);
+        turn.finished = ev;
+        if (view.name === ev.agent) renderAgentView();
+        break;
+      }
       case "transient_set":
         state.transients.set(ev.name, ev.transient_kind);
         renderAgents();
@@ -273,6 +309,7 @@
   // ---------------------------------------------------------------- rendering, keyed so typing survives updates
   const approvalEls = new Map();
   const questionEls = new Map();
+  const permissionEls = new Map();
   const agentEls = new Map();
 
   function renderAll() {
@@ -334,6 +371,7 @@
       make("restart", "Restart", {}, false),
       make("rebuild", "Rebuild", {}, false),
       a.paused ? make("set_paused", "Resume", { paused: false }, false) : make("set_paused", "Pause", { paused: true }, false),
+      make("interrupt", "Interrupt turn", {}, !a.running),
     ];
   }
 
@@ -384,15 +422,48 @@
         : fact("about", "the hive's manager: it proposes spawns and config changes for your approval")),
     );
     $("agent-view-actions").replaceChildren(...viewButtons(name, a));
+    // Usage from the status row (AgentUsage), and a chart of tokens per turn from the turns seen here.
     const usage = a && a.usage ? a.usage : null;
     const usageBox = $("agent-view-usage");
     usageBox.replaceChildren();
-    if (usage) {
-      const cost = typeof usage.cost_usd === "number" ? ` · $${usage.cost_usd.toFixed(2)}` : "";
-      usageBox.append(h("div", { class: "meta", text: `${usage.input_tokens || 0} in · ${usage.output_tokens || 0} out tokens${cost}` }));
-      const days = Array.isArray(usage.days) ? usage.days : [];
-      if (days.length) usageBox.append(usageChart(days.map((d) => ({ label: d.day, value: (d.input_tokens || 0) + (d.output_tokens || 0) }))));
+    if (usage && (usage.turns || usage.total_tokens)) {
+      const money = (x) => `$${(x || 0).toFixed(2)}`;
+      const limit = [
+        usage.daily_tokens_limit ? `limit ${usage.daily_tokens_limit} tokens/day` : null,
+        usage.daily_usd_limit ? `limit ${money(usage.daily_usd_limit)}/day` : null,
+      ].filter(Boolean).join(", ");
+      usageBox.append(h("div", { class: "meta usage-line",
+        text: `today ${usage.today_tokens} tokens, ${money(usage.today_cost_usd)} · all time ${usage.total_tokens} tokens, ${money(usage.total_cost_usd)} over ${usage.turns} turns${limit ? ` · ${limit}` : ""}${a.budget_exceeded ? " · budget exceeded" : ""}` }));
     }
+    const finished = turnsOf(name).filter((t) => t.finished);
+    if (finished.length) {
+      usageBox.append(usageChart(finished.map((t) => ({
+        label: clock(t.finished.at),
+        value: (t.finished.input_tokens || 0) + (t.finished.output_tokens || 0),
+      }))));
+    }
+    renderTranscript();
+  }
+
+  function renderTranscript() {
+    const name = view.name;
+    const list = $("agent-view-transcript");
+    const turns = name ? turnsOf(name) : [];
+    $("agent-view-transcript-title").hidden = turns.length === 0;
+    list.replaceChildren(
+      ...turns.slice().reverse().map((t) => {
+        const outcome = t.finished ? t.finished.outcome : "running";
+        return h("li", { class: `turn ${t.finished ? "done" : "live"}`, "data-turn": t.turn_id },
+          h("div", { class: "turn-head" },
+            h("b", { text: clock(t.at) }),
+            h("span", { class: `outcome ${outcome}`, text: outcome }),
+            t.finished && t.finished.error ? h("span", { class: "meta", text: t.finished.error }) : null),
+          ...t.events.map((e) =>
+            h("div", { class: `turn-event ${e.kind}${e.is_error ? " error" : ""}` },
+              e.tool ? h("span", { class: "tool", text: e.tool }) : null,
+              e.text ? h("span", { class: "text", text: e.text }) : null)));
+      }),
+    );
   }
 
   async function pollLog() {
@@ -434,10 +505,115 @@
     }
   }
 
+  function remember(kind, id, agent, how, by, at) {
+    state.history.unshift({ kind, id, agent, how, by, at });
+    if (state.history.length > 200) state.history.length = 200;
+  }
+
+  function turnsOf(agent) {
+    if (!state.turns.has(agent)) state.turns.set(agent, []);
+    return state.turns.get(agent);
+  }
+
+  function trimTurns(agent) {
+    const turns = turnsOf(agent);
+    if (turns.length > 20) turns.splice(0, turns.length - 20);
+  }
+
+  function findTurn(agent, turnId, at) {
+    const turns = turnsOf(agent);
+    let turn = turns.find((t) => t.turn_id === turnId);
+    if (!turn) {
+      turn = { turn_id: turnId, at, events: [], finished: null };
+      turns.push(turn);
+      trimTurns(agent);
+    }
+    return turn;
+  }
+
+  function ago(ts) {
+    const s = Math.max(0, Math.round(Date.now() / 1000 - ts));
+    if (s < 60) return `${s}s`;
+    if (s < 3600) return `${Math.floor(s / 60)}m`;
+    return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
+  }
+
+  function buildPermission(r) {
+    const allow = h("button", { class: "approve", text: "Allow" });
+    const always = h("button", { text: "Always allow this tool" });
+    const deny = h("button", { class: "deny", text: "Deny" });
+    const waited = h("span", { class: "waited" });
+    const countdown = h("span", { class: "countdown" });
+    const decide = (button, op, fields, done) => async () => {
+      for (const b of [allow, always, deny]) if (b !== button) b.disabled = true;
+      const result = await run(button, op, { id: r.id, ...fields }, done);
+      if (result !== undefined) card.classList.add("leaving");
+      for (const b of [allow, always, deny]) b.disabled = !isLive();
+    };
+    allow.addEventListener("click", decide(allow, "allow_permission", { always: false }, `allowed #${r.id}`));
+    always.addEventListener("click", decide(always, "allow_permission", { always: true }, `always allowed ${r.tool} for ${r.agent}`));
+    deny.addEventListener("click", decide(deny, "deny_permission", {}, `denied #${r.id}`));
+    let input = r.input_json || "";
+    try {
+      input = JSON.stringify(JSON.parse(input), null, 2);
+    } catch (err) {
+      // shown as it came
+    }
+    const card = h(
+      "article",
+      { class: "item permission", "data-permission": r.id },
+      h("div", { class: "item-head" },
+        h("span", { class: "item-title", text: `#${r.id} permission` }),
+        h("span", { class: "tag", text: r.agent }),
+        h("span", { class: "meta" }, "waiting ", waited, " · answer within ", countdown)),
+      h("p", { class: "desc" }, "wants to use ", h("b", { text: r.tool })),
+      input ? h("pre", { class: "tool-input", text: input }) : null,
+      h("div", { class: "row" }, allow, always, deny),
+    );
+    card.deadline = r.deadline_at;
+    card.countdown = countdown;
+    card.since = r.requested_at;
+    card.waited = waited;
+    tickCountdown(card);
+    return card;
+  }
+
+  // One "Needs you" list, oldest first across approvals, questions and permission requests.
+  function rankAttention() {
+    const when = [];
+    for (const [id, a] of state.approvals) when.push([a.requested_at || 0, "a", id]);
+    for (const [id, q] of state.questions) when.push([q.asked_at || 0, "q", id]);
+    for (const [id, r] of state.permissions) when.push([r.requested_at || 0, "p", id]);
+    when.sort((x, y) => x[0] - y[0] || (x[2] < y[2] ? -1 : 1));
+    const els = { a: approvalEls, q: questionEls, p: permissionEls };
+    when.forEach(([, kind, id], i) => {
+      const el = els[kind].get(id);
+      if (el) el.style.order = String(i + 1);
+    });
+  }
+
+  function renderHistory() {
+    $("history-count").textContent = state.history.length ? String(state.history.length) : "";
+    $("history-box").hidden = state.history.length === 0;
+    $("history").replaceChildren(
+      ...state.history.map((e) =>
+        h("li", {},
+          h("span", { class: "when", text: e.at ? clock(e.at) : "" }),
+          h("b", { text: `${e.kind} #${e.id}` }),
+          e.agent ? h("span", { class: "tag", text: e.agent }) : null,
+          h("span", { text: e.how }),
+          e.by ? h("span", { class: "meta", text: `by ${e.by}` }) : null)),
+    );
+  }
+
   function renderAttention() {
     sync($("approvals"), approvalEls, state.approvals, buildApproval);
     sync($("questions"), questionEls, state.questions, buildQuestion);
-    const n = state.approvals.size + state.questions.size;
+    sync($("permissions"), permissionEls, state.permissions, buildPermission);
+    rankAttention();
+    renderHistory();
+    if (!isLive()) setOffline(true);
+    const n = state.approvals.size + state.questions.size + state.permissions.size;
     $("attention-count").textContent = n ? String(n) : "";
     $("attention-empty").hidden = n > 0 || !isLive();
     document.title = n ? `(${n}) hive` : "hive";
@@ -463,17 +639,22 @@
     const note = h("input", { type: "text", placeholder: "note (optional)", "aria-label": `note for approval ${a.id}` });
     const approve = h("button", { class: "approve", text: "Approve" });
     const deny = h("button", { class: "deny", text: "Deny" });
+    const waited = h("span", { class: "waited" });
     const card = h(
       "article",
       { class: "item approval", "data-approval": a.id },
       h("div", { class: "item-head" },
         h("span", { class: "item-title", text: `#${a.id} ${kind}` }),
         h("span", { class: "tag", text: a.agent }),
-        a.sha_short ? h("span", { class: "sha", text: a.sha_short }) : null),
+        a.sha_short ? h("span", { class: "sha", text: a.sha_short }) : null,
+        h("span", { class: "meta" }, "waiting ", waited)),
       a.description ? h("p", { class: "desc", text: a.description }) : null,
       a.diff ? diffView(a.diff) : null,
       h("div", { class: "row" }, note, approve, deny),
     );
+    card.since = a.requested_at;
+    card.waited = waited;
+    tickCountdown(card);
     approve.addEventListener("click", async () => {
       deny.disabled = true;
       const done = await run(approve, "approve", { id: a.id, note: note.value || null }, `approved #${a.id}`);
@@ -505,6 +686,7 @@
     const answer = h("button", { class: "primary", text: "Answer" });
     const cancel = h("button", { class: "link", text: "cancel question" });
     const countdown = h("span", { class: "countdown" });
+    const waited = h("span", { class: "waited" });
     const submit = async () => {
       const picked = choices.filter((c) => c.checked).map((c) => c.value);
       const text = free.value.trim();
@@ -530,7 +712,7 @@
       h("div", { class: "item-head" },
         h("span", { class: "item-title", text: `#${q.id} question` }),
         h("span", { class: "tag", text: q.asker }),
-        q.deadline_at ? h("span", { class: "meta" }, "answer within ", countdown) : null),
+        h("span", { class: "meta" }, "waiting ", waited, q.deadline_at ? " · answer within " : "", q.deadline_at ? countdown : null)),
       h("p", { class: "desc", text: q.question }),
       options.childElementCount ? options : null,
       q.default_answer ? h("div", { class: "default", text: `If nobody answers in time: “${q.default_answer}”` }) : null,
@@ -538,11 +720,14 @@
     );
     card.deadline = q.deadline_at;
     card.countdown = countdown;
+    card.since = q.asked_at;
+    card.waited = waited;
     tickCountdown(card);
     return card;
   }
 
   function tickCountdown(card) {
+    if (card.waited && card.since) card.waited.textContent = ago(card.since);
     if (!card.deadline) return;
     const left = Math.max(0, Math.round(card.deadline - Date.now() / 1000));
     const m = Math.floor(left / 60);
@@ -550,7 +735,11 @@
     card.countdown.textContent = left >= 3600 ? `${Math.floor(left / 3600)}h ${m % 60}m` : `${m}:${s}`;
     card.countdown.classList.toggle("soon", left < 60);
   }
-  setInterval(() => questionEls.forEach(tickCountdown), 1000);
+  setInterval(() => {
+    approvalEls.forEach(tickCountdown);
+    questionEls.forEach(tickCountdown);
+    permissionEls.forEach(tickCountdown);
+  }, 1000);
 
   function agentState(a, transient) {
     if (transient) return ["busy", transient];
