@@ -15,7 +15,8 @@ from typing import Any, Final, TextIO
 
 import trio
 
-from hive_trio.cli import EXIT_OK, CliError, _host_call, _print, _reaching_the_daemon, _when, format_table
+from hive_trio.cli.discovery import EXIT_OK, CliError, discovered_hive, load_cli_config
+from hive_trio.cli.operator import _host_call, _print, _when, format_table, reaching_the_daemon
 from hive_trio.records import SYSTEM_SENDER
 
 ANSI: Final = {"add": "\033[32m", "del": "\033[31m", "hunk": "\033[36m", "head": "\033[1m", "end": "\033[0m"}
@@ -114,13 +115,12 @@ def cmd_logs(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     if not args.follow:
         return EXIT_OK
-    with _reaching_the_daemon(args):
+    with reaching_the_daemon(args):
         trio.run(_follow_log, args, int(first.get("offset") or 0))
     return EXIT_OK
 
 
 async def _follow_log(args: argparse.Namespace, offset: int) -> None:
-    from hive_trio.cli import discovered_hive, load_cli_config
     from hive_trio.clients.host import open_host_client
     from hive_trio.rules.paths import HivePaths
 
