@@ -46,6 +46,7 @@ from hive_trio.records import (
     ContainerStateChangedEvent,
     DeliveredEvent,
     EventFrame,
+    LogTailAction,
     Message,
     Question,
     QuestionAddedEvent,
@@ -55,6 +56,7 @@ from hive_trio.records import (
     ResumedFrame,
     SendAction,
     SentEvent,
+    SetPausedAction,
     Snapshot,
     StopAction,
     TransientClearedEvent,
@@ -132,12 +134,18 @@ def test_every_op_parses_with_its_fields() -> None:
         "allow_permission",
         "deny_permission",
         "interrupt",
+        "set_paused",
+        "log_tail",
     }
     assert parse_action('{"op":"allow_permission","id":3,"always":true,"req":2}') == AllowPermissionAction(
         id=3, always=True, req=2
     )
     assert parse_action('{"op":"deny_permission","id":3}') == DenyPermissionAction(id=3)
     assert parse_action('{"op":"interrupt","name":"alpha"}') == InterruptAction(name="alpha")
+    assert parse_action('{"op":"set_paused","name":"alpha","paused":true}') == SetPausedAction(
+        name="alpha", paused=True
+    )
+    assert parse_action('{"op":"log_tail","name":"manager","offset":5}') == LogTailAction(name="manager", offset=5)
 
 
 @pytest.mark.parametrize(
