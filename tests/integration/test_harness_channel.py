@@ -147,3 +147,28 @@ async def test_a_harness_that_sends_garbage_loses_only_its_channel(hive: InProce
     # The hive is fine: another channel for the agent works.
     async with open_test_channel(hive.coordinator, "alpha") as channel:
         await channel.turn_started("t2", [1])
+
+
+async def test_harness_tools_return_structured_results_matching_their_schemas(hive: InProcessHive) -> None:
+    import jsonschema
+
+    await hive.add_agent("alpha")
+    async with open_test_channel(hive.coordinator, "alpha") as channel, hive.open_agent("alpha") as alpha:
+        tools = {t.name: t for t in (await channel.session.list_tools()).tools}
+        agent_tools = {t.name: t for t in (await alpha.session.list_tools()).tools}
+        reminded = await alpha.session.call_tool("remind", {"body": "later", "delay_seconds": 60})
+        assert reminded.structured_content is not None
+        jsonschema.validate(reminded.structured_content, agent_tools["remind"].output_schema)
+        await hive.host("set_budget", name="alpha", daily_tokens=10**9)
+        calls: list[tuple[str, dict[str, object]]] = [
+            ("turn_started", {"turn_id": "t1", "message_ids": [1]}),
+            ("turn_event", {"turn_id": "t1", "kind": "text", "text": "hi"}),
+            ("turn_finished", {"turn_id": "t1", "outcome": "ok", "input_tokens": 3}),
+            ("report_state", {"status_text": "idle"}),
+            ("wait_control", {"wait_seconds": 0}),
+        ]
+        for name, arguments in calls:
+            result = await channel.session.call_tool(name, arguments)
+            assert not result.is_error, (name, result)
+            assert result.structured_content is not None, name
+            jsonschema.validate(result.structured_content, tools[name].output_schema)

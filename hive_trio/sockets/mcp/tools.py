@@ -184,6 +184,21 @@ OUTPUT_SCHEMAS: Final[dict[str, dict[str, Any]]] = {
     "start": _NAME_RESULT,
     "restart": _NAME_RESULT,
     "update": _NAME_RESULT,
+    "remind": _object({"id": _INT, "due_at": {"type": "number"}}),
+    # The harness role's (sockets/mcp/harness_tools.py).
+    "turn_started": _object({"entry_id": _INT}),
+    "turn_event": _object({"entry_id": _INT}),
+    "turn_finished": _object({"budget_exceeded": {"type": "boolean"}}),
+    "request_permission": _object(
+        {
+            "id": _INT,
+            "decision": {"type": "string", "enum": ["allow", "deny"]},
+            "reason": {"type": ["string", "null"]},
+        }
+    ),
+    "wait_control": _object(
+        {"interrupt": {"type": "boolean"}, "paused": {"type": "boolean"}, "budget_exceeded": {"type": "boolean"}}
+    ),
 }
 
 
