@@ -75,6 +75,12 @@ log = logging.getLogger(__name__)
 # What a dashboard event carries of a stream event's text: the ring holds thousands of events, so a
 # frame stays small; the transcript (host.sock `transcript`) keeps the longer, capped text.
 DASHBOARD_TEXT_MAX: Final = 2048
+# A permission request's input as a dashboard event carries (the ring holds thousands of events); the row,
+# the snapshot and host.sock `permissions` keep it up to the body limit.
+DASHBOARD_INPUT_MAX: Final = 8192
+# Open permission requests one agent may have at once (a harness asks one at a time per tool use); below the
+# 32 requests a connection may have in flight, so the refusal can reach the harness.
+MAX_OPEN_PERMISSIONS: Final = 16
 MAX_TURN_ID: Final = 128
 MAX_TOOL_NAME: Final = 256
 MAX_MESSAGE_IDS: Final = 64
@@ -477,11 +483,15 @@ class HarnessReports:
             raise InvalidRequest("ttl_seconds must be positive and at most a day")
         input_json = transcripts_sql.cap_json(tool_input, self.config.max_body_bytes) or "null"
         now = self.coord.clock()
-        request = await self.db.write(
-            lambda c: permissions_sql.request_tx(
-                c, agent=name, tool=checked, input_json=input_json, now=now, ttl_seconds=ttl
+
+        def tx(conn: apsw.Connection) -> PermissionRequest:
+            if permissions_sql.open_count(conn, agent=name) >= MAX_OPEN_PERMISSIONS:
+                raise InvalidRequest(f"{name} already has {MAX_OPEN_PERMISSIONS} permission requests waiting")
+            return permissions_sql.request_tx(
+                conn, agent=name, tool=checked, input_json=input_json, now=now, ttl_seconds=ttl
             )
-        )
+
+        request = await self.db.write(tx)
         if not request.is_open:
             return request
         waiter = self._waiters[request.id] = trio.Event()
@@ -491,7 +501,7 @@ class HarnessReports:
                     id=request.id,
                     agent=name,
                     tool=checked,
-                    input_json=input_json,
+                    input_json=transcripts_sql.cap_text(input_json, DASHBOARD_INPUT_MAX) or "null",
                     requested_at=request.requested_at,
                     deadline_at=request.deadline_at,
                 )

@@ -66,6 +66,11 @@ def request_tx(
     return _row(row)
 
 
+def open_count(conn: apsw.Connection, *, agent: str) -> int:
+    row = conn.execute("SELECT count(*) FROM permissions WHERE agent = ? AND decision IS NULL", (agent,)).fetchone()
+    return int(row[0]) if row else 0
+
+
 def get(conn: apsw.Connection, request_id: int) -> PermissionRequest | None:
     row = conn.execute(f"SELECT {_COLUMNS} FROM permissions WHERE id = ?", (request_id,)).fetchone()
     return _row(row) if row else None
@@ -152,6 +157,7 @@ __all__ = [
     "list_open_tx",
     "list_recent_tx",
     "next_deadline",
+    "open_count",
     "request_tx",
     "require",
     "rules_tx",

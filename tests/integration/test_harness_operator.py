@@ -402,3 +402,26 @@ async def test_the_cli_lists_allows_and_interrupts(hive: InProcessHive, capsys: 
         code, out = await cli("reminders", "alpha")
         assert code == 0 and "no pending reminders" in out
     assert answers[0].allowed
+
+
+async def test_open_requests_per_agent_are_bounded_and_the_event_input_is_cut(hive: InProcessHive) -> None:
+    from hive_trio.core.reports import DASHBOARD_INPUT_MAX, MAX_OPEN_PERMISSIONS
+
+    answers: list[ClientDecision] = []
+    with hive.coordinator.subscribe(buffer=256) as sub:
+        async with open_test_channel(hive.coordinator, "alpha") as channel, trio.open_nursery() as nursery:
+            big = {"content": "x" * 40_000}
+            for _ in range(MAX_OPEN_PERMISSIONS):
+                nursery.start_soon(lambda: ask_with(channel, answers, big))
+            await wait_for_requests(hive, MAX_OPEN_PERMISSIONS)
+            with pytest.raises(Exception, match="permission requests waiting"):
+                await channel.request_permission("Write", big)
+            rows = await open_requests(hive)
+            assert len(rows[0]["input_json"]) > 40_000  # the row keeps it (up to the body limit)
+            nursery.cancel_scope.cancel()
+        added = [e for e in drain(sub) if isinstance(e, PermissionAddedEvent)]
+    assert added and all(len(e.input_json.encode()) < DASHBOARD_INPUT_MAX + 100 for e in added)
+
+
+async def ask_with(channel: HarnessChannel, out: list[ClientDecision], tool_input: dict[str, Any]) -> None:
+    out.append(await channel.request_permission("Write", tool_input))
