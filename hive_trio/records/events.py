@@ -5,7 +5,7 @@ Imports only sibling record modules. It must never grow behaviour beyond shape.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Final, TypeAlias
+from typing import Any, Final, TypeAlias
 
 import attrs
 
@@ -19,14 +19,14 @@ from hive_trio.records.rows import (
     TransientKind,
     short_sha,
 )
+from hive_trio.records.tagged import Tagged
 
 # ------------------------------------------------------------------------------------ HelperEvent
 # Bodies of messages from `system`, tagged `event` as hyperhive's harnesses expect.
 
 
 @attrs.frozen
-class HelperApprovalResolved:
-    tag_value: ClassVar[str] = "approval_resolved"
+class HelperApprovalResolved(Tagged, tag="approval_resolved"):
     id: int
     agent: str
     status: ApprovalStatus
@@ -36,47 +36,40 @@ class HelperApprovalResolved:
 
 
 @attrs.frozen
-class HelperSpawned:
-    tag_value: ClassVar[str] = "spawned"
+class HelperSpawned(Tagged, tag="spawned"):
     agent: str
 
 
 @attrs.frozen
-class HelperRebuilt:
-    tag_value: ClassVar[str] = "rebuilt"
+class HelperRebuilt(Tagged, tag="rebuilt"):
     agent: str
     sha: str | None = None
     tag: str | None = None
 
 
 @attrs.frozen
-class HelperKilled:
-    tag_value: ClassVar[str] = "killed"
+class HelperKilled(Tagged, tag="killed"):
     agent: str
 
 
 @attrs.frozen
-class HelperDestroyed:
-    tag_value: ClassVar[str] = "destroyed"
+class HelperDestroyed(Tagged, tag="destroyed"):
     agent: str
 
 
 @attrs.frozen
-class HelperContainerCrash:
-    tag_value: ClassVar[str] = "container_crash"
+class HelperContainerCrash(Tagged, tag="container_crash"):
     agent: str
     note: str | None = None
 
 
 @attrs.frozen
-class HelperNeedsUpdate:
-    tag_value: ClassVar[str] = "needs_update"
+class HelperNeedsUpdate(Tagged, tag="needs_update"):
     agent: str
 
 
 @attrs.frozen
-class HelperQuestionAsked:
-    tag_value: ClassVar[str] = "question_asked"
+class HelperQuestionAsked(Tagged, tag="question_asked"):
     id: int
     asker: str
     question: str
@@ -92,8 +85,7 @@ class HelperQuestionAsked:
 
 
 @attrs.frozen
-class HelperQuestionAnswered:
-    tag_value: ClassVar[str] = "question_answered"
+class HelperQuestionAnswered(Tagged, tag="question_answered"):
     id: int
     question: str
     answer: str
@@ -118,8 +110,7 @@ HELPER_EVENT_TYPES: Final[tuple[type[Any], ...]] = HelperEvent.__args__
 
 
 @attrs.frozen
-class SentEvent:
-    tag_value: ClassVar[str] = "sent"
+class SentEvent(Tagged, tag="sent"):
     sender: str
     recipient: str
     body: str
@@ -134,8 +125,7 @@ class SentEvent:
 
 
 @attrs.frozen
-class DeliveredEvent:
-    tag_value: ClassVar[str] = "delivered"
+class DeliveredEvent(Tagged, tag="delivered"):
     sender: str
     recipient: str
     body: str
@@ -151,8 +141,7 @@ class DeliveredEvent:
 
 
 @attrs.frozen
-class ApprovalAddedEvent:
-    tag_value: ClassVar[str] = "approval_added"
+class ApprovalAddedEvent(Tagged, tag="approval_added"):
     id: int
     agent: str
     approval_kind: ApprovalKind
@@ -174,8 +163,7 @@ class ApprovalAddedEvent:
 
 
 @attrs.frozen
-class ApprovalResolvedEvent:
-    tag_value: ClassVar[str] = "approval_resolved"
+class ApprovalResolvedEvent(Tagged, tag="approval_resolved"):
     id: int
     agent: str
     approval_kind: ApprovalKind
@@ -202,8 +190,7 @@ class ApprovalResolvedEvent:
 
 
 @attrs.frozen
-class QuestionAddedEvent:
-    tag_value: ClassVar[str] = "question_added"
+class QuestionAddedEvent(Tagged, tag="question_added"):
     id: int
     asker: str
     question: str
@@ -229,8 +216,7 @@ class QuestionAddedEvent:
 
 
 @attrs.frozen
-class QuestionResolvedEvent:
-    tag_value: ClassVar[str] = "question_resolved"
+class QuestionResolvedEvent(Tagged, tag="question_resolved"):
     id: int
     answer: str
     answerer: str
@@ -245,8 +231,7 @@ class QuestionResolvedEvent:
 
 
 @attrs.frozen
-class TransientSetEvent:
-    tag_value: ClassVar[str] = "transient_set"
+class TransientSetEvent(Tagged, tag="transient_set"):
     name: str
     transient_kind: TransientKind
     since_unix: float
@@ -254,22 +239,19 @@ class TransientSetEvent:
 
 
 @attrs.frozen
-class TransientClearedEvent:
-    tag_value: ClassVar[str] = "transient_cleared"
+class TransientClearedEvent(Tagged, tag="transient_cleared"):
     name: str
     seq: int = 0
 
 
 @attrs.frozen
-class ContainerStateChangedEvent:
-    tag_value: ClassVar[str] = "container_state_changed"
+class ContainerStateChangedEvent(Tagged, tag="container_state_changed"):
     row: AgentStatus
     seq: int = 0
 
 
 @attrs.frozen
-class ContainerRemovedEvent:
-    tag_value: ClassVar[str] = "container_removed"
+class ContainerRemovedEvent(Tagged, tag="container_removed"):
     name: str
     seq: int = 0
 

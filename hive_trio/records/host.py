@@ -7,11 +7,12 @@ Imports only sibling record modules. It must never grow behaviour beyond shape (
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Final, TypeAlias
+from typing import Any, Final, TypeAlias
 
 import attrs
 
 from hive_trio.records.rows import Approval, ApprovalKind, ApprovalStatus
+from hive_trio.records.tagged import Tagged
 
 # ------------------------------------------------------------------------------ host.sock requests
 # hyperhive's `HostRequest` (v1), one JSON object per line tagged `cmd` (SPEC §5.2). Unknown keys are
@@ -29,156 +30,132 @@ class Scope:
 
 
 @attrs.frozen
-class HostList:
-    tag_value: ClassVar[str] = "list"
+class HostList(Tagged, tag="list"): ...
 
 
 @attrs.frozen
-class HostAgentStatus:
-    tag_value: ClassVar[str] = "agent_status"
+class HostAgentStatus(Tagged, tag="agent_status"): ...
 
 
 @attrs.frozen
-class HostSubscribeAgentStatus:
-    tag_value: ClassVar[str] = "subscribe_agent_status"
+class HostSubscribeAgentStatus(Tagged, tag="subscribe_agent_status"): ...
 
 
 @attrs.frozen
-class HostSetPaused:
-    tag_value: ClassVar[str] = "set_paused"
+class HostSetPaused(Tagged, tag="set_paused"):
     name: str
     paused: bool
 
 
 @attrs.frozen
-class HostStart:
-    tag_value: ClassVar[str] = "start"
+class HostStart(Tagged, tag="start"):
     scope: Scope
 
 
 @attrs.frozen
-class HostStop:
-    tag_value: ClassVar[str] = "stop"
+class HostStop(Tagged, tag="stop"):
     scope: Scope
     graceful: bool = True
 
 
 @attrs.frozen
-class HostRestart:
-    tag_value: ClassVar[str] = "restart"
+class HostRestart(Tagged, tag="restart"):
     name: str
 
 
 @attrs.frozen
-class HostUrls:
-    tag_value: ClassVar[str] = "urls"
+class HostUrls(Tagged, tag="urls"): ...
 
 
 @attrs.frozen
-class HostRequestSpawn:
-    tag_value: ClassVar[str] = "request_spawn"
+class HostRequestSpawn(Tagged, tag="request_spawn"):
     name: str
     description: str | None = None
 
 
 @attrs.frozen
-class HostKill:
-    tag_value: ClassVar[str] = "kill"
+class HostKill(Tagged, tag="kill"):
     name: str
 
 
 @attrs.frozen
-class HostSpawn:
-    tag_value: ClassVar[str] = "spawn"
+class HostSpawn(Tagged, tag="spawn"):
     name: str
 
 
 @attrs.frozen
-class HostRebuild:
-    tag_value: ClassVar[str] = "rebuild"
+class HostRebuild(Tagged, tag="rebuild"):
     name: str
 
 
 @attrs.frozen
-class HostDestroy:
-    tag_value: ClassVar[str] = "destroy"
+class HostDestroy(Tagged, tag="destroy"):
     name: str
     purge: bool = False
 
 
 @attrs.frozen
-class HostPurgeTombstone:
-    tag_value: ClassVar[str] = "purge_tombstone"
+class HostPurgeTombstone(Tagged, tag="purge_tombstone"):
     name: str
 
 
 @attrs.frozen
-class HostPending:
+class HostPending(Tagged, tag="pending"):
     """The approval queue; `status` defaults to pending."""
 
-    tag_value: ClassVar[str] = "pending"
     status: ApprovalStatus | None = ApprovalStatus.PENDING
 
 
 @attrs.frozen
-class HostApprovals:
+class HostApprovals(Tagged, tag="approvals"):
     """Every approval, or those with `status`."""
 
-    tag_value: ClassVar[str] = "approvals"
     status: ApprovalStatus | None = None
 
 
 @attrs.frozen
-class HostApprove:
-    tag_value: ClassVar[str] = "approve"
+class HostApprove(Tagged, tag="approve"):
     id: int
     note: str | None = None
 
 
 @attrs.frozen
-class HostDeny:
-    tag_value: ClassVar[str] = "deny"
+class HostDeny(Tagged, tag="deny"):
     id: int
     note: str | None = None
 
 
 @attrs.frozen
-class HostQuestions:
+class HostQuestions(Tagged, tag="questions"):
     """Open questions (to the operator and between agents); `all` adds recently answered ones."""
 
-    tag_value: ClassVar[str] = "questions"
     all: bool = False
 
 
 @attrs.frozen
-class HostAnswer:
-    tag_value: ClassVar[str] = "answer"
+class HostAnswer(Tagged, tag="answer"):
     id: int
     answer: str | list[str]
 
 
 @attrs.frozen
-class HostCancelQuestion:
-    tag_value: ClassVar[str] = "cancel_question"
+class HostCancelQuestion(Tagged, tag="cancel_question"):
     id: int
 
 
 @attrs.frozen
-class HostSend:
-    tag_value: ClassVar[str] = "send"
+class HostSend(Tagged, tag="send"):
     to: str
     body: str
 
 
 @attrs.frozen
-class HostBroadcast:
-    tag_value: ClassVar[str] = "broadcast"
+class HostBroadcast(Tagged, tag="broadcast"):
     body: str
 
 
 @attrs.frozen
-class HostTombstones:
-    tag_value: ClassVar[str] = "tombstones"
+class HostTombstones(Tagged, tag="tombstones"): ...
 
 
 HostRequest: TypeAlias = (

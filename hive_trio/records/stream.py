@@ -5,12 +5,13 @@ Imports only sibling record modules. It must never grow behaviour beyond shape.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Final, TypeAlias
+from typing import Any, Final, TypeAlias
 
 import attrs
 
 from hive_trio.records.events import DashboardEvent
 from hive_trio.records.rows import Snapshot
+from hive_trio.records.tagged import Tagged
 
 # ------------------------------------------------------------------------- dashboard stream wire
 # The operator's websocket (SPEC §7). Actions come in tagged by `op`; frames go out tagged by `type`.
@@ -24,92 +25,80 @@ AnswerText: TypeAlias = str | list[str]
 
 
 @attrs.frozen
-class ApproveAction:
-    tag_value: ClassVar[str] = "approve"
+class ApproveAction(Tagged, tag="approve"):
     id: int
     note: str | None = None
     req: RequestId = None
 
 
 @attrs.frozen
-class DenyAction:
-    tag_value: ClassVar[str] = "deny"
+class DenyAction(Tagged, tag="deny"):
     id: int
     note: str | None = None
     req: RequestId = None
 
 
 @attrs.frozen
-class AnswerAction:
-    tag_value: ClassVar[str] = "answer"
+class AnswerAction(Tagged, tag="answer"):
     id: int
     answer: AnswerText
     req: RequestId = None
 
 
 @attrs.frozen
-class CancelQuestionAction:
-    tag_value: ClassVar[str] = "cancel_question"
+class CancelQuestionAction(Tagged, tag="cancel_question"):
     id: int
     req: RequestId = None
 
 
 @attrs.frozen
-class SendAction:
-    tag_value: ClassVar[str] = "send"
+class SendAction(Tagged, tag="send"):
     to: str
     body: str
     req: RequestId = None
 
 
 @attrs.frozen
-class StartAction:
-    tag_value: ClassVar[str] = "start"
+class StartAction(Tagged, tag="start"):
     name: str
     req: RequestId = None
 
 
 @attrs.frozen
-class StopAction:
-    tag_value: ClassVar[str] = "stop"
+class StopAction(Tagged, tag="stop"):
     name: str
     graceful: bool = True
     req: RequestId = None
 
 
 @attrs.frozen
-class RestartAction:
-    tag_value: ClassVar[str] = "restart"
+class RestartAction(Tagged, tag="restart"):
     name: str
     req: RequestId = None
 
 
 @attrs.frozen
-class RebuildAction:
-    tag_value: ClassVar[str] = "rebuild"
+class RebuildAction(Tagged, tag="rebuild"):
     name: str
     req: RequestId = None
 
 
 @attrs.frozen
-class DestroyAction:
-    tag_value: ClassVar[str] = "destroy"
+class DestroyAction(Tagged, tag="destroy"):
     name: str
     purge: bool = False
     req: RequestId = None
 
 
 @attrs.frozen
-class SpawnAction:
-    tag_value: ClassVar[str] = "spawn"
+class SpawnAction(Tagged, tag="spawn"):
     name: str
     parent: str | None = None
     req: RequestId = None
 
 
 @attrs.frozen
-class CancelTransientAction:
-    tag_value: ClassVar[str] = "cancel_transient"
+class CancelTransientAction(Tagged, tag="cancel_transient"):
     name: str
     req: RequestId = None
 
