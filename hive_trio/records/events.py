@@ -36,8 +36,13 @@ class HelperApprovalResolved(Tagged, tag="approval_resolved"):
 
 
 @attrs.frozen
-class HelperSpawned(Tagged, tag="spawned"):
+class _AboutAgent(Tagged):
+    """A helper event that names only the agent."""
+
     agent: str
+
+
+class HelperSpawned(_AboutAgent, tag="spawned"): ...
 
 
 @attrs.frozen
@@ -47,14 +52,10 @@ class HelperRebuilt(Tagged, tag="rebuilt"):
     tag: str | None = None
 
 
-@attrs.frozen
-class HelperKilled(Tagged, tag="killed"):
-    agent: str
+class HelperKilled(_AboutAgent, tag="killed"): ...
 
 
-@attrs.frozen
-class HelperDestroyed(Tagged, tag="destroyed"):
-    agent: str
+class HelperDestroyed(_AboutAgent, tag="destroyed"): ...
 
 
 @attrs.frozen
@@ -63,9 +64,7 @@ class HelperContainerCrash(Tagged, tag="container_crash"):
     note: str | None = None
 
 
-@attrs.frozen
-class HelperNeedsUpdate(Tagged, tag="needs_update"):
-    agent: str
+class HelperNeedsUpdate(_AboutAgent, tag="needs_update"): ...
 
 
 @attrs.frozen
@@ -239,9 +238,14 @@ class TransientSetEvent(Tagged, tag="transient_set"):
 
 
 @attrs.frozen
-class TransientClearedEvent(Tagged, tag="transient_cleared"):
+class _NameGone(Tagged):
+    """A dashboard event that names only the agent."""
+
     name: str
     seq: int = 0
+
+
+class TransientClearedEvent(_NameGone, tag="transient_cleared"): ...
 
 
 @attrs.frozen
@@ -250,10 +254,7 @@ class ContainerStateChangedEvent(Tagged, tag="container_state_changed"):
     seq: int = 0
 
 
-@attrs.frozen
-class ContainerRemovedEvent(Tagged, tag="container_removed"):
-    name: str
-    seq: int = 0
+class ContainerRemovedEvent(_NameGone, tag="container_removed"): ...
 
 
 DashboardEvent: TypeAlias = (

@@ -30,15 +30,17 @@ class Scope:
 
 
 @attrs.frozen
-class HostList(Tagged, tag="list"): ...
+class _Bare(Tagged):
+    """A verb with no arguments."""
 
 
-@attrs.frozen
-class HostAgentStatus(Tagged, tag="agent_status"): ...
+class HostList(_Bare, tag="list"): ...
 
 
-@attrs.frozen
-class HostSubscribeAgentStatus(Tagged, tag="subscribe_agent_status"): ...
+class HostAgentStatus(_Bare, tag="agent_status"): ...
+
+
+class HostSubscribeAgentStatus(_Bare, tag="subscribe_agent_status"): ...
 
 
 @attrs.frozen
@@ -59,12 +61,16 @@ class HostStop(Tagged, tag="stop"):
 
 
 @attrs.frozen
-class HostRestart(Tagged, tag="restart"):
+class _Named(Tagged):
+    """A verb on one agent, by name."""
+
     name: str
 
 
-@attrs.frozen
-class HostUrls(Tagged, tag="urls"): ...
+class HostRestart(_Named, tag="restart"): ...
+
+
+class HostUrls(_Bare, tag="urls"): ...
 
 
 @attrs.frozen
@@ -73,19 +79,13 @@ class HostRequestSpawn(Tagged, tag="request_spawn"):
     description: str | None = None
 
 
-@attrs.frozen
-class HostKill(Tagged, tag="kill"):
-    name: str
+class HostKill(_Named, tag="kill"): ...
 
 
-@attrs.frozen
-class HostSpawn(Tagged, tag="spawn"):
-    name: str
+class HostSpawn(_Named, tag="spawn"): ...
 
 
-@attrs.frozen
-class HostRebuild(Tagged, tag="rebuild"):
-    name: str
+class HostRebuild(_Named, tag="rebuild"): ...
 
 
 @attrs.frozen
@@ -94,9 +94,7 @@ class HostDestroy(Tagged, tag="destroy"):
     purge: bool = False
 
 
-@attrs.frozen
-class HostPurgeTombstone(Tagged, tag="purge_tombstone"):
-    name: str
+class HostPurgeTombstone(_Named, tag="purge_tombstone"): ...
 
 
 @attrs.frozen
@@ -114,15 +112,17 @@ class HostApprovals(Tagged, tag="approvals"):
 
 
 @attrs.frozen
-class HostApprove(Tagged, tag="approve"):
+class _Verdict(Tagged):
+    """A decision on one approval, with an optional note."""
+
     id: int
     note: str | None = None
 
 
-@attrs.frozen
-class HostDeny(Tagged, tag="deny"):
-    id: int
-    note: str | None = None
+class HostApprove(_Verdict, tag="approve"): ...
+
+
+class HostDeny(_Verdict, tag="deny"): ...
 
 
 @attrs.frozen
@@ -154,8 +154,7 @@ class HostBroadcast(Tagged, tag="broadcast"):
     body: str
 
 
-@attrs.frozen
-class HostTombstones(Tagged, tag="tombstones"): ...
+class HostTombstones(_Bare, tag="tombstones"): ...
 
 
 HostRequest: TypeAlias = (

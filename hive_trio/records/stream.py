@@ -25,17 +25,18 @@ AnswerText: TypeAlias = str | list[str]
 
 
 @attrs.frozen
-class ApproveAction(Tagged, tag="approve"):
+class _VerdictAction(Tagged):
+    """A decision on one approval, with an optional note."""
+
     id: int
     note: str | None = None
     req: RequestId = None
 
 
-@attrs.frozen
-class DenyAction(Tagged, tag="deny"):
-    id: int
-    note: str | None = None
-    req: RequestId = None
+class ApproveAction(_VerdictAction, tag="approve"): ...
+
+
+class DenyAction(_VerdictAction, tag="deny"): ...
 
 
 @attrs.frozen
@@ -59,9 +60,14 @@ class SendAction(Tagged, tag="send"):
 
 
 @attrs.frozen
-class StartAction(Tagged, tag="start"):
+class _NamedAction(Tagged):
+    """A verb on one agent, by name."""
+
     name: str
     req: RequestId = None
+
+
+class StartAction(_NamedAction, tag="start"): ...
 
 
 @attrs.frozen
@@ -71,16 +77,10 @@ class StopAction(Tagged, tag="stop"):
     req: RequestId = None
 
 
-@attrs.frozen
-class RestartAction(Tagged, tag="restart"):
-    name: str
-    req: RequestId = None
+class RestartAction(_NamedAction, tag="restart"): ...
 
 
-@attrs.frozen
-class RebuildAction(Tagged, tag="rebuild"):
-    name: str
-    req: RequestId = None
+class RebuildAction(_NamedAction, tag="rebuild"): ...
 
 
 @attrs.frozen
@@ -97,10 +97,7 @@ class SpawnAction(Tagged, tag="spawn"):
     req: RequestId = None
 
 
-@attrs.frozen
-class CancelTransientAction(Tagged, tag="cancel_transient"):
-    name: str
-    req: RequestId = None
+class CancelTransientAction(_NamedAction, tag="cancel_transient"): ...
 
 
 DashboardAction: TypeAlias = (
