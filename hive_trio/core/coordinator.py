@@ -48,6 +48,7 @@ from hive_trio.records import (
     Message,
     Question,
     QuestionAddedEvent,
+    QuestionDraft,
     QuestionResolvedEvent,
     SentEvent,
     Snapshot,
@@ -632,15 +633,16 @@ class Coordinator:
                 await self.require_agent(target)
         if ttl_seconds is not None and not math.isfinite(ttl_seconds):
             raise InvalidRequest("ttl_seconds must be a finite number")
-        q = await self._questions.ask(
-            asker,
-            question,
+        draft = QuestionDraft(
+            asker=asker,
+            question=question,
             options=list(options),
             multi=multi,
             default_answer=default_answer,
             ttl_seconds=ttl_seconds,
             target=target,
         )
+        q = await self._questions.ask(draft)
         if q.target is None:
             self._hub.emit(QuestionAddedEvent.of(q))
         else:

@@ -93,6 +93,7 @@ from hive_trio.records.rows import Delivery as Delivery
 from hive_trio.records.rows import Message as Message
 from hive_trio.records.rows import PidRecord as PidRecord
 from hive_trio.records.rows import Question as Question
+from hive_trio.records.rows import QuestionDraft as QuestionDraft
 from hive_trio.records.rows import Snapshot as Snapshot
 from hive_trio.records.rows import TransientKind as TransientKind
 from hive_trio.records.rows import short_sha as short_sha

@@ -6,6 +6,7 @@ Imports nothing of ours. It must never grow behaviour beyond shape (no I/O, no e
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from typing import Final
 
 import attrs
@@ -86,6 +87,20 @@ class Approval:
     note: str | None = None
     resolved_at: float | None = None
     requested_by: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class QuestionDraft:
+    """A question as asked, before the store gives it an id, a time and a deadline: passed down whole,
+    so the coordinator, the store and its transaction do not each spell out the same keywords."""
+
+    asker: str
+    question: str
+    options: Sequence[str] = ()
+    multi: bool = False
+    default_answer: str | None = None
+    ttl_seconds: float | None = None
+    target: str | None = None
 
 
 @attrs.frozen

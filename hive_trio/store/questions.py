@@ -8,13 +8,13 @@ in-process timers lose those. Rows are an audit trail and are never deleted.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Final
 
 import apsw
 
 from hive_trio.errors import Conflict, InvalidRequest, NotFound
-from hive_trio.records import CANCELLED_ANSWER, EXPIRED_ANSWER, TTL_ANSWERER, Question
+from hive_trio.records import CANCELLED_ANSWER, EXPIRED_ANSWER, TTL_ANSWERER, Question, QuestionDraft
 from hive_trio.store.columns import Columns
 from hive_trio.store.database import Database
 
@@ -23,18 +23,9 @@ _COLUMNS: Final = Columns(
 )
 
 
-def ask_tx(
-    conn: apsw.Connection,
-    *,
-    asker: str,
-    question: str,
-    now: float,
-    options: Sequence[str] = (),
-    multi: bool = False,
-    default_answer: str | None = None,
-    ttl_seconds: float | None = None,
-    target: str | None = None,
-) -> Question:
+def ask_tx(conn: apsw.Connection, draft: QuestionDraft, *, now: float) -> Question:
+    asker, question, options, multi = draft.asker, draft.question, draft.options, draft.multi
+    default_answer, ttl_seconds, target = draft.default_answer, draft.ttl_seconds, draft.target
     if not question.strip():
         raise InvalidRequest("question is empty")
     if ttl_seconds is not None and ttl_seconds <= 0:
@@ -118,31 +109,9 @@ class OperatorQuestions:
         self.db = db
         self.clock = clock
 
-    async def ask(
-        self,
-        asker: str,
-        question: str,
-        *,
-        options: Sequence[str] = (),
-        multi: bool = False,
-        default_answer: str | None = None,
-        ttl_seconds: float | None = None,
-        target: str | None = None,
-    ) -> Question:
+    async def ask(self, draft: QuestionDraft) -> Question:
         now = self.clock()
-        return await self.db.write(
-            lambda c: ask_tx(
-                c,
-                asker=asker,
-                question=question,
-                now=now,
-                options=options,
-                multi=multi,
-                default_answer=default_answer,
-                ttl_seconds=ttl_seconds,
-                target=target,
-            )
-        )
+        return await self.db.write(lambda c: ask_tx(c, draft, now=now))
 
     async def get(self, question_id: int) -> Question:
         return await self.db.read(lambda c: require(c, question_id))
