@@ -140,33 +140,32 @@ class DeliveredEvent(Tagged, tag="delivered"):
 
 
 @attrs.frozen
-class ApprovalAddedEvent(Tagged, tag="approval_added"):
+class _ApprovalShown(Tagged):
+    """What both approval events say of the approval (these fields first, in this order, on the wire)."""
+
     id: int
     agent: str
     approval_kind: ApprovalKind
     sha_short: str | None
+
+    @staticmethod
+    def _about(a: Approval) -> dict[str, Any]:
+        return {"id": a.id, "agent": a.agent, "approval_kind": a.kind, "sha_short": short_sha(a.fetched_sha)}
+
+
+@attrs.frozen
+class ApprovalAddedEvent(_ApprovalShown, tag="approval_added"):
     diff: str | None
     description: str | None
     seq: int = 0
 
     @classmethod
     def of(cls, a: Approval) -> ApprovalAddedEvent:
-        return cls(
-            id=a.id,
-            agent=a.agent,
-            approval_kind=a.kind,
-            sha_short=short_sha(a.fetched_sha),
-            diff=a.diff,
-            description=a.description,
-        )
+        return cls(**cls._about(a), diff=a.diff, description=a.description)
 
 
 @attrs.frozen
-class ApprovalResolvedEvent(Tagged, tag="approval_resolved"):
-    id: int
-    agent: str
-    approval_kind: ApprovalKind
-    sha_short: str | None
+class ApprovalResolvedEvent(_ApprovalShown, tag="approval_resolved"):
     status: ApprovalStatus
     resolved_at: float
     note: str | None
@@ -176,16 +175,8 @@ class ApprovalResolvedEvent(Tagged, tag="approval_resolved"):
     @classmethod
     def of(cls, a: Approval) -> ApprovalResolvedEvent:
         assert a.resolved_at is not None
-        return cls(
-            id=a.id,
-            agent=a.agent,
-            approval_kind=a.kind,
-            sha_short=short_sha(a.fetched_sha),
-            status=a.status,
-            resolved_at=a.resolved_at,
-            note=a.note,
-            description=a.description,
-        )
+        about = cls._about(a)
+        return cls(**about, status=a.status, resolved_at=a.resolved_at, note=a.note, description=a.description)
 
 
 @attrs.frozen

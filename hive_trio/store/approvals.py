@@ -7,7 +7,6 @@ Rows are an audit trail and are never deleted.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Final
 
 import apsw
@@ -15,7 +14,7 @@ import apsw
 from hive_trio.errors import Conflict, NotFound
 from hive_trio.records import Approval, ApprovalKind, ApprovalStatus
 from hive_trio.store.columns import Columns
-from hive_trio.store.database import Database
+from hive_trio.store.database import StoreFace
 
 _COLUMNS: Final = Columns(Approval, convert={"kind": ApprovalKind, "status": ApprovalStatus})
 
@@ -99,11 +98,7 @@ def fail_pending_for_tx(conn: apsw.Connection, *, agent: str, note: str, now: fl
     return sorted((_COLUMNS.read(r) for r in rows), key=lambda a: a.id)
 
 
-class Approvals:
-    def __init__(self, db: Database, *, clock: Callable[[], float]) -> None:
-        self.db = db
-        self.clock = clock
-
+class Approvals(StoreFace):
     async def add(
         self,
         agent: str,

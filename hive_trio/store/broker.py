@@ -17,7 +17,7 @@ import apsw
 from hive_trio.errors import TooLarge, UnknownAgent
 from hive_trio.records import MANAGER_AGENT, OPERATOR, Message
 from hive_trio.store.columns import Columns
-from hive_trio.store.database import Database
+from hive_trio.store.database import Database, StoreFace
 
 T = TypeVar("T")
 # Inboxes that exist without an `agents` row.
@@ -182,10 +182,9 @@ def vacuum_tx(conn: apsw.Connection, *, older_than: float) -> int:
     return conn.changes()
 
 
-class Broker:
+class Broker(StoreFace):
     def __init__(self, db: Database, *, clock: Callable[[], float], max_body_bytes: int) -> None:
-        self.db = db
-        self.clock = clock
+        super().__init__(db, clock=clock)
         self.max_body_bytes = max_body_bytes
 
     async def send(self, sender: str, recipient: str, body: str) -> Message:

@@ -9,7 +9,7 @@ return. Like every store module it never imports trio, the event hub or a socket
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import apsw
@@ -27,7 +27,7 @@ from hive_trio.records import (
     to_json,
 )
 from hive_trio.store import approvals, broker, questions, roster
-from hive_trio.store.database import Database
+from hive_trio.store.database import StoreFace
 
 T = TypeVar("T")
 # A resolved row and the notice that went with it (None when its recipient has no inbox any more).
@@ -65,12 +65,8 @@ def questions_resolved_tx(conn: apsw.Connection, resolved: list[Question], *, no
     return out
 
 
-class Resolutions:
+class Resolutions(StoreFace):
     """The async face of the transactions above: one `Database.write` each."""
-
-    def __init__(self, db: Database, *, clock: Callable[[], float]) -> None:
-        self.db = db
-        self.clock = clock
 
     async def resolve_approval(
         self,

@@ -8,7 +8,6 @@ in-process timers lose those. Rows are an audit trail and are never deleted.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Final
 
 import apsw
@@ -16,7 +15,7 @@ import apsw
 from hive_trio.errors import Conflict, InvalidRequest, NotFound
 from hive_trio.records import CANCELLED_ANSWER, EXPIRED_ANSWER, TTL_ANSWERER, Question, QuestionDraft
 from hive_trio.store.columns import Columns
-from hive_trio.store.database import Database
+from hive_trio.store.database import StoreFace
 
 _COLUMNS: Final = Columns(
     Question, convert={"options": lambda v: list(json.loads(v)), "multi": bool, "cancelled": bool}
@@ -104,11 +103,7 @@ def expire_tx(conn: apsw.Connection, *, now: float) -> list[Question]:
     return sorted((_COLUMNS.read(r) for r in rows), key=lambda q: q.id)
 
 
-class OperatorQuestions:
-    def __init__(self, db: Database, *, clock: Callable[[], float]) -> None:
-        self.db = db
-        self.clock = clock
-
+class OperatorQuestions(StoreFace):
     async def ask(self, draft: QuestionDraft) -> Question:
         now = self.clock()
         return await self.db.write(lambda c: ask_tx(c, draft, now=now))

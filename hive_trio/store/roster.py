@@ -6,7 +6,7 @@ actually running is the lifecycle backend's to say; reconcile compares the two a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
 import apsw
@@ -15,7 +15,7 @@ from hive_trio.errors import Conflict, UnknownAgent
 from hive_trio.records import AgentRecord
 from hive_trio.store import broker
 from hive_trio.store.columns import Columns
-from hive_trio.store.database import Database
+from hive_trio.store.database import StoreFace
 
 _COLUMNS: Final = Columns(
     AgentRecord, convert={"failed": bool, "paused": bool, "needs_update": bool, "needs_login": bool}
@@ -81,11 +81,7 @@ def list_named(conn: apsw.Connection, names: Sequence[str]) -> list[AgentRecord]
     return sorted((r for r in found if r is not None), key=lambda r: r.name)
 
 
-class Roster:
-    def __init__(self, db: Database, *, clock: Callable[[], float]) -> None:
-        self.db = db
-        self.clock = clock
-
+class Roster(StoreFace):
     async def add(self, name: str, *, parent: str | None = None) -> AgentRecord:
         now = self.clock()
         return await self.db.write(lambda c: add_tx(c, name=name, parent=parent, now=now))
