@@ -36,6 +36,7 @@ from hive_trio.records import (
     AgentStatus,
     Approval,
     ApprovalAddedEvent,
+    ApprovalDraft,
     ApprovalKind,
     ApprovalResolvedEvent,
     ApprovalStatus,
@@ -545,9 +546,10 @@ class Coordinator:
         requested_by: str = OPERATOR,
     ) -> Approval:
         """Record a pending approval; a spawn is announced at once, a commit once `pin_proposal` pins it."""
-        approval = await self._approvals.add(
-            agent, kind, commit_ref=commit_ref, description=description, requested_by=requested_by
+        draft = ApprovalDraft(
+            agent=agent, kind=kind, commit_ref=commit_ref, description=description, requested_by=requested_by
         )
+        approval = await self._approvals.add(draft)
         if kind is ApprovalKind.SPAWN:
             self._announce_approval(approval)
         return approval

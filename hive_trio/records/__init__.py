@@ -87,6 +87,7 @@ from hive_trio.records.rows import TTL_ANSWERER as TTL_ANSWERER
 from hive_trio.records.rows import AgentRecord as AgentRecord
 from hive_trio.records.rows import AgentStatus as AgentStatus
 from hive_trio.records.rows import Approval as Approval
+from hive_trio.records.rows import ApprovalDraft as ApprovalDraft
 from hive_trio.records.rows import ApprovalKind as ApprovalKind
 from hive_trio.records.rows import ApprovalStatus as ApprovalStatus
 from hive_trio.records.rows import Delivery as Delivery

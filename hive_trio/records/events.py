@@ -45,6 +45,15 @@ class _AboutAgent(Tagged):
 class HelperSpawned(_AboutAgent, tag="spawned"): ...
 
 
+class HelperKilled(_AboutAgent, tag="killed"): ...
+
+
+class HelperDestroyed(_AboutAgent, tag="destroyed"): ...
+
+
+class HelperNeedsUpdate(_AboutAgent, tag="needs_update"): ...
+
+
 @attrs.frozen
 class HelperRebuilt(Tagged, tag="rebuilt"):
     agent: str
@@ -52,19 +61,10 @@ class HelperRebuilt(Tagged, tag="rebuilt"):
     tag: str | None = None
 
 
-class HelperKilled(_AboutAgent, tag="killed"): ...
-
-
-class HelperDestroyed(_AboutAgent, tag="destroyed"): ...
-
-
 @attrs.frozen
 class HelperContainerCrash(Tagged, tag="container_crash"):
     agent: str
     note: str | None = None
-
-
-class HelperNeedsUpdate(_AboutAgent, tag="needs_update"): ...
 
 
 @attrs.frozen
@@ -239,13 +239,13 @@ class _NameGone(Tagged):
 class TransientClearedEvent(_NameGone, tag="transient_cleared"): ...
 
 
+class ContainerRemovedEvent(_NameGone, tag="container_removed"): ...
+
+
 @attrs.frozen
 class ContainerStateChangedEvent(Tagged, tag="container_state_changed"):
     row: AgentStatus
     seq: int = 0
-
-
-class ContainerRemovedEvent(_NameGone, tag="container_removed"): ...
 
 
 DashboardEvent: TypeAlias = (

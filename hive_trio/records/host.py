@@ -43,6 +43,12 @@ class HostAgentStatus(_Bare, tag="agent_status"): ...
 class HostSubscribeAgentStatus(_Bare, tag="subscribe_agent_status"): ...
 
 
+class HostUrls(_Bare, tag="urls"): ...
+
+
+class HostTombstones(_Bare, tag="tombstones"): ...
+
+
 @attrs.frozen
 class HostSetPaused(Tagged, tag="set_paused"):
     name: str
@@ -70,15 +76,6 @@ class _Named(Tagged):
 class HostRestart(_Named, tag="restart"): ...
 
 
-class HostUrls(_Bare, tag="urls"): ...
-
-
-@attrs.frozen
-class HostRequestSpawn(Tagged, tag="request_spawn"):
-    name: str
-    description: str | None = None
-
-
 class HostKill(_Named, tag="kill"): ...
 
 
@@ -88,13 +85,19 @@ class HostSpawn(_Named, tag="spawn"): ...
 class HostRebuild(_Named, tag="rebuild"): ...
 
 
+class HostPurgeTombstone(_Named, tag="purge_tombstone"): ...
+
+
+@attrs.frozen
+class HostRequestSpawn(Tagged, tag="request_spawn"):
+    name: str
+    description: str | None = None
+
+
 @attrs.frozen
 class HostDestroy(Tagged, tag="destroy"):
     name: str
     purge: bool = False
-
-
-class HostPurgeTombstone(_Named, tag="purge_tombstone"): ...
 
 
 @attrs.frozen
@@ -152,9 +155,6 @@ class HostSend(Tagged, tag="send"):
 @attrs.frozen
 class HostBroadcast(Tagged, tag="broadcast"):
     body: str
-
-
-class HostTombstones(_Bare, tag="tombstones"): ...
 
 
 HostRequest: TypeAlias = (

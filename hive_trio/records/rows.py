@@ -90,6 +90,17 @@ class Approval:
 
 
 @attrs.frozen(kw_only=True)
+class ApprovalDraft:
+    """An approval as proposed, before the store gives it an id and a time (passed down whole, as a question is)."""
+
+    agent: str
+    kind: ApprovalKind
+    commit_ref: str | None = None
+    description: str | None = None
+    requested_by: str | None = None
+
+
+@attrs.frozen(kw_only=True)
 class QuestionDraft:
     """A question as asked, before the store gives it an id, a time and a deadline: passed down whole,
     so the coordinator, the store and its transaction do not each spell out the same keywords."""

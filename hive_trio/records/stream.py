@@ -70,17 +70,20 @@ class _NamedAction(Tagged):
 class StartAction(_NamedAction, tag="start"): ...
 
 
+class RestartAction(_NamedAction, tag="restart"): ...
+
+
+class RebuildAction(_NamedAction, tag="rebuild"): ...
+
+
+class CancelTransientAction(_NamedAction, tag="cancel_transient"): ...
+
+
 @attrs.frozen
 class StopAction(Tagged, tag="stop"):
     name: str
     graceful: bool = True
     req: RequestId = None
-
-
-class RestartAction(_NamedAction, tag="restart"): ...
-
-
-class RebuildAction(_NamedAction, tag="rebuild"): ...
 
 
 @attrs.frozen
@@ -95,9 +98,6 @@ class SpawnAction(Tagged, tag="spawn"):
     name: str
     parent: str | None = None
     req: RequestId = None
-
-
-class CancelTransientAction(_NamedAction, tag="cancel_transient"): ...
 
 
 DashboardAction: TypeAlias = (

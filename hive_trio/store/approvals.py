@@ -12,27 +12,18 @@ from typing import Final
 import apsw
 
 from hive_trio.errors import Conflict, NotFound
-from hive_trio.records import Approval, ApprovalKind, ApprovalStatus
+from hive_trio.records import Approval, ApprovalDraft, ApprovalKind, ApprovalStatus
 from hive_trio.store.columns import Columns
 from hive_trio.store.database import StoreFace
 
 _COLUMNS: Final = Columns(Approval, convert={"kind": ApprovalKind, "status": ApprovalStatus})
 
 
-def add_tx(
-    conn: apsw.Connection,
-    *,
-    agent: str,
-    kind: ApprovalKind,
-    now: float,
-    commit_ref: str | None = None,
-    description: str | None = None,
-    requested_by: str | None = None,
-) -> Approval:
+def add_tx(conn: apsw.Connection, draft: ApprovalDraft, *, now: float) -> Approval:
     row = conn.execute(
         "INSERT INTO approvals (agent, kind, commit_ref, description, requested_at, requested_by)"
         f" VALUES (?, ?, ?, ?, ?, ?) RETURNING {_COLUMNS.sql}",
-        (agent, kind.value, commit_ref, description, now, requested_by),
+        (draft.agent, draft.kind.value, draft.commit_ref, draft.description, now, draft.requested_by),
     ).fetchone()
     assert row is not None
     return _COLUMNS.read(row)
@@ -99,27 +90,9 @@ def fail_pending_for_tx(conn: apsw.Connection, *, agent: str, note: str, now: fl
 
 
 class Approvals(StoreFace):
-    async def add(
-        self,
-        agent: str,
-        kind: ApprovalKind,
-        *,
-        commit_ref: str | None = None,
-        description: str | None = None,
-        requested_by: str | None = None,
-    ) -> Approval:
+    async def add(self, draft: ApprovalDraft) -> Approval:
         now = self.clock()
-        return await self.db.write(
-            lambda c: add_tx(
-                c,
-                agent=agent,
-                kind=kind,
-                now=now,
-                commit_ref=commit_ref,
-                description=description,
-                requested_by=requested_by,
-            )
-        )
+        return await self.db.write(lambda c: add_tx(c, draft, now=now))
 
     async def set_fetched(self, approval_id: int, *, fetched_sha: str, diff: str) -> Approval:
         return await self.db.write(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hive_trio.errors import Conflict, InvalidRequest, NotFound, TooLarge, UnknownAgent
-from hive_trio.records import ApprovalKind, ApprovalStatus, QuestionDraft
+from hive_trio.records import ApprovalDraft, ApprovalKind, ApprovalStatus, QuestionDraft
 from hive_trio.store.approvals import Approvals
 from hive_trio.store.broker import Broker
 from hive_trio.store.database import Database
@@ -156,7 +156,9 @@ async def test_vacuum_drops_only_old_acked_messages(broker: Broker, clock: Clock
 async def test_double_approve_is_refused(db: Database, clock: Clock) -> None:
     approvals = Approvals(db, clock=clock)
     resolutions = Resolutions(db, clock=clock)
-    a = await approvals.add("alpha", ApprovalKind.APPLY_COMMIT, commit_ref="abcdef1", description="tweak")
+    a = await approvals.add(
+        ApprovalDraft(agent="alpha", kind=ApprovalKind.APPLY_COMMIT, commit_ref="abcdef1", description="tweak")
+    )
     assert a.status is ApprovalStatus.PENDING
     done, notice = await resolutions.resolve_approval(a.id, ApprovalStatus.APPROVED, note="lgtm")
     assert notice is not None and notice.recipient == "manager"
@@ -171,7 +173,7 @@ async def test_double_approve_is_refused(db: Database, clock: Clock) -> None:
 async def test_approving_a_denied_one_changes_nothing(db: Database, clock: Clock) -> None:
     approvals = Approvals(db, clock=clock)
     resolutions = Resolutions(db, clock=clock)
-    a = await approvals.add("alpha", ApprovalKind.SPAWN, description="new worker")
+    a = await approvals.add(ApprovalDraft(agent="alpha", kind=ApprovalKind.SPAWN, description="new worker"))
     await resolutions.resolve_approval(a.id, ApprovalStatus.DENIED, note="no")
     with pytest.raises(Conflict, match="already denied"):
         await resolutions.resolve_approval(a.id, ApprovalStatus.APPROVED)
@@ -183,10 +185,10 @@ async def test_approving_a_denied_one_changes_nothing(db: Database, clock: Clock
 async def test_failing_pending_approvals_of_a_destroyed_agent(db: Database, clock: Clock) -> None:
     approvals = Approvals(db, clock=clock)
     resolutions = Resolutions(db, clock=clock)
-    a = await approvals.add("alpha", ApprovalKind.APPLY_COMMIT, commit_ref="abcdef1")
-    b = await approvals.add("alpha", ApprovalKind.APPLY_COMMIT, commit_ref="abcdef2")
+    a = await approvals.add(ApprovalDraft(agent="alpha", kind=ApprovalKind.APPLY_COMMIT, commit_ref="abcdef1"))
+    b = await approvals.add(ApprovalDraft(agent="alpha", kind=ApprovalKind.APPLY_COMMIT, commit_ref="abcdef2"))
     await resolutions.resolve_approval(b.id, ApprovalStatus.DENIED)
-    other = await approvals.add("beta", ApprovalKind.APPLY_COMMIT, commit_ref="abcdef3")
+    other = await approvals.add(ApprovalDraft(agent="beta", kind=ApprovalKind.APPLY_COMMIT, commit_ref="abcdef3"))
     failed = [a for a, _ in await resolutions.fail_pending_approvals("alpha", note="agent destroyed")]
     assert [f.id for f in failed] == [a.id]
     assert failed[0].note == "agent destroyed" and failed[0].status is ApprovalStatus.FAILED
