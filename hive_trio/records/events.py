@@ -109,7 +109,9 @@ HELPER_EVENT_TYPES: Final[tuple[type[Any], ...]] = HelperEvent.__args__
 
 
 @attrs.frozen
-class SentEvent(Tagged, tag="sent"):
+class _MessageShown(Tagged):
+    """A message as both `sent` and `delivered` show it; `at` is when that happened."""
+
     sender: str
     recipient: str
     body: str
@@ -118,20 +120,14 @@ class SentEvent(Tagged, tag="sent"):
     id: int | None = None
     seq: int = 0
 
+
+class SentEvent(_MessageShown, tag="sent"):
     @classmethod
     def of(cls, m: Message) -> SentEvent:
         return cls(sender=m.sender, recipient=m.recipient, body=m.body, at=m.sent_at, id=m.id)
 
 
-@attrs.frozen
-class DeliveredEvent(Tagged, tag="delivered"):
-    sender: str
-    recipient: str
-    body: str
-    at: float
-    id: int | None = None
-    seq: int = 0
-
+class DeliveredEvent(_MessageShown, tag="delivered"):
     @classmethod
     def of(cls, m: Message) -> DeliveredEvent:
         """From the row `deliver` stamped: `at` is its `delivered_at`."""
