@@ -40,6 +40,7 @@ from hive_trio.records import (
     ApprovalKind,
     ApprovalResolvedEvent,
     ApprovalStatus,
+    ApprovalVerdict,
     ContainerRemovedEvent,
     ContainerStateChangedEvent,
     DashboardEvent,
@@ -584,9 +585,8 @@ class Coordinator:
         `roster_update` changes the agent's row in that transaction too (an approved deploy records its
         `deployed_sha` with its approval). `Conflict` if it was not pending; then nothing changes.
         """
-        resolved, notice = await self._resolutions.resolve_approval(
-            approval_id, status, note=note, tag=tag, roster_update=roster_update
-        )
+        verdict = ApprovalVerdict(status=status, note=note, tag=tag, roster_update=roster_update)
+        resolved, notice = await self._resolutions.resolve_approval(approval_id, verdict)
         await self._approvals_resolved([(resolved, notice)], roster_changed=bool(roster_update))
         return resolved
 

@@ -90,6 +90,7 @@ from hive_trio.records.rows import Approval as Approval
 from hive_trio.records.rows import ApprovalDraft as ApprovalDraft
 from hive_trio.records.rows import ApprovalKind as ApprovalKind
 from hive_trio.records.rows import ApprovalStatus as ApprovalStatus
+from hive_trio.records.rows import ApprovalVerdict as ApprovalVerdict
 from hive_trio.records.rows import Delivery as Delivery
 from hive_trio.records.rows import Message as Message
 from hive_trio.records.rows import PidRecord as PidRecord

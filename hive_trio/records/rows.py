@@ -6,8 +6,8 @@ Imports nothing of ours. It must never grow behaviour beyond shape (no I/O, no e
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
-from typing import Final
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
 
 import attrs
 
@@ -98,6 +98,17 @@ class ApprovalDraft:
     commit_ref: str | None = None
     description: str | None = None
     requested_by: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ApprovalVerdict:
+    """How a pending approval is resolved: `tag` goes into the manager's notice, `roster_update` changes the
+    agent's row in the same transaction (an approved deploy records its `deployed_sha`)."""
+
+    status: ApprovalStatus
+    note: str | None = None
+    tag: str | None = None
+    roster_update: Mapping[str, Any] | None = None
 
 
 @attrs.frozen(kw_only=True)

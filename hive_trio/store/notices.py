@@ -18,7 +18,7 @@ from hive_trio.records import (
     MANAGER_AGENT,
     SYSTEM_SENDER,
     Approval,
-    ApprovalStatus,
+    ApprovalVerdict,
     HelperApprovalResolved,
     HelperEvent,
     HelperQuestionAnswered,
@@ -68,21 +68,14 @@ def questions_resolved_tx(conn: apsw.Connection, resolved: list[Question], *, no
 class Resolutions(StoreFace):
     """The async face of the transactions above: one `Database.write` each."""
 
-    async def resolve_approval(
-        self,
-        approval_id: int,
-        status: ApprovalStatus,
-        *,
-        note: str | None = None,
-        tag: str | None = None,
-        roster_update: Mapping[str, Any] | None = None,
-    ) -> Resolved[Approval]:
+    async def resolve_approval(self, approval_id: int, verdict: ApprovalVerdict) -> Resolved[Approval]:
         """Compare-and-set from `pending`; `Conflict` (and nothing changes) if it was not pending."""
         now = self.clock()
 
         def tx(conn: apsw.Connection) -> list[Resolved[Approval]]:
-            resolved = approvals.resolve_tx(conn, approval_id=approval_id, status=status, note=note, now=now)
-            return approvals_resolved_tx(conn, [resolved], now=now, tag=tag, roster_update=roster_update)
+            v = verdict
+            resolved = approvals.resolve_tx(conn, approval_id=approval_id, status=v.status, note=v.note, now=now)
+            return approvals_resolved_tx(conn, [resolved], now=now, tag=v.tag, roster_update=v.roster_update)
 
         (pair,) = await self.db.write(tx)
         return pair

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hive_trio.errors import Conflict, InvalidRequest, NotFound, TooLarge, UnknownAgent
-from hive_trio.records import ApprovalDraft, ApprovalKind, ApprovalStatus, QuestionDraft
+from hive_trio.records import ApprovalDraft, ApprovalKind, ApprovalStatus, ApprovalVerdict, QuestionDraft
 from hive_trio.store.approvals import Approvals
 from hive_trio.store.broker import Broker
 from hive_trio.store.database import Database
@@ -160,13 +160,15 @@ async def test_double_approve_is_refused(db: Database, clock: Clock) -> None:
         ApprovalDraft(agent="alpha", kind=ApprovalKind.APPLY_COMMIT, commit_ref="abcdef1", description="tweak")
     )
     assert a.status is ApprovalStatus.PENDING
-    done, notice = await resolutions.resolve_approval(a.id, ApprovalStatus.APPROVED, note="lgtm")
+    done, notice = await resolutions.resolve_approval(
+        a.id, ApprovalVerdict(status=ApprovalStatus.APPROVED, note="lgtm")
+    )
     assert notice is not None and notice.recipient == "manager"
     assert (done.status, done.note, done.resolved_at) == (ApprovalStatus.APPROVED, "lgtm", clock.now)
     with pytest.raises(Conflict, match="already approved"):
-        await resolutions.resolve_approval(a.id, ApprovalStatus.APPROVED)
+        await resolutions.resolve_approval(a.id, ApprovalVerdict(status=ApprovalStatus.APPROVED))
     with pytest.raises(Conflict):
-        await resolutions.resolve_approval(a.id, ApprovalStatus.DENIED, note="changed my mind")
+        await resolutions.resolve_approval(a.id, ApprovalVerdict(status=ApprovalStatus.DENIED, note="changed my mind"))
     assert (await approvals.get(a.id)).note == "lgtm"
 
 
@@ -174,12 +176,12 @@ async def test_approving_a_denied_one_changes_nothing(db: Database, clock: Clock
     approvals = Approvals(db, clock=clock)
     resolutions = Resolutions(db, clock=clock)
     a = await approvals.add(ApprovalDraft(agent="alpha", kind=ApprovalKind.SPAWN, description="new worker"))
-    await resolutions.resolve_approval(a.id, ApprovalStatus.DENIED, note="no")
+    await resolutions.resolve_approval(a.id, ApprovalVerdict(status=ApprovalStatus.DENIED, note="no"))
     with pytest.raises(Conflict, match="already denied"):
-        await resolutions.resolve_approval(a.id, ApprovalStatus.APPROVED)
+        await resolutions.resolve_approval(a.id, ApprovalVerdict(status=ApprovalStatus.APPROVED))
     assert (await approvals.get(a.id)).status is ApprovalStatus.DENIED
     with pytest.raises(NotFound):
-        await resolutions.resolve_approval(999, ApprovalStatus.APPROVED)
+        await resolutions.resolve_approval(999, ApprovalVerdict(status=ApprovalStatus.APPROVED))
 
 
 async def test_failing_pending_approvals_of_a_destroyed_agent(db: Database, clock: Clock) -> None:
@@ -187,7 +189,7 @@ async def test_failing_pending_approvals_of_a_destroyed_agent(db: Database, cloc
     resolutions = Resolutions(db, clock=clock)
     a = await approvals.add(ApprovalDraft(agent="alpha", kind=ApprovalKind.APPLY_COMMIT, commit_ref="abcdef1"))
     b = await approvals.add(ApprovalDraft(agent="alpha", kind=ApprovalKind.APPLY_COMMIT, commit_ref="abcdef2"))
-    await resolutions.resolve_approval(b.id, ApprovalStatus.DENIED)
+    await resolutions.resolve_approval(b.id, ApprovalVerdict(status=ApprovalStatus.DENIED))
     other = await approvals.add(ApprovalDraft(agent="beta", kind=ApprovalKind.APPLY_COMMIT, commit_ref="abcdef3"))
     failed = [a for a, _ in await resolutions.fail_pending_approvals("alpha", note="agent destroyed")]
     assert [f.id for f in failed] == [a.id]
