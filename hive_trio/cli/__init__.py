@@ -164,21 +164,18 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--agent-command", metavar="CMD", help="process backend's agent command template")
         p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
-    p = sub.add_parser("daemon", help="run the daemon in the foreground until SIGINT/SIGTERM")
-    daemon_options(p)
-    p.set_defaults(run=cmd_daemon)
-
-    p = sub.add_parser("up", help="the daemon plus example agents, on embedded defaults (./hive-state)")
-    daemon_options(p)
-    p.set_defaults(run=cmd_up)
-
-    p = sub.add_parser("watch", help="follow the hive's live events")
-    hive_options(p)
-    p.set_defaults(run=cmd_watch)
-
-    p = sub.add_parser("dashboard-url", help="print the dashboard URL with its token")
-    hive_options(p)
-    p.set_defaults(run=cmd_dashboard_url)
+    foreground: list[
+        tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
+    ] = [
+        ("daemon", "run the daemon in the foreground until SIGINT/SIGTERM", daemon_options, cmd_daemon),
+        ("up", "the daemon plus example agents, on embedded defaults (./hive-state)", daemon_options, cmd_up),
+        ("watch", "follow the hive's live events", hive_options, cmd_watch),
+        ("dashboard-url", "print the dashboard URL with its token", hive_options, cmd_dashboard_url),
+    ]
+    for name, text, options, run in foreground:
+        p = sub.add_parser(name, help=text)
+        options(p)
+        p.set_defaults(run=run)
 
     p = sub.add_parser("mcp-bridge", help="bridge stdio to an agent's MCP socket (for stdio MCP clients)")
     p.add_argument("socket", metavar="SOCKET", help="the agent's mcp.sock")
