@@ -157,6 +157,36 @@ class HostBroadcast(Tagged, tag="broadcast"):
     body: str
 
 
+# Operator verbs beyond hyperhive's v1 (issue 11): what the CLI needs to work from the runtime dir alone.
+@attrs.frozen
+class HostInbox(Tagged, tag="inbox"):
+    """The newest messages sent to the operator, oldest first."""
+
+    limit: int = 20
+
+
+@attrs.frozen
+class HostReply(Tagged, tag="reply"):
+    """Answer message `id` (one sent to the operator): a message from the operator to its sender."""
+
+    id: int
+    body: str
+
+
+@attrs.frozen
+class HostDashboardUrl(Tagged, tag="dashboard_url"):
+    """The running dashboard's real URL (the port it bound), with its token."""
+
+
+@attrs.frozen
+class HostLogTail(Tagged, tag="log_tail"):
+    """A piece of an agent's (or the manager's) log: the last `max_bytes`, or what follows `offset`."""
+
+    name: str
+    offset: int | None = None
+    max_bytes: int = 65536
+
+
 HostRequest: TypeAlias = (
     HostList
     | HostAgentStatus
@@ -182,6 +212,10 @@ HostRequest: TypeAlias = (
     | HostSend
     | HostBroadcast
     | HostTombstones
+    | HostInbox
+    | HostReply
+    | HostDashboardUrl
+    | HostLogTail
 )
 HOST_REQUEST_TYPES: Final[tuple[type[Any], ...]] = HostRequest.__args__
 

@@ -100,6 +100,25 @@ class SpawnAction(Tagged, tag="spawn"):
     req: RequestId = None
 
 
+@attrs.frozen
+class SetPausedAction(Tagged, tag="set_paused"):
+    """Pause (hold its inbox) or resume an agent, from its view."""
+
+    name: str
+    paused: bool
+    req: RequestId = None
+
+
+@attrs.frozen
+class LogTailAction(Tagged, tag="log_tail"):
+    """A piece of an agent's (or the manager's) output log, for its view: as host.sock `log_tail`."""
+
+    name: str
+    offset: int | None = None
+    max_bytes: int = 16384
+    req: RequestId = None
+
+
 DashboardAction: TypeAlias = (
     ApproveAction
     | DenyAction
@@ -113,6 +132,8 @@ DashboardAction: TypeAlias = (
     | DestroyAction
     | SpawnAction
     | CancelTransientAction
+    | SetPausedAction
+    | LogTailAction
 )
 DASHBOARD_ACTION_TYPES: Final[tuple[type[Any], ...]] = DashboardAction.__args__
 DASHBOARD_OPS: Final[tuple[str, ...]] = tuple(t.tag_value for t in DASHBOARD_ACTION_TYPES)
