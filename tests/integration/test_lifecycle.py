@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import trio
-import trio.testing
 from lifecycle_support import (
     ENV_AGENT,
     commit_file,
@@ -256,11 +255,14 @@ async def test_a_stop_cancelled_before_its_sigterm_still_stops_the_process(short
         lifecycle = lifecycle_of(coord)
         await coord.ops.spawn("stubborn")
         pid = pid_of(lifecycle, "stubborn")
-        with trio.CancelScope() as scope:
+        with coord.subscribe() as events, trio.CancelScope() as scope:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(coord.ops.stop, "stubborn")
-                await trio.testing.wait_all_tasks_blocked()
-                assert coord.transient_of("stubborn") is TransientKind.STOPPING
+                # The spinner's event: the stop has begun and is now writing `stopped`, before any signal.
+                async for item in events:
+                    if isinstance(item, TransientSetEvent) and item.transient_kind is TransientKind.STOPPING:
+                        break
+                assert not (coord.paths.agent_notes("stubborn") / "got-term").exists()
                 scope.cancel()
         assert not pid_alive(pid), "a cancelled stop leaves no process behind"
         assert (await coord.require_agent("stubborn")).desired == "stopped"
