@@ -10,9 +10,11 @@ imports nothing of hive_trio's and holds shape only, never behaviour.
 from __future__ import annotations
 
 import enum
-from typing import Any, ClassVar, Final, TypeAlias
+from typing import Any, Final, TypeAlias
 
 import attrs
+
+from hive_trio.records.tagged import Tagged
 
 # A client-chosen dashboard request id (the same alias `records` defines for its actions).
 ActionRequestId: TypeAlias = int | str | None
@@ -216,27 +218,23 @@ class Budget:
 
 
 @attrs.frozen
-class HelperNeedsLogin:
-    tag_value: ClassVar[str] = "needs_login"
+class HelperNeedsLogin(Tagged, tag="needs_login"):
     agent: str
 
 
 @attrs.frozen
-class HelperLoggedIn:
-    tag_value: ClassVar[str] = "logged_in"
+class HelperLoggedIn(Tagged, tag="logged_in"):
     agent: str
 
 
 @attrs.frozen
-class HelperTurnFailed:
-    tag_value: ClassVar[str] = "turn_failed"
+class HelperTurnFailed(Tagged, tag="turn_failed"):
     agent: str
     note: str | None = None
 
 
 @attrs.frozen
-class HelperBudgetExceeded:
-    tag_value: ClassVar[str] = "budget_exceeded"
+class HelperBudgetExceeded(Tagged, tag="budget_exceeded"):
     agent: str
 
 
@@ -244,8 +242,7 @@ class HelperBudgetExceeded:
 
 
 @attrs.frozen
-class TurnStartedEvent:
-    tag_value: ClassVar[str] = "turn_started"
+class TurnStartedEvent(Tagged, tag="turn_started"):
     agent: str
     turn_id: str
     message_ids: list[int]
@@ -254,8 +251,7 @@ class TurnStartedEvent:
 
 
 @attrs.frozen
-class TurnEventEvent:
-    tag_value: ClassVar[str] = "turn_event"
+class TurnEventEvent(Tagged, tag="turn_event"):
     agent: str
     turn_id: str
     # Not `kind`: that is the union's tag (as `approval_kind` and `transient_kind` are).
@@ -268,8 +264,7 @@ class TurnEventEvent:
 
 
 @attrs.frozen
-class TurnFinishedEvent:
-    tag_value: ClassVar[str] = "turn_finished"
+class TurnFinishedEvent(Tagged, tag="turn_finished"):
     agent: str
     turn_id: str
     outcome: TurnOutcome
@@ -286,8 +281,7 @@ class TurnFinishedEvent:
 
 
 @attrs.frozen
-class PermissionAddedEvent:
-    tag_value: ClassVar[str] = "permission_added"
+class PermissionAddedEvent(Tagged, tag="permission_added"):
     id: int
     agent: str
     tool: str
@@ -298,8 +292,7 @@ class PermissionAddedEvent:
 
 
 @attrs.frozen
-class PermissionResolvedEvent:
-    tag_value: ClassVar[str] = "permission_resolved"
+class PermissionResolvedEvent(Tagged, tag="permission_resolved"):
     id: int
     agent: str
     tool: str
@@ -314,58 +307,51 @@ class PermissionResolvedEvent:
 
 
 @attrs.frozen
-class HostTranscript:
+class HostTranscript(Tagged, tag="transcript"):
     """An agent's transcript, oldest first: the last `limit` entries, or those after entry id `since`."""
 
-    tag_value: ClassVar[str] = "transcript"
     name: str
     limit: int = 100
     since: int | None = None
 
 
 @attrs.frozen
-class HostPermissions:
+class HostPermissions(Tagged, tag="permissions"):
     """Open permission requests; `all` adds the recently decided ones."""
 
-    tag_value: ClassVar[str] = "permissions"
     all: bool = False
 
 
 @attrs.frozen
-class HostAllowPermission:
-    # `allow`/`deny` alone would clash with hyperhive-era approval verbs (`deny` is an approval's).
-    tag_value: ClassVar[str] = "allow_permission"
+class HostAllowPermission(Tagged, tag="allow_permission"):
+    # Not `allow`/`deny` alone: `deny` is already an approval's verb.
     id: int
     always: bool = False
 
 
 @attrs.frozen
-class HostDenyPermission:
-    tag_value: ClassVar[str] = "deny_permission"
+class HostDenyPermission(Tagged, tag="deny_permission"):
     id: int
 
 
 @attrs.frozen
-class HostInterrupt:
-    tag_value: ClassVar[str] = "interrupt"
+class HostInterrupt(Tagged, tag="interrupt"):
     name: str
 
 
 @attrs.frozen
-class HostSetBudget:
+class HostSetBudget(Tagged, tag="set_budget"):
     """Set (or with nulls, clear) an agent's daily limits."""
 
-    tag_value: ClassVar[str] = "set_budget"
     name: str
     daily_tokens: int | None = None
     daily_usd: float | None = None
 
 
 @attrs.frozen
-class HostReminders:
+class HostReminders(Tagged, tag="reminders"):
     """An agent's pending reminders."""
 
-    tag_value: ClassVar[str] = "reminders"
     name: str
 
 
@@ -386,23 +372,20 @@ HARNESS_HOST_REQUEST_TYPES: Final[tuple[type[Any], ...]] = HarnessHostRequest.__
 
 
 @attrs.frozen
-class AllowPermissionAction:
-    tag_value: ClassVar[str] = "allow_permission"
+class AllowPermissionAction(Tagged, tag="allow_permission"):
     id: int
     always: bool = False
     req: ActionRequestId = None
 
 
 @attrs.frozen
-class DenyPermissionAction:
-    tag_value: ClassVar[str] = "deny_permission"
+class DenyPermissionAction(Tagged, tag="deny_permission"):
     id: int
     req: ActionRequestId = None
 
 
 @attrs.frozen
-class InterruptAction:
-    tag_value: ClassVar[str] = "interrupt"
+class InterruptAction(Tagged, tag="interrupt"):
     name: str
     req: ActionRequestId = None
 
