@@ -16,9 +16,10 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
@@ -108,7 +109,6 @@ def embedded_runtime_dir(state_dir: Path) -> Path:
 
 def cmd_daemon(args: argparse.Namespace) -> int:
     from hive_trio.daemon import serve_daemon
-    from hive_trio.errors import HiveError
     from hive_trio.rules.paths import HivePaths
 
     config = load_cli_config(args)
@@ -128,17 +128,24 @@ def cmd_daemon(args: argparse.Namespace) -> int:
             await serve_daemon(config, ready=ready)
             nursery.cancel_scope.cancel()
 
+    _run_refusing_in_one_line(serve)
+    return EXIT_OK
+
+
+def _run_refusing_in_one_line(serve: Callable[[], Awaitable[None]]) -> None:
+    """`trio.run(serve)`, with a refusal at start (a live socket, a foreign dir...) as one line, not a traceback."""
+    from hive_trio.errors import HiveError
+
     try:
         trio.run(serve)
     except HiveError as exc:
         raise CliError(str(exc)) from None
     except BaseExceptionGroup as group:
-        # A refusal at start (a live socket in the way...) arrives wrapped by the nurseries it crossed.
+        # It arrives wrapped by the nurseries it crossed.
         refusals, rest = group.split(HiveError)
         if refusals is None or rest is not None:
             raise
         raise CliError("; ".join(str(e) for e in _leaves(refusals))) from None
-    return EXIT_OK
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
@@ -170,7 +177,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     config = load_cli_config(args)
     run_up = _optional("hive_trio.examples.up", "run_up", "up")
     _configure_logging(args.log_level)
-    trio.run(run_up, config)
+    _run_refusing_in_one_line(partial(run_up, config))
     return EXIT_OK
 
 

@@ -61,6 +61,7 @@ from hive_trio.dashboard.token import ensure_token, http_url
 from hive_trio.dashboard.transport import ConnectionStream, receive_request, send_reply, serve_stall_watch
 from hive_trio.errors import HiveError
 from hive_trio.records import DashboardAction, DashboardEvent, RequestId, unstructure
+from hive_trio.rules.strict_dirs import UnsafePath, read_regular, write_replacing
 
 log = logging.getLogger(__name__)
 
@@ -553,15 +554,13 @@ async def serve_dashboard(
 
 
 def _write_url(path: Path, url: str) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(url + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_replacing(path, (url + "\n").encode(), 0o644)
 
 
 def _remove_url(path: Path, url: str) -> None:
     # Only our own: a second daemon cannot share the state dir, but a stale file from a crash can be here.
-    with suppress(OSError):
-        if path.read_text(encoding="utf-8").strip() == url:
+    with suppress(OSError, UnsafePath, UnicodeDecodeError):
+        if read_regular(path).decode("utf-8").strip() == url:
             path.unlink()
 
 

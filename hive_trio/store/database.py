@@ -12,7 +12,9 @@ success. This module knows nothing of sockets, agents or events.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, Generic, TypeVar
@@ -23,6 +25,7 @@ import outcome
 import trio
 
 from hive_trio.errors import StorageError
+from hive_trio.rules.strict_dirs import open_regular
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +142,22 @@ def migrate(conn: apsw.Connection) -> int:
     return current
 
 
+def secure_files(path: Path) -> None:
+    """`hive.db` and its `-wal`/`-shm` are 0600 plain files of ours, never reached through a link.
+
+    SQLite gives a new `-wal`/`-shm` the database file's own mode, so making `hive.db` 0600 before SQLite
+    sees it is enough for new files; existing ones are checked (and tightened) the same way.
+    """
+    os.close(open_regular(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for suffix in ("-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.close(open_regular(path.with_name(path.name + suffix), os.O_RDWR, 0o600))
+
+
 def connect(path: Path, *, synchronous: str = "FULL") -> apsw.Connection:
-    conn = apsw.Connection(str(path))
+    secure_files(path)
+    flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE | apsw.SQLITE_OPEN_NOFOLLOW
+    conn = apsw.Connection(str(path), flags=flags)
     conn.setbusytimeout(5000)
     # A row-returning pragma inside a multi-statement execute silently stops the rest, so one each.
     conn.pragma("journal_mode", "wal")

@@ -431,6 +431,7 @@ async def test_a_stale_socket_file_is_replaced_but_a_live_one_is_not(hive: InPro
     await hive.coordinator.roster.add("gamma")
     path = hive.coordinator.paths.agent_socket("gamma")
     path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.chmod(0o751)  # as a crashed daemon left it (an existing dir of another mode is refused)
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     stale.bind(str(path))
     stale.close()  # a crashed daemon's leftover: the file exists, nobody listens

@@ -16,6 +16,8 @@ from typing import BinaryIO
 
 import trio
 
+from hive_trio.rules.strict_dirs import open_regular
+
 log = logging.getLogger(__name__)
 
 
@@ -41,8 +43,8 @@ class AgentLog:
         return writer
 
     def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        # Never through a planted link: an agent's output must not be appended to someone else's file.
+        fd = open_regular(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._file = os.fdopen(fd, "ab", buffering=0)
         self._size = os.fstat(fd).st_size
 

@@ -35,6 +35,7 @@ from hive_trio.lifecycle import config_repos
 from hive_trio.lifecycle.backends import Run, Unit
 from hive_trio.lifecycle.backends.agent_log import AgentLog
 from hive_trio.records import PidRecord, RecordError, from_json, to_json
+from hive_trio.rules.strict_dirs import UnsafePath, read_regular, write_replacing
 
 log = logging.getLogger(__name__)
 
@@ -197,17 +198,14 @@ def signal_group(pgid: int, sig: signal.Signals) -> bool:
 
 
 def _write_record(path: Path, record: PidRecord) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(to_json(record))
-    os.replace(tmp, path)
+    write_replacing(path, to_json(record).encode())
 
 
 def _remove_record(path: Path, pid: int) -> None:
     """Remove `path` if it still describes `pid` (a newer start may already have replaced it)."""
     try:
-        current: PidRecord = from_json(path.read_text(), PidRecord)
-    except (OSError, RecordError):
+        current: PidRecord = from_json(read_regular(path).decode(), PidRecord)
+    except (OSError, RecordError, UnicodeDecodeError, UnsafePath):
         return
     if current.pid == pid:
         path.unlink(missing_ok=True)
@@ -219,8 +217,8 @@ def _load_records(root: Path) -> list[tuple[Path, PidRecord | None]]:
         return out
     for path in sorted(root.glob("*.json")):
         try:
-            out.append((path, from_json(path.read_text(), PidRecord)))
-        except (OSError, RecordError):
+            out.append((path, from_json(read_regular(path).decode(), PidRecord)))
+        except (OSError, RecordError, UnicodeDecodeError, UnsafePath):
             out.append((path, None))
     return out
 
