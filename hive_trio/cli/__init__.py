@@ -62,7 +62,7 @@ def load_cli_config(args: argparse.Namespace, **defaults: Any) -> Any:
     from hive_trio.rules.config import ConfigError, load_config
 
     overrides: dict[str, Any] = dict(defaults)
-    for flag in ("state_dir", "runtime_dir", "agent_command"):
+    for flag in ("state_dir", "runtime_dir", "agent_command", "fresh"):
         value = getattr(args, flag, None)
         if value is not None:
             overrides[flag] = value
@@ -414,6 +414,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--dashboard", metavar="HOST:PORT", help="where the dashboard listens")
         p.add_argument("--agent-command", metavar="CMD", help="process backend's agent command template")
         p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+        p.add_argument(
+            "--fresh",
+            action="store_true",
+            default=None,
+            help="start an empty hive.db even though agents' state is kept (after a lost database)",
+        )
 
     p = sub.add_parser("daemon", help="run the daemon in the foreground until SIGINT/SIGTERM")
     daemon_options(p)

@@ -66,7 +66,7 @@ from hive_trio.store import questions as questions_sql
 from hive_trio.store import roster as roster_sql
 from hive_trio.store.approvals import Approvals
 from hive_trio.store.broker import Broker
-from hive_trio.store.database import Database
+from hive_trio.store.database import Database, refuse_a_lost_database
 from hive_trio.store.questions import OperatorQuestions
 from hive_trio.store.roster import Roster
 from hive_trio.store.state_lock import StateLock
@@ -792,6 +792,8 @@ async def open_coordinator(
     lock = StateLock(paths.lock)
     lock.acquire()
     try:
+        kept = await trio.to_thread.run_sync(paths.kept_with_repos)
+        refuse_a_lost_database(paths.db, kept, fresh=config.fresh)
         db = await Database.open(paths.db, synchronous=config.synchronous)
         try:
             async with trio.open_nursery() as nursery:

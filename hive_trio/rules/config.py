@@ -82,6 +82,8 @@ class Config:
     subscriber_buffer: int = 256
     event_ring: int = 4096
     agent_log_max_bytes: int = 8 * 1024 * 1024
+    # Start over an empty (or missing) hive.db even though agents' state is kept (docs/RELIABILITY.md).
+    fresh: bool = False
 
     def __attrs_post_init__(self) -> None:
         positive = ("max_body_bytes", "max_frame_bytes", "subscriber_buffer", "event_ring", "restart_period")

@@ -153,6 +153,14 @@ class HivePaths:
         ensure_tree(self.state_dir, ("manager", "state"), PRIVATE_DIR_MODE)
         ensure_tree(self.state_dir, ("manager", "claude"), PRIVATE_DIR_MODE)
 
+    def kept_with_repos(self) -> list[str]:
+        """Every name with anything kept on disk (state dir or applied repo): what a lost hive.db would orphan."""
+        try:
+            applied = [e.name for e in os.scandir(self.applied_root) if not e.name.startswith(".")]
+        except FileNotFoundError:
+            applied = []
+        return sorted(set(self.kept_state_names()) | set(applied))
+
     def kept_state_names(self) -> list[str]:
         """Names with a state dir: live agents and destroyed-but-kept tombstones alike."""
         try:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final, Generic, TypeVar
 
@@ -140,6 +140,36 @@ def migrate(conn: apsw.Connection) -> int:
             conn.execute(MIGRATIONS[version])
             conn.pragma("user_version", version + 1)
     return current
+
+
+class LostDatabase(StorageError):
+    """`hive.db` is missing or empty while the state dir still holds agents: refuse to start over it."""
+
+
+def refuse_a_lost_database(path: Path, kept: Sequence[str], *, fresh: bool) -> None:
+    """Refuse to start on a missing or zero-length `hive.db` beside agents' kept state, unless `fresh`.
+
+    hive-c0re (and hive_trio before issue 13) would create an empty database and turn every agent into
+    a tombstone, silently: a truncated file looks exactly like a first start. Here a first start is one
+    with nothing in `agents/` or `applied/`; anything else needs a backup restored or an explicit
+    `--fresh` (config `fresh = true`).
+    """
+    if fresh or not kept:
+        return
+    try:
+        size: int | None = os.lstat(path).st_size
+    except FileNotFoundError:
+        size = None
+    if size:
+        return
+    found = "missing" if size is None else "empty (0 bytes)"
+    names = ", ".join(kept[:5]) + (f" and {len(kept) - 5} more" if len(kept) > 5 else "")
+    raise LostDatabase(
+        f"{path} is {found}, but the state dir still holds {len(kept)} agent(s) ({names}): the database was "
+        f"lost or cut short. Restore it from a backup (stop the daemon, copy the file made by `hive-trio backup` "
+        f"to {path}, remove any {path.name}-wal/-shm beside it, start again), or start an empty hive over the "
+        "kept state with --fresh"
+    )
 
 
 def secure_files(path: Path) -> None:

@@ -382,3 +382,31 @@ async def test_up_refuses_a_squatted_tmp_runtime_dir_in_one_line(daemon_dir: Pat
         assert os.listdir(squat) == []
     finally:
         squat.rmdir()
+
+
+async def test_a_zero_length_hive_db_beside_kept_agents_refuses_to_start_until_restored_or_fresh(
+    daemon_dir: Path,
+) -> None:
+    """A truncated hive.db once started a new, empty hive and made every agent a tombstone (issue 13)."""
+    async with open_daemon_process(daemon_dir) as daemon:
+        assert (await daemon.run_cli("spawn", "alpha")).returncode == 0
+    db = daemon_dir / "state" / "hive.db"
+    backup = daemon_dir / "hive.db.good"
+    backup.write_bytes(db.read_bytes())
+    db.write_bytes(b"")
+    argv = [sys.executable, "-m", "hive_trio", "daemon", "--state-dir", str(daemon_dir / "state")]
+    argv += ["--runtime-dir", str(daemon_dir / "run")]
+    result = await trio.run_process(argv, capture_stdout=True, capture_stderr=True, check=False)
+    one_line_error(result, 1, f"{db} is empty (0 bytes), but the state dir still holds 1 agent(s) (alpha)")
+    assert "--fresh" in err(result) and "hive-trio backup" in err(result)
+    assert db.stat().st_size == 0  # nothing was written over it
+    # The documented restore: put the backup back, and the hive is whole again.
+    db.write_bytes(backup.read_bytes())
+    async with open_daemon_process(daemon_dir) as daemon:
+        status = await daemon.run_cli("status", "--json")
+        assert [row["name"] for row in json.loads(out(status))["agent_statuses"]] == ["alpha"]
+    # Or, asked for explicitly, an empty hive over the kept state: alpha is a tombstone.
+    db.write_bytes(b"")
+    async with open_daemon_process(daemon_dir, "--fresh") as daemon:
+        tombstones = await daemon.run_cli("tombstones")
+        assert out(tombstones).split() == ["alpha"]
