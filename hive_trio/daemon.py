@@ -13,6 +13,7 @@ import signal
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import attrs
 import trio
@@ -114,6 +115,8 @@ async def open_hive(config: Config, *, clock: WallClock = time.time, lifecycle: 
         # Resolves deadlines that passed while the daemon was down before anything else can ask.
         await nursery.start(coord.serve_question_watchdog)
         nursery.start_soon(coord.serve_vacuum)
+        # The WAL checkpointed on time as well as size, and cut to 0 bytes when idle (docs/RELIABILITY.md).
+        nursery.start_soon(partial(coord.db.serve_checkpoints, interval=config.checkpoint_interval))
         await coord.register_manager()
         supervisor: Lifecycle | None = None
         if lifecycle:

@@ -84,9 +84,18 @@ class Config:
     agent_log_max_bytes: int = 8 * 1024 * 1024
     # Start over an empty (or missing) hive.db even though agents' state is kept (docs/RELIABILITY.md).
     fresh: bool = False
+    # How often the WAL is checkpointed if written to, and truncated to 0 bytes if not (hive.db).
+    checkpoint_interval: float = 30.0
 
     def __attrs_post_init__(self) -> None:
-        positive = ("max_body_bytes", "max_frame_bytes", "subscriber_buffer", "event_ring", "restart_period")
+        positive = (
+            "max_body_bytes",
+            "max_frame_bytes",
+            "subscriber_buffer",
+            "event_ring",
+            "restart_period",
+            "checkpoint_interval",
+        )
         for key in positive:
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be positive")

@@ -202,7 +202,7 @@ def test_every_command_is_declared() -> None:
     assert set(commands) == {
         "daemon", "up", "watch", "dashboard-url", "mcp-bridge", "status", "spawn", "start", "stop", "restart",
         "rebuild", "destroy", "approvals", "approve", "deny", "questions", "answer", "send", "broadcast",
-        "tombstones",
+        "tombstones", "backup",
     }  # fmt: skip
 
 

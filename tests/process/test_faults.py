@@ -250,6 +250,47 @@ async def test_a_full_disk_is_a_clear_error_and_nothing_acknowledged_is_lost(tmp
             assert (await hive.host("agent_status"))["ok"] is True
 
 
+async def test_steady_traffic_on_a_4_mib_disk_keeps_the_wal_small_and_idle_truncates_it() -> None:
+    """The probe's small disk: 1.6 MB of mail through a 4 MiB tmpfs. SQLite's default checkpointing let the
+    WAL reach 3.7 MB, and the disk filled with the data needing only half of it (issue 13)."""
+    with short_temp_dir("hw-") as directory:
+        disk = DiskFault(directory / "state", want_tmpfs=True)
+        disk.mount()
+        if not disk.mounted:
+            disk.unmount()
+            pytest.skip("needs a 4 MiB tmpfs (mount as root), which max_page_count cannot stand in for")
+        try:
+            async with open_test_hive(agents=["alpha", "beta"], directory=directory) as hive:
+                db = hive.coordinator.db
+                largest = 0
+                got = 0
+                async with hive.open_agent("alpha") as alpha, hive.open_agent("beta") as beta:
+                    for i in range(200):
+                        await alpha.call("send", to="beta", body=f"{i}:" + "x" * 8000)
+                        largest = max(largest, db.wal_bytes())
+                        if i % 32 == 31:
+                            got += len((await beta.call("recv", max=32))["messages"])
+                            await beta.call("ack_turn")
+                    while batch := (await beta.call("recv", max=32))["messages"]:
+                        got += len(batch)
+                    await beta.call("ack_turn")
+                assert got == 200
+                assert largest <= 1280 * 1024, largest
+                # What `serve_checkpoints` does after an idle interval (timed in test_database_upkeep.py):
+                await db.checkpoint(truncate=True)
+                assert db.wal_bytes() == 0
+                # And a disk that does fill is a clear error that passes once room is made, no restart.
+                disk.hive = hive
+                disk.fill()
+                with pytest.raises(HostRefused, match="the disk is full"):
+                    for _ in range(200):
+                        await hive.host("send", to="beta", body="z" * 8000)
+                disk.clear()
+                assert (await hive.host("send", to="beta", body="after"))["ok"] is True
+        finally:
+            disk.unmount()
+
+
 async def test_a_read_only_database_is_a_clear_error_and_the_daemon_recovers(hive: InProcessHive) -> None:
     # Root ignores file modes, and a read-only remount is refused while sqlite holds its files open for
     # writing, so sqlite's own switch makes the database read-only under the running daemon.
