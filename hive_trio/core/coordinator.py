@@ -57,6 +57,7 @@ from hive_trio.records import (
     rfc3339,
     to_json,
 )
+from hive_trio.rules.clock_steps import StepDetector, watchdog_sleep
 from hive_trio.rules.config import Config
 from hive_trio.rules.names import validate_agent_name
 from hive_trio.rules.paths import HivePaths
@@ -711,13 +712,18 @@ class Coordinator:
         return await self.questions.list_recent(limit=recent)
 
     async def serve_question_watchdog(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Resolve questions at their deadlines. Sleeps until the next one; a new question wakes it.
+        """Resolve questions at their deadlines. Sleeps until the next one (at most `RECHECK_INTERVAL`, in
+        case the wall clock is stepped); a new question wakes it.
 
         Deadlines that passed while the daemon was down are resolved on the first pass.
         """
         started = False
+        steps = StepDetector()
         while True:
             bell = self._deadline_bell = trio.Event()
+            jump = steps.step(self.clock(), trio.current_time())
+            if jump is not None:
+                log.warning("the wall clock stepped by %+.1f s; question deadlines re-checked", jump)
             try:
                 await self.expire_questions()
                 next_at = await self.questions.next_deadline()
@@ -727,8 +733,8 @@ class Coordinator:
             if not started:
                 task_status.started()
                 started = True
-            timeout = math.inf if next_at is None else max(0.0, next_at - self.clock())
-            with trio.move_on_after(timeout):
+            # Bounded, so a wall clock stepped forward past a deadline is noticed (rules.clock_steps).
+            with trio.move_on_after(watchdog_sleep(next_at, self.clock())):
                 await bell.wait()
 
     # ================================================================== snapshot

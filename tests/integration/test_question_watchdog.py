@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import pytest
 import trio
 import trio.testing
+from conftest import FakeWallClock
 from lifecycle_support import drain
 
 from hive_trio.core.coordinator import Coordinator, open_coordinator
@@ -22,6 +24,7 @@ from hive_trio.records import (
     QuestionResolvedEvent,
     SentEvent,
 )
+from hive_trio.rules.clock_steps import RECHECK_INTERVAL, StepDetector, watchdog_sleep
 from hive_trio.rules.config import Config
 
 
@@ -189,3 +192,53 @@ async def test_a_peer_question_past_its_deadline_answers_the_asker(
     assert json.loads(sent.body)["answer"] == "skip review"
     stored = await coord.questions.get(q.id)
     assert stored.answer == "skip review" and stored.answerer == TTL_ANSWERER
+
+
+# ------------------------------------------------------------------------------ wall-clock steps (issue 13)
+
+
+async def test_a_wall_clock_stepped_past_a_deadline_is_noticed_within_the_recheck_interval(
+    coordinator: Coordinator, autojump_clock: trio.testing.MockClock, wall_clock: FakeWallClock
+) -> None:
+    """NTP or `date -s` steps the wall clock an hour ahead: the hour-long question is due now, though the
+    watchdog had planned to sleep an hour of monotonic time."""
+    coord = coordinator
+    await coord.roster.add("alpha")
+    with coord.hub.subscribe() as events:
+        async with watchdog(coord):
+            q = await coord.ask("alpha", "still there?", ttl_seconds=3600)
+            await trio.sleep(10)
+            wall_clock.start += 3600
+            stepped_at = trio.current_time()
+            with trio.fail_after(RECHECK_INTERVAL + 1):
+                event = await next_event(events, resolved(q.id))
+    assert isinstance(event, QuestionResolvedEvent) and event.answer == EXPIRED_ANSWER
+    assert trio.current_time() - stepped_at <= RECHECK_INTERVAL + 0.5
+
+
+async def test_a_wall_clock_stepped_back_still_resolves_at_the_wall_deadline(
+    coordinator: Coordinator, autojump_clock: trio.testing.MockClock, wall_clock: FakeWallClock
+) -> None:
+    """Deadlines stay wall-clock: stepped back 100 s, a 60 s question is due 100 s later, and then it is."""
+    coord = coordinator
+    await coord.roster.add("alpha")
+    with coord.hub.subscribe() as events:
+        async with watchdog(coord):
+            q = await coord.ask("alpha", "still there?", ttl_seconds=60)
+            await trio.sleep(10)
+            wall_clock.start -= 100
+            event = await next_event(events, resolved(q.id))
+    assert isinstance(event, QuestionResolvedEvent)
+    assert q.deadline_at <= event.answered_at < q.deadline_at + 1
+
+
+def test_the_watchdog_sleep_is_bounded_and_a_step_is_told_from_jitter() -> None:
+    assert watchdog_sleep(None, 100.0) == math.inf
+    assert watchdog_sleep(103.0, 100.0) == 3.0
+    assert watchdog_sleep(99.0, 100.0) == 0.0
+    assert watchdog_sleep(100_000.0, 100.0) == RECHECK_INTERVAL
+    steps = StepDetector()
+    assert steps.step(1000.0, 0.0) is None
+    assert steps.step(1005.2, 5.0) is None  # jitter
+    assert steps.step(4605.2, 10.0) == pytest.approx(3595.0)
+    assert steps.step(4500.0, 15.0) == pytest.approx(-110.2)
