@@ -86,6 +86,10 @@ class Config:
     fresh: bool = False
     # How often the WAL is checkpointed if written to, and truncated to 0 bytes if not (hive.db).
     checkpoint_interval: float = 30.0
+    # Per unix socket (host.sock, each agent's); one more is refused with a line saying so.
+    max_connections_per_socket: int = 256
+    # host.sock closes a connection that asks nothing for this long (a status subscriber excepted).
+    host_idle_timeout: float = 120.0
 
     def __attrs_post_init__(self) -> None:
         positive = (
@@ -95,6 +99,8 @@ class Config:
             "event_ring",
             "restart_period",
             "checkpoint_interval",
+            "max_connections_per_socket",
+            "host_idle_timeout",
         )
         for key in positive:
             if getattr(self, key) <= 0:
