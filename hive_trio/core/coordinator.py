@@ -61,6 +61,7 @@ from hive_trio.rules.clock_steps import StepDetector, watchdog_sleep
 from hive_trio.rules.config import Config
 from hive_trio.rules.names import validate_agent_name
 from hive_trio.rules.paths import HivePaths
+from hive_trio.rules.snapshot_budget import SnapshotBudget, approval_size, question_size, within_budget
 from hive_trio.store import approvals as approvals_sql
 from hive_trio.store import broker as broker_sql
 from hive_trio.store import questions as questions_sql
@@ -741,10 +742,17 @@ class Coordinator:
     async def snapshot(self, *, message_limit: int = 100) -> Snapshot:
         seq = self.hub.current_seq()  # before gathering: anything later has a larger seq
         agents = await self.agent_statuses()
-        approvals = await self.approvals.query(status=ApprovalStatus.PENDING)
-        questions = await self.questions.list_open(operator_only=True)
-        messages = await self.broker.recent(limit=message_limit)
+        # Each part bounded, so the snapshot fits a 1 MiB frame however much is open (rules.snapshot_budget).
+        budget = SnapshotBudget.share(self.config.snapshot_budget_bytes)
+        approvals, approvals_left = within_budget(
+            await self.approvals.query(status=ApprovalStatus.PENDING), size=approval_size, max_bytes=budget.approvals
+        )
+        questions, questions_left = within_budget(
+            await self.questions.list_open(operator_only=True), size=question_size, max_bytes=budget.questions
+        )
+        messages = await self.broker.recent(limit=message_limit, max_bytes=budget.messages)
         tombstones = await self.tombstones()
+        omitted = {k: n for k, n in (("approvals", approvals_left), ("questions", questions_left)) if n}
         return Snapshot(
             seq=seq,
             epoch=self.epoch,
@@ -753,6 +761,7 @@ class Coordinator:
             questions=questions,
             messages=messages,
             tombstones=tombstones,
+            omitted=omitted,
         )
 
     # ================================================================== maintenance

@@ -19,6 +19,7 @@ import attrs
 import cattrs
 
 from hive_trio.records import describe_error
+from hive_trio.rules.snapshot_budget import DEFAULT_SNAPSHOT_BUDGET
 
 Backend = Literal["process", "nixos-container"]
 Synchronous = Literal["FULL", "NORMAL", "EXTRA", "OFF"]
@@ -90,6 +91,8 @@ class Config:
     max_connections_per_socket: int = 256
     # host.sock closes a connection that asks nothing for this long (a status subscriber excepted).
     host_idle_timeout: float = 120.0
+    # Text a dashboard snapshot may carry in approvals, questions and recent mail (rules.snapshot_budget).
+    snapshot_budget_bytes: int = DEFAULT_SNAPSHOT_BUDGET
 
     def __attrs_post_init__(self) -> None:
         positive = (
@@ -101,6 +104,7 @@ class Config:
             "checkpoint_interval",
             "max_connections_per_socket",
             "host_idle_timeout",
+            "snapshot_budget_bytes",
         )
         for key in positive:
             if getattr(self, key) <= 0:

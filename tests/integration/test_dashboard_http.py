@@ -218,7 +218,7 @@ async def test_methods_bodies_and_a_plain_get_of_the_stream(config: Config) -> N
 
 
 async def test_a_client_leaving_mid_reply_harms_nothing(config: Config) -> None:
-    async with running_hive(config) as hive:
+    async with running_hive(config, snapshot_budget_bytes=16 * 1024 * 1024) as hive:
         coord = hive.coordinator
         await coord.roster.add("alpha")
         for i in range(30):  # a state of ~1.8 MB, so the reply is still being written when they go

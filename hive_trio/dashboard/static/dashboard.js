@@ -178,6 +178,13 @@
       }]),
     );
     state.questions = new Map(snap.questions.filter((q) => q.target === null).map((q) => [q.id, q]));
+    // A snapshot is bounded (issue 13): what it left out is counted, and listed by the CLI.
+    const omitted = snap.omitted || {};
+    const more = Object.entries(omitted).map(([part, n]) => `${n} more ${part}`);
+    $("attention-omitted").textContent = more.length
+      ? `${more.join(" and ")} than fit here: see \`hive-trio approvals\` / \`hive-trio questions\`.`
+      : "";
+    $("attention-omitted").hidden = more.length === 0;
     state.log = snap.messages.map((m) => ({ from: m.from, to: m.to, body: m.body, at: m.sent_at, delivered: m.delivered_at !== null }));
     state.tombstones = snap.tombstones || [];
     renderAll();
