@@ -10,12 +10,12 @@ from contextlib import asynccontextmanager
 import pytest
 import trio
 import trio.testing
-from conftest import FakeWallClock
 from lifecycle_support import drain
 
 from hive_trio.core.coordinator import Coordinator, open_coordinator
 from hive_trio.core.event_hub import Subscription
 from hive_trio.errors import Conflict
+from hive_trio.lifecycle.bare import BareLifecycle
 from hive_trio.records import (
     EXPIRED_ANSWER,
     SYSTEM_SENDER,
@@ -26,6 +26,7 @@ from hive_trio.records import (
 )
 from hive_trio.rules.clock_steps import RECHECK_INTERVAL, StepDetector, watchdog_sleep
 from hive_trio.rules.config import Config
+from hive_trio.testing import TrioWallClock
 
 
 async def system_events(coord: Coordinator, name: str) -> list[dict[str, object]]:
@@ -61,8 +62,8 @@ async def test_a_deadline_gives_the_default_answer_to_the_asker(
     coordinator: Coordinator, autojump_clock: trio.testing.MockClock
 ) -> None:
     coord = coordinator
-    await coord.roster.add("alpha")
-    with coord.hub.subscribe() as events:
+    await coord.record_spawn("alpha")
+    with coord.subscribe() as events:
         async with watchdog(coord):
             q = await coord.ask("alpha", "deploy now?", options=["yes", "no"], ttl_seconds=30, default_answer="no")
             assert isinstance(await next_event(events, lambda e: isinstance(e, QuestionAddedEvent)), QuestionAddedEvent)
@@ -72,7 +73,7 @@ async def test_a_deadline_gives_the_default_answer_to_the_asker(
     assert q.deadline_at == q.asked_at + 30
     # Resolved at its deadline, not before (SQL `deadline_at <= now`) and not noticeably after.
     assert q.deadline_at <= event.answered_at < q.deadline_at + 1
-    stored = await coord.questions.get(q.id)
+    stored = await coord.get_question(q.id)
     assert stored.answer == "no" and stored.answerer == TTL_ANSWERER
     assert {
         "event": "question_answered",
@@ -87,8 +88,8 @@ async def test_without_a_default_the_answer_is_the_expired_sentinel(
     coordinator: Coordinator, autojump_clock: trio.testing.MockClock
 ) -> None:
     coord = coordinator
-    await coord.roster.add("alpha")
-    with coord.hub.subscribe() as events:
+    await coord.record_spawn("alpha")
+    with coord.subscribe() as events:
         async with watchdog(coord):
             q = await coord.ask("alpha", "anyone there?", ttl_seconds=5)
             event = await next_event(events, resolved(q.id))
@@ -100,8 +101,8 @@ async def test_a_sooner_question_wakes_the_watchdog(
     coordinator: Coordinator, autojump_clock: trio.testing.MockClock
 ) -> None:
     coord = coordinator
-    await coord.roster.add("alpha")
-    with coord.hub.subscribe() as events:
+    await coord.record_spawn("alpha")
+    with coord.subscribe() as events:
         async with watchdog(coord):
             late = await coord.ask("alpha", "later?", ttl_seconds=1000)
             soon = await coord.ask("alpha", "sooner?", ttl_seconds=10, default_answer="ok")
@@ -109,24 +110,24 @@ async def test_a_sooner_question_wakes_the_watchdog(
     assert isinstance(first, QuestionResolvedEvent)
     assert first.id == soon.id and first.answer == "ok"
     assert soon.deadline_at is not None and first.answered_at < soon.deadline_at + 1
-    assert (await coord.questions.get(late.id)).is_open
+    assert (await coord.get_question(late.id)).is_open
 
 
 async def test_deadlines_that_passed_while_down_are_resolved_at_start(config: Config) -> None:
     clock_value = [1_800_000_000.0]
-    async with open_coordinator(config, clock=lambda: clock_value[0]) as coord:
-        await coord.roster.add("alpha")
+    async with open_coordinator(config, lifecycle=BareLifecycle, clock=lambda: clock_value[0]) as coord:
+        await coord.record_spawn("alpha")
         q = await coord.ask("alpha", "still there?", ttl_seconds=10, default_answer="assumed yes")
         operator_q = await coord.ask("alpha", "no deadline", ttl_seconds=None)
     clock_value[0] += 3600  # the daemon was down for an hour
-    async with open_coordinator(config, clock=lambda: clock_value[0]) as coord:
-        with coord.hub.subscribe() as events:
+    async with open_coordinator(config, lifecycle=BareLifecycle, clock=lambda: clock_value[0]) as coord:
+        with coord.subscribe() as events:
             await coord.root_nursery.start(coord.serve_question_watchdog)
             # Resolved before the watchdog reports started, i.e. before anything else can ask.
-            resolved = await coord.questions.get(q.id)
+            resolved = await coord.get_question(q.id)
             seen = drain(events)
         assert resolved.answer == "assumed yes" and resolved.answerer == TTL_ANSWERER
-        assert (await coord.questions.get(operator_q.id)).is_open
+        assert (await coord.get_question(operator_q.id)).is_open
         assert any(isinstance(e, QuestionResolvedEvent) and e.id == q.id for e in seen)
         answered = [e for e in await system_events(coord, "alpha") if e["event"] == "question_answered"]
         assert answered and answered[0]["answer"] == "assumed yes"
@@ -137,8 +138,8 @@ async def test_peer_questions_reach_their_target_and_only_it_or_the_operator_ans
 ) -> None:
     coord = coordinator
     for name in ("alpha", "beta", "gamma"):
-        await coord.roster.add(name)
-    with coord.hub.subscribe() as events:
+        await coord.record_spawn(name)
+    with coord.subscribe() as events:
         q = await coord.ask("alpha", "which branch?", options=["main", "dev"], multi=True, target="beta")
         assert not any(isinstance(e, QuestionAddedEvent) for e in drain(events)), (
             "peer questions stay off the dashboard"
@@ -178,9 +179,9 @@ async def test_a_peer_question_past_its_deadline_answers_the_asker(
     coordinator: Coordinator, autojump_clock: trio.testing.MockClock
 ) -> None:
     coord = coordinator
-    await coord.roster.add("alpha")
-    await coord.roster.add("beta")
-    with coord.hub.subscribe() as events:
+    await coord.record_spawn("alpha")
+    await coord.record_spawn("beta")
+    with coord.subscribe() as events:
         async with watchdog(coord):
             q = await coord.ask("alpha", "review?", target="beta", ttl_seconds=60, default_answer="skip review")
             # Peer questions never reach the dashboard; the asker's answer arrives as a system message.
@@ -190,7 +191,7 @@ async def test_a_peer_question_past_its_deadline_answers_the_asker(
         assert not any(isinstance(e, QuestionResolvedEvent | QuestionAddedEvent) for e in drain(events))
     assert isinstance(sent, SentEvent) and sent.sender == SYSTEM_SENDER
     assert json.loads(sent.body)["answer"] == "skip review"
-    stored = await coord.questions.get(q.id)
+    stored = await coord.get_question(q.id)
     assert stored.answer == "skip review" and stored.answerer == TTL_ANSWERER
 
 
@@ -198,13 +199,13 @@ async def test_a_peer_question_past_its_deadline_answers_the_asker(
 
 
 async def test_a_wall_clock_stepped_past_a_deadline_is_noticed_within_the_recheck_interval(
-    coordinator: Coordinator, autojump_clock: trio.testing.MockClock, wall_clock: FakeWallClock
+    coordinator: Coordinator, autojump_clock: trio.testing.MockClock, wall_clock: TrioWallClock
 ) -> None:
     """NTP or `date -s` steps the wall clock an hour ahead: the hour-long question is due now, though the
     watchdog had planned to sleep an hour of monotonic time."""
     coord = coordinator
-    await coord.roster.add("alpha")
-    with coord.hub.subscribe() as events:
+    await coord.record_spawn("alpha")
+    with coord.subscribe() as events:
         async with watchdog(coord):
             q = await coord.ask("alpha", "still there?", ttl_seconds=3600)
             await trio.sleep(10)
@@ -217,12 +218,12 @@ async def test_a_wall_clock_stepped_past_a_deadline_is_noticed_within_the_rechec
 
 
 async def test_a_wall_clock_stepped_back_still_resolves_at_the_wall_deadline(
-    coordinator: Coordinator, autojump_clock: trio.testing.MockClock, wall_clock: FakeWallClock
+    coordinator: Coordinator, autojump_clock: trio.testing.MockClock, wall_clock: TrioWallClock
 ) -> None:
     """Deadlines stay wall-clock: stepped back 100 s, a 60 s question is due 100 s later, and then it is."""
     coord = coordinator
-    await coord.roster.add("alpha")
-    with coord.hub.subscribe() as events:
+    await coord.record_spawn("alpha")
+    with coord.subscribe() as events:
         async with watchdog(coord):
             q = await coord.ask("alpha", "still there?", ttl_seconds=60)
             await trio.sleep(10)
