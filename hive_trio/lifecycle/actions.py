@@ -36,6 +36,7 @@ class LifecycleActions(Supervisor):
     async def spawn(self, name: str, *, parent: str | None = None) -> AgentRecord:
         validate_agent_name(name)
         self.backend.check_name(name)
+        self.paths.check_socket_path(name)
         if parent is not None and parent != MANAGER_AGENT:
             validate_agent_name(parent)
         if await self.coord.find_agent(name) is not None:

@@ -12,10 +12,13 @@ from pathlib import Path
 
 import attrs
 
+from hive_trio.errors import InvalidRequest
 from hive_trio.records import MANAGER_AGENT
 from hive_trio.rules.names import validate_agent_name
 from hive_trio.rules.strict_dirs import ensure_base_dir, ensure_tree, refuse_link
 
+# sun_path is 108 bytes on Linux, with a terminating NUL.
+UNIX_PATH_MAX = 107
 RUNTIME_DIR_MODE = 0o751
 PRIVATE_DIR_MODE = 0o700
 SOCKET_MODE = 0o660
@@ -103,6 +106,18 @@ class HivePaths:
 
     def agent_socket(self, name: str) -> Path:
         return self.agent_runtime(name) / "mcp.sock"
+
+    def check_socket_path(self, name: str) -> None:
+        """Refuse (`InvalidRequest`) a name whose socket path would not fit a unix socket address.
+
+        Checked before anything is recorded: a spawn that fails at bind() once left a failed roster row.
+        """
+        path = self.agent_socket(name)
+        if len(os.fsencode(path)) > UNIX_PATH_MAX:
+            raise InvalidRequest(
+                f"agent {name!r} cannot be spawned here: its socket path {path} is {len(os.fsencode(path))} bytes, "
+                f"over the {UNIX_PATH_MAX} a unix socket allows; use a shorter name or a shorter --runtime-dir"
+            )
 
     def agent_state_root(self, name: str) -> Path:
         return self.agents_state_root / validate_agent_name(name)

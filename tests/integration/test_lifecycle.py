@@ -398,3 +398,41 @@ async def test_the_manager_runs_from_manager_command_and_is_restarted(short_tmp:
 async def test_without_manager_command_no_manager_process_runs(short_tmp: Path) -> None:
     async with open_hive(lifecycle_config(short_tmp)) as hive:
         assert lifecycle_of(hive.coordinator).run_of("manager") is None
+
+
+# ------------------------------------------------------------------------------ issue 13
+
+
+async def test_a_spawn_refused_for_a_too_long_socket_path_leaves_no_roster_entry(short_tmp: Path) -> None:
+    runtime = short_tmp / ("r" * 50)
+    async with open_hive(lifecycle_config(short_tmp, runtime_dir=runtime)) as hive:
+        coord = hive.coordinator
+        name = "a" * 31  # valid, but runtime/agents/<31>/mcp.sock is past 107 bytes here
+        assert len(str(coord.paths.agent_socket(name))) > 107
+        with pytest.raises(InvalidRequest, match=r"socket path .* over the 107 a unix socket allows"):
+            await coord.ops.spawn(name)
+        with pytest.raises(InvalidRequest, match="socket path"):
+            await coord.ops.request_spawn(name, None, requested_by="operator")
+        assert await coord.find_agent(name) is None
+        assert [row.name for row in await coord.agent_statuses()] == []
+        assert name not in coord.kept_state_names()
+
+
+async def test_a_spawn_approval_cut_off_after_its_spawn_began_is_approved_at_start_and_cannot_be_denied(
+    short_tmp: Path,
+) -> None:
+    """The probe: approve cut off by SIGKILL left the agent running and the approval pending; a later deny
+    succeeded with the agent still running. Here the cut is staged: the roster row (the spawn's first
+    durable step) exists, the resolution does not."""
+    config = lifecycle_config(short_tmp)
+    async with open_hive(config) as hive:
+        approval = await hive.coordinator.ops.request_spawn("alpha", "a helper", requested_by="manager")
+        await hive.coordinator.record_spawn("alpha")  # what a killed approve leaves behind
+    async with open_hive(config) as hive:
+        coord = hive.coordinator
+        resolved = await coord.get_approval(approval.id)
+        assert resolved.status is ApprovalStatus.APPROVED
+        assert resolved.note is not None and "finished at its next start" in resolved.note
+        with pytest.raises(Conflict, match="already approved"):
+            await coord.ops.deny(approval.id, note="too late")
+        await eventually(lambda: lifecycle_of(coord).run_of("alpha") is not None, coord=coord, what="alpha running")
