@@ -458,6 +458,13 @@ class Coordinator:
         await self._roster.remove(name)
         await self.fail_pending_approvals(name, note=note)
 
+    async def close_inbox(self, name: str) -> int:
+        """Purge's mail step: what was still waiting for `name` is closed, never handed to a later agent
+        of that name (docs/LIFECYCLE.md). Returns how many messages it closed."""
+        if await self._roster.get(name) is not None:
+            raise Conflict(f"{name!r} is a live agent; destroy it first")
+        return await self._broker.close_inbox(name)
+
     async def find_agent(self, name: str) -> AgentRecord | None:
         return await self._roster.get(name)
 

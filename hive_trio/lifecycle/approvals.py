@@ -171,6 +171,7 @@ class Lifecycle(LifecycleActions):
         )
 
     async def _finish_interrupted(self) -> None:
+        await self.finish_interrupted_purges()
         await self.finish_interrupted_deploys()
         await self.finish_interrupted_spawn_approvals()
 

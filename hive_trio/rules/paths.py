@@ -14,7 +14,7 @@ import attrs
 
 from hive_trio.errors import InvalidRequest
 from hive_trio.records import MANAGER_AGENT
-from hive_trio.rules.names import validate_agent_name
+from hive_trio.rules.names import is_agent_name, validate_agent_name
 from hive_trio.rules.strict_dirs import ensure_base_dir, ensure_tree, refuse_link
 
 # sun_path is 108 bytes on Linux, with a terminating NUL.
@@ -182,4 +182,5 @@ class HivePaths:
             entries = list(os.scandir(self.agents_state_root))
         except FileNotFoundError:
             return []
-        return sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
+        # `.trash-*` (a purge in progress) and anything else that is not an agent name is not a tombstone.
+        return sorted(e.name for e in entries if e.is_dir(follow_symlinks=False) and is_agent_name(e.name))

@@ -20,11 +20,13 @@ from lifecycle_support import (
     read_env,
 )
 
+from hive_trio.core.coordinator import Coordinator
 from hive_trio.daemon import open_hive
 from hive_trio.errors import Busy, Conflict, InvalidRequest, LifecycleFailed, NotFound
 from hive_trio.lifecycle import ActionCancelled, Lifecycle
 from hive_trio.lifecycle.config_repos import rev_parse
 from hive_trio.records import (
+    OPERATOR,
     ApprovalKind,
     ApprovalStatus,
     ContainerRemovedEvent,
@@ -436,3 +438,46 @@ async def test_a_spawn_approval_cut_off_after_its_spawn_began_is_approved_at_sta
         with pytest.raises(Conflict, match="already approved"):
             await coord.ops.deny(approval.id, note="too late")
         await eventually(lambda: lifecycle_of(coord).run_of("alpha") is not None, coord=coord, what="alpha running")
+
+
+async def pending_of(coord: Coordinator, name: str) -> int:
+    rows = await coord.agent_statuses([name])
+    return rows[0].pending_messages if rows else -1
+
+
+async def test_a_tombstone_brought_back_keeps_its_mail_but_a_stranger_after_purge_gets_none(short_tmp: Path) -> None:
+    """The probe: a respawned name received the old agent's whole inbox, even after destroy --purge."""
+    async with open_hive(lifecycle_config(short_tmp)) as hive:
+        coord = hive.coordinator
+        await coord.ops.spawn("alpha")
+        for i in range(5):
+            await coord.send(OPERATOR, "alpha", f"for the first alpha {i}")
+        await coord.ops.destroy("alpha")  # a tombstone: its mail waits for it
+        await coord.ops.spawn("alpha")
+        assert await pending_of(coord, "alpha") >= 5
+        await coord.ops.destroy("alpha", purge=True)
+        await coord.ops.spawn("alpha")  # a stranger with the same name
+        bodies = [m.body for m in await coord.recv("alpha", limit=32)]
+        assert not any(b.startswith("for the first alpha") for b in bodies), bodies
+
+
+async def test_a_purge_cut_off_half_way_is_finished_at_the_next_start(short_tmp: Path) -> None:
+    """A daemon killed mid-purge once left a half-deleted repo, and the next spawn of the name failed."""
+    from hive_trio.lifecycle.actions import PURGE_MARKER, _trash
+
+    config = lifecycle_config(short_tmp)
+    async with open_hive(config) as hive:
+        coord = hive.coordinator
+        await coord.ops.spawn("alpha")
+        await coord.ops.destroy("alpha")
+        paths = coord.paths
+        # Where a kill can land: marker written, the applied repo renamed away, the rest still in place.
+        (paths.agent_state_root("alpha") / PURGE_MARKER).touch()
+        _trash(paths.agent_applied("alpha"))
+    async with open_hive(config) as hive:
+        coord = hive.coordinator
+        assert await coord.tombstones() == []
+        leftovers = [p for root in (paths.agents_state_root, paths.applied_root) for p in root.iterdir()]
+        assert leftovers == [], leftovers
+        await coord.ops.spawn("alpha")  # the name is free, and its repos are whole
+        assert await rev_parse(paths.agent_applied("alpha"), "main")
