@@ -693,6 +693,11 @@ async def test_a_snapshot_with_ten_thousand_open_questions_fits_a_one_mib_frame(
             frame = await ws.get_message()
         assert len(frame.encode()) < 1024 * 1024
         snap = json.loads(frame)
+        print(
+            f"\nsnapshot of 10,000 open questions and 12 x 100 KB approvals: {len(frame.encode())} bytes,"
+            f" {len(snap['questions'])} questions and {len(snap['approvals'])} approvals shown,"
+            f" omitted {snap['omitted']}"
+        )
         assert snap["type"] == "snapshot"
         shown = len(snap["questions"])
         assert 100 < shown < 10_000 and snap["omitted"]["questions"] == 10_000 - shown
