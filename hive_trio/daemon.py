@@ -92,6 +92,7 @@ def make_backend(config: Config) -> Backend:
         agent_command=config.agent_command,
         manager_command=config.manager_command,
         log_max_bytes=config.agent_log_max_bytes,
+        log_total_bytes=config.agent_logs_max_total_bytes,
         operator_pronouns=config.operator_pronouns,
         pids_root=HivePaths(config.state_dir, config.runtime_dir).pids_root,
     )

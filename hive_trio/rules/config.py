@@ -86,6 +86,8 @@ class Config:
     subscriber_buffer: int = 256
     event_ring: int = 4096
     agent_log_max_bytes: int = 8 * 1024 * 1024
+    # All open agent logs together, rotations included; each file's limit shrinks to fit (agent_log).
+    agent_logs_max_total_bytes: int = 512 * 1024 * 1024
     # Start over an empty (or missing) hive.db even though agents' state is kept (docs/RELIABILITY.md).
     fresh: bool = False
     # How often the WAL is checkpointed if written to, and truncated to 0 bytes if not (hive.db).
@@ -108,6 +110,7 @@ class Config:
             "max_connections_per_socket",
             "host_idle_timeout",
             "snapshot_budget_bytes",
+            "agent_logs_max_total_bytes",
         )
         for key in positive:
             if getattr(self, key) <= 0:

@@ -25,22 +25,60 @@ def rotated_path(path: Path) -> Path:
     return path.with_name(path.name + ".1")
 
 
+# However many agents share a budget, no log file is cut smaller than this.
+MIN_FILE_BYTES = 64 * 1024
+
+
+class LogBudget:
+    """A total size for the open agent logs together, shared out per file.
+
+    Each log and its one rotation may take `max_bytes` apiece, so without this a thousand agents could
+    hold 16 GB of logs at the 8 MiB default, more than a small state disk has. With `total_bytes`,
+    each open log's file limit is `min(max_bytes, total_bytes / (2 x open logs))`: the open logs and
+    their rotations stay within `total_bytes` (and at least `MIN_FILE_BYTES` each).
+    """
+
+    def __init__(self, total_bytes: int) -> None:
+        if total_bytes <= 0:
+            raise ValueError("total_bytes must be positive")
+        self.total_bytes = total_bytes
+        self._open: set[int] = set()
+
+    def join(self, log_id: int) -> None:
+        self._open.add(log_id)
+
+    def leave(self, log_id: int) -> None:
+        self._open.discard(log_id)
+
+    def file_limit(self, max_bytes: int) -> int:
+        share = self.total_bytes // (2 * max(1, len(self._open)))
+        return max(MIN_FILE_BYTES, min(max_bytes, share))
+
+
 class AgentLog:
-    def __init__(self, path: Path, *, max_bytes: int) -> None:
+    def __init__(self, path: Path, *, max_bytes: int, budget: LogBudget | None = None) -> None:
         if max_bytes <= 0:
             raise ValueError("max_bytes must be positive")
         self.path = path
         self.max_bytes = max_bytes
+        self.budget = budget
         self._file: BinaryIO | None = None
         self._size = 0
         self.rotations = 0
         self.failed = False
 
     @classmethod
-    async def open(cls, path: Path, *, max_bytes: int) -> AgentLog:
-        writer = cls(path, max_bytes=max_bytes)
+    async def open(cls, path: Path, *, max_bytes: int, budget: LogBudget | None = None) -> AgentLog:
+        writer = cls(path, max_bytes=max_bytes, budget=budget)
         await trio.to_thread.run_sync(writer._open)
+        if budget is not None:
+            budget.join(id(writer))
         return writer
+
+    @property
+    def limit(self) -> int:
+        """This file's size limit now: `max_bytes`, or less when a shared budget is tight."""
+        return self.max_bytes if self.budget is None else self.budget.file_limit(self.max_bytes)
 
     def _open(self) -> None:
         # Never through a planted link: an agent's output must not be appended to someone else's file.
@@ -57,10 +95,11 @@ class AgentLog:
         self._open()
 
     def write_sync(self, data: bytes | bytearray) -> None:
-        """Append `data`, rotating whenever the file is full; the file never exceeds `max_bytes`."""
+        """Append `data`, rotating whenever the file is full; the file never exceeds its `limit`."""
         view = memoryview(data)
+        limit = self.limit
         while view:
-            room = self.max_bytes - self._size
+            room = limit - self._size
             if room <= 0:
                 self._rotate()
                 continue
@@ -81,6 +120,8 @@ class AgentLog:
             log.warning("agent log %s stopped: %s; further output is discarded", self.path, exc)
 
     def close_sync(self) -> None:
+        if self.budget is not None:
+            self.budget.leave(id(self))
         if self._file is not None:
             self._file.close()
             self._file = None

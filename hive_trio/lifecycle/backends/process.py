@@ -34,7 +34,7 @@ import trio
 from hive_trio.errors import LifecycleFailed
 from hive_trio.lifecycle import config_repos
 from hive_trio.lifecycle.backends import Run, Unit
-from hive_trio.lifecycle.backends.agent_log import AgentLog
+from hive_trio.lifecycle.backends.agent_log import AgentLog, LogBudget
 from hive_trio.records import PidRecord, RecordError, from_json, to_json
 from hive_trio.rules.strict_dirs import UnsafePath, read_regular, write_replacing
 
@@ -387,6 +387,7 @@ class ProcessBackend:
         manager_command: str | None,
         log_max_bytes: int,
         operator_pronouns: str,
+        log_total_bytes: int | None = None,
         pids_root: Path,
         base_env: Mapping[str, str] | None = None,
         straggler_grace: float = STRAGGLER_GRACE,
@@ -394,6 +395,8 @@ class ProcessBackend:
         self.agent_command = agent_command
         self.manager_command = manager_command
         self.log_max_bytes = log_max_bytes
+        # Every agent's log shares one total, as well as its own per-file limit (docs/RELIABILITY.md).
+        self.log_budget = LogBudget(log_total_bytes) if log_total_bytes is not None else None
         self.operator_pronouns = operator_pronouns
         self.pids_root = pids_root
         self.base_env = dict(os.environ if base_env is None else base_env)
@@ -450,7 +453,7 @@ class ProcessBackend:
         spec = await self._spec(unit)
         command = self._render(unit, spec)
         env = agent_environment(unit, spec, operator_pronouns=self.operator_pronouns, base=self.base_env)
-        output = await AgentLog.open(unit.log, max_bytes=self.log_max_bytes)
+        output = await AgentLog.open(unit.log, max_bytes=self.log_max_bytes, budget=self.log_budget)
         try:
             proc = await trio.lowlevel.open_process(
                 [SHELL, "-c", command],
