@@ -54,6 +54,10 @@ async def test_a_failing_disk_drops_output_instead_of_raising(tmp_path: Path) ->
     await out.aclose()
 
 
+def disk_usage(directory: Path) -> int:
+    return sum(os.path.getsize(directory / name) for name in os.listdir(directory))
+
+
 async def test_logs_sharing_a_budget_stay_within_its_total(tmp_path: Path) -> None:
     """Per-file limits alone let N agents hold 2 x N x max_bytes; a shared budget bounds them all (issue 13)."""
     from hive_trio.lifecycle.backends.agent_log import MIN_FILE_BYTES, LogBudget
@@ -64,7 +68,7 @@ async def test_logs_sharing_a_budget_stay_within_its_total(tmp_path: Path) -> No
     for _ in range(16):
         for log in logs:
             await log.write(b"z" * 65536)  # 1 MiB each: four times what the budget allows in all
-    total = sum(os.path.getsize(tmp_path / name) for name in os.listdir(tmp_path))
+    total = disk_usage(tmp_path)
     assert total <= 1024 * 1024, total
     for log in logs:
         await log.aclose()
