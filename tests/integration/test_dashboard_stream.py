@@ -673,6 +673,7 @@ async def test_a_snapshot_with_ten_thousand_open_questions_fits_a_one_mib_frame(
     """It was 4.4 MB, so a client with a 1 MiB message limit could never load the dashboard (issue 13)."""
     from trio_websocket import open_websocket_url
 
+    from hive_trio.records import QuestionDraft
     from hive_trio.store import questions as questions_sql
 
     async with running_hive(config) as hive:
@@ -681,9 +682,8 @@ async def test_a_snapshot_with_ten_thousand_open_questions_fits_a_one_mib_frame(
 
         def ask_many(conn: Any) -> None:
             for i in range(10_000):
-                questions_sql.ask_tx(
-                    conn, asker="alpha", question=f"question {i}: " + "q" * 300, now=1.0, options=["yes", "no"]
-                )
+                draft = QuestionDraft(asker="alpha", question=f"question {i}: " + "q" * 300, options=["yes", "no"])
+                questions_sql.ask_tx(conn, draft, now=1.0)
 
         await coord._db.write(ask_many)
         for _ in range(12):  # and a dozen pending approvals with 100 KB diffs
