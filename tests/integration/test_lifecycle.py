@@ -20,11 +20,13 @@ from lifecycle_support import (
     read_env,
 )
 
+from hive_trio.core.coordinator import Coordinator
 from hive_trio.daemon import open_hive
 from hive_trio.errors import Busy, Conflict, InvalidRequest, LifecycleFailed, NotFound
 from hive_trio.lifecycle import ActionCancelled, Lifecycle
 from hive_trio.lifecycle.config_repos import rev_parse
 from hive_trio.records import (
+    OPERATOR,
     ApprovalKind,
     ApprovalStatus,
     ContainerRemovedEvent,
@@ -430,3 +432,84 @@ async def test_the_manager_runs_from_manager_command_and_is_restarted(short_tmp:
 async def test_without_manager_command_no_manager_process_runs(short_tmp: Path) -> None:
     async with open_hive(lifecycle_config(short_tmp)) as hive:
         assert lifecycle_of(hive.coordinator).run_of("manager") is None
+
+
+# ------------------------------------------------------------------------------ issue 13
+
+
+async def test_a_spawn_refused_for_a_too_long_socket_path_leaves_no_roster_entry(short_tmp: Path) -> None:
+    runtime = short_tmp / ("r" * 50)
+    async with open_hive(lifecycle_config(short_tmp, runtime_dir=runtime)) as hive:
+        coord = hive.coordinator
+        name = "a" * 31  # valid, but runtime/agents/<31>/mcp.sock is past 107 bytes here
+        assert len(str(coord.paths.agent_socket(name))) > 107
+        with pytest.raises(InvalidRequest, match=r"socket path .* over the 107 a unix socket allows"):
+            await coord.ops.spawn(name)
+        with pytest.raises(InvalidRequest, match="socket path"):
+            await coord.ops.request_spawn(name, None, requested_by="operator")
+        assert await coord.find_agent(name) is None
+        assert [row.name for row in await coord.agent_statuses()] == []
+        assert name not in coord.kept_state_names()
+
+
+async def test_a_spawn_approval_cut_off_after_its_spawn_began_is_approved_at_start_and_cannot_be_denied(
+    short_tmp: Path,
+) -> None:
+    """The probe: approve cut off by SIGKILL left the agent running and the approval pending; a later deny
+    succeeded with the agent still running. Here the cut is staged: the roster row (the spawn's first
+    durable step) exists, the resolution does not."""
+    config = lifecycle_config(short_tmp)
+    async with open_hive(config) as hive:
+        approval = await hive.coordinator.ops.request_spawn("alpha", "a helper", requested_by="manager")
+        await hive.coordinator.record_spawn("alpha")  # what a killed approve leaves behind
+    async with open_hive(config) as hive:
+        coord = hive.coordinator
+        resolved = await coord.get_approval(approval.id)
+        assert resolved.status is ApprovalStatus.APPROVED
+        assert resolved.note is not None and "finished at its next start" in resolved.note
+        with pytest.raises(Conflict, match="already approved"):
+            await coord.ops.deny(approval.id, note="too late")
+        await eventually(lambda: lifecycle_of(coord).run_of("alpha") is not None, coord=coord, what="alpha running")
+
+
+async def pending_of(coord: Coordinator, name: str) -> int:
+    rows = await coord.agent_statuses([name])
+    return rows[0].pending_messages if rows else -1
+
+
+async def test_a_tombstone_brought_back_keeps_its_mail_but_a_stranger_after_purge_gets_none(short_tmp: Path) -> None:
+    """The probe: a respawned name received the old agent's whole inbox, even after destroy --purge."""
+    async with open_hive(lifecycle_config(short_tmp)) as hive:
+        coord = hive.coordinator
+        await coord.ops.spawn("alpha")
+        for i in range(5):
+            await coord.send(OPERATOR, "alpha", f"for the first alpha {i}")
+        await coord.ops.destroy("alpha")  # a tombstone: its mail waits for it
+        await coord.ops.spawn("alpha")
+        assert await pending_of(coord, "alpha") >= 5
+        await coord.ops.destroy("alpha", purge=True)
+        await coord.ops.spawn("alpha")  # a stranger with the same name
+        bodies = [m.body for m in await coord.recv("alpha", limit=32)]
+        assert not any(b.startswith("for the first alpha") for b in bodies), bodies
+
+
+async def test_a_purge_cut_off_half_way_is_finished_at_the_next_start(short_tmp: Path) -> None:
+    """A daemon killed mid-purge once left a half-deleted repo, and the next spawn of the name failed."""
+    from hive_trio.lifecycle.actions import PURGE_MARKER, _trash
+
+    config = lifecycle_config(short_tmp)
+    async with open_hive(config) as hive:
+        coord = hive.coordinator
+        await coord.ops.spawn("alpha")
+        await coord.ops.destroy("alpha")
+        paths = coord.paths
+        # Where a kill can land: marker written, the applied repo renamed away, the rest still in place.
+        (paths.agent_state_root("alpha") / PURGE_MARKER).touch()
+        _trash(paths.agent_applied("alpha"))
+    async with open_hive(config) as hive:
+        coord = hive.coordinator
+        assert await coord.tombstones() == []
+        leftovers = [p for root in (paths.agents_state_root, paths.applied_root) for p in root.iterdir()]
+        assert leftovers == [], leftovers
+        await coord.ops.spawn("alpha")  # the name is free, and its repos are whole
+        assert await rev_parse(paths.agent_applied("alpha"), "main")
