@@ -94,6 +94,7 @@ def make_backend(config: Config) -> Backend:
         agent_command=config.agent_command,
         manager_command=config.manager_command,
         log_max_bytes=config.agent_log_max_bytes,
+        log_total_bytes=config.agent_logs_max_total_bytes,
         operator_pronouns=config.operator_pronouns,
         pids_root=HivePaths(config.state_dir, config.runtime_dir).pids_root,
     )
@@ -128,6 +129,8 @@ async def open_hive(
         await nursery.start(coord.reports.serve_permission_watchdog)
         await nursery.start(coord.reports.serve_reminder_watchdog)
         await nursery.start(coord.serve_vacuum)
+        # The WAL checkpointed on time as well as size, and cut to 0 bytes when idle (docs/RELIABILITY.md).
+        await nursery.start(coord.serve_checkpoints)
         await coord.register_manager()
         # Reconcile: every agent in the roster gets its socket back (so its harness can reconnect),
         # and what should run is started again.

@@ -161,6 +161,30 @@ def cmd_install_unit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    """A consistent copy of hive.db with SQLite's online backup API, read-only, daemon running or not.
+
+    Done here, not through host.sock: the copy is made with the operator's own permissions (they must be
+    able to read the state dir), so host.sock never makes the daemon write a file wherever it is told.
+    """
+    from hive_trio.errors import HiveError
+    from hive_trio.rules.paths import HivePaths
+    from hive_trio.store.database import backup_database
+
+    config = load_cli_config(args, **discovered_hive(args))
+    db = HivePaths(config.state_dir, config.runtime_dir).db
+    if not db.is_file():
+        raise CliError(f"no hive.db at {db}: pass --state-dir of the hive to back up")
+    try:
+        pages = backup_database(db, Path(args.file))
+    except HiveError as exc:
+        raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"could not back up {db} to {args.file}: {exc.strerror or exc}") from None
+    print(f"backed up {db} ({pages} pages) to {args.file}")
+    return EXIT_OK
+
+
 def cmd_mcp_bridge(args: argparse.Namespace) -> int:
     from hive_trio.clients.bridge import BridgeClosed, run_mcp_bridge
 
@@ -205,6 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--dashboard", metavar="HOST:PORT", help="where the dashboard listens")
         p.add_argument("--agent-command", metavar="CMD", help="process backend's agent command template")
         p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+        p.add_argument(
+            "--fresh",
+            action="store_true",
+            default=None,
+            help="start an empty hive.db even though agents' state is kept (after a lost database)",
+        )
 
     p = sub.add_parser("daemon", help="run the daemon in the foreground until SIGINT/SIGTERM")
     daemon_options(p)
@@ -222,6 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dashboard-url", help="print the dashboard URL with its token")
     hive_options(p)
     p.set_defaults(run=cmd_dashboard_url)
+
+    p = sub.add_parser("backup", help="copy hive.db consistently (SQLite's online backup), daemon running or not")
+    p.add_argument("file", metavar="FILE", help="the new backup file (never overwritten)")
+    hive_options(p)
+    p.set_defaults(run=cmd_backup)
 
     p = sub.add_parser("install-unit", help="write the systemd unit (Type=notify) for this installation")
     hive_options(p)

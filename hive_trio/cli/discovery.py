@@ -51,7 +51,7 @@ def load_cli_config(args: argparse.Namespace, **defaults: Any) -> Any:
     from hive_trio.rules.config import ConfigError, load_config
 
     overrides: dict[str, Any] = dict(defaults)
-    for flag in ("state_dir", "runtime_dir", "agent_command"):
+    for flag in ("state_dir", "runtime_dir", "agent_command", "fresh"):
         value = getattr(args, flag, None)
         if value is not None:
             overrides[flag] = value

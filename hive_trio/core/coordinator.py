@@ -62,13 +62,15 @@ from hive_trio.records import (
     to_json,
 )
 from hive_trio.records.harness import AgentUsage
+from hive_trio.rules.clock_steps import StepDetector, watchdog_sleep
 from hive_trio.rules.config import Config
 from hive_trio.rules.names import validate_agent_name
 from hive_trio.rules.paths import HivePaths
+from hive_trio.rules.snapshot_budget import SnapshotBudget, approval_size, question_size, within_budget
 from hive_trio.service.journal import current_agent
 from hive_trio.store.approvals import Approvals
 from hive_trio.store.broker import Broker
-from hive_trio.store.database import Database
+from hive_trio.store.database import Database, refuse_a_lost_database
 from hive_trio.store.notices import Resolutions, Resolved
 from hive_trio.store.questions import OperatorQuestions
 from hive_trio.store.roster import Roster
@@ -478,6 +480,13 @@ class Coordinator:
         await self.fail_pending_approvals(name, note=note)
         await self.reports.forget_destroyed(name)
 
+    async def close_inbox(self, name: str) -> int:
+        """Purge's mail step: what was still waiting for `name` is closed, never handed to a later agent
+        of that name (docs/LIFECYCLE.md). Returns how many messages it closed."""
+        if await self._roster.get(name) is not None:
+            raise Conflict(f"{name!r} is a live agent; destroy it first")
+        return await self._broker.close_inbox(name)
+
     async def find_agent(self, name: str) -> AgentRecord | None:
         return await self._roster.get(name)
 
@@ -729,13 +738,18 @@ class Coordinator:
     async def serve_question_watchdog(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> NoReturn:
-        """Resolve questions at their deadlines. Sleeps until the next one; a new question wakes it.
+        """Resolve questions at their deadlines. Sleeps until the next one (at most `RECHECK_INTERVAL`, in
+        case the wall clock is stepped); a new question wakes it.
 
         Deadlines that passed while the daemon was down are resolved on the first pass.
         """
         started = False
+        steps = StepDetector()
         while True:
             bell = self._deadline_bell = trio.Event()
+            jump = steps.step(self.clock(), trio.current_time())
+            if jump is not None:
+                log.warning("the wall clock stepped by %+.1f s; question deadlines re-checked", jump)
             try:
                 await self.expire_questions()
                 next_at = await self._questions.next_deadline()
@@ -745,19 +759,26 @@ class Coordinator:
             if not started:
                 task_status.started()
                 started = True
-            timeout = math.inf if next_at is None else max(0.0, next_at - self.clock())
-            with trio.move_on_after(timeout):
+            # Bounded, so a wall clock stepped forward past a deadline is noticed (rules.clock_steps).
+            with trio.move_on_after(watchdog_sleep(next_at, self.clock())):
                 await bell.wait()
 
     # ================================================================== snapshot
     async def snapshot(self, *, message_limit: int = 100) -> Snapshot:
         seq = self._hub.current_seq()  # before gathering: anything later has a larger seq
         agents = await self.agent_statuses()
-        approvals = await self._approvals.query(status=ApprovalStatus.PENDING)
-        questions = await self._questions.list_open(operator_only=True)
-        messages = await self._broker.recent(limit=message_limit)
+        # Each part bounded, so the snapshot fits a 1 MiB frame however much is open (rules.snapshot_budget).
+        budget = SnapshotBudget.share(self.config.snapshot_budget_bytes)
+        approvals, approvals_left = within_budget(
+            await self._approvals.query(status=ApprovalStatus.PENDING), size=approval_size, max_bytes=budget.approvals
+        )
+        questions, questions_left = within_budget(
+            await self._questions.list_open(operator_only=True), size=question_size, max_bytes=budget.questions
+        )
+        messages = await self._broker.recent(limit=message_limit, max_bytes=budget.messages)
         tombstones = await self.tombstones()
         permissions = await self.reports.list_permissions()
+        omitted = {k: n for k, n in (("approvals", approvals_left), ("questions", questions_left)) if n}
         return Snapshot(
             seq=seq,
             epoch=self.epoch,
@@ -767,6 +788,7 @@ class Coordinator:
             messages=messages,
             tombstones=tombstones,
             permissions=permissions,
+            omitted=omitted,
         )
 
     # ================================================================== maintenance
@@ -792,6 +814,10 @@ class Coordinator:
                 started = True
             await trio.sleep(interval)
 
+    async def serve_checkpoints(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
+        """hive.db's WAL checkpointed every `checkpoint_interval` with writes, truncated once idle."""
+        await self._db.serve_checkpoints(interval=self.config.checkpoint_interval, task_status=task_status)
+
 
 @asynccontextmanager
 async def open_coordinator(
@@ -814,6 +840,8 @@ async def open_coordinator(
     lock = StateLock(paths.lock)
     lock.acquire()
     try:
+        kept = await trio.to_thread.run_sync(paths.kept_with_repos)
+        refuse_a_lost_database(paths.db, kept, fresh=config.fresh)
         db = await Database.open(paths.db, synchronous=config.synchronous)
         try:
             async with trio.open_nursery() as nursery:

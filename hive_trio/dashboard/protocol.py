@@ -272,6 +272,9 @@ def origin_allowed(origin: str | None, host_header: str | None) -> bool:
     parts = urlsplit(origin)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return False
+    if "@" in parts.netloc or parts.path or parts.query or parts.fragment:
+        # An origin is scheme://host[:port] and nothing else; `http://x@127.0.0.1` is no browser's.
+        return False
     try:
         origin_port = parts.port
     except ValueError:

@@ -235,6 +235,9 @@ def error_reply(status: int) -> Reply:
 
 def route(request: HttpRequest, site: Site, *, closing: bool) -> Route:
     """Decide what one request gets. Pure: the same head and state always give the same answer."""
+    if not request.target.startswith("/"):
+        # Absolute-form (`GET http://elsewhere/`) is for proxies, and `*` for OPTIONS; this is no proxy.
+        return text_reply(400, "only origin-form request targets (starting with /) are served")
     hosts = request.values("host")
     if len(hosts) > 1:
         return text_reply(400, "more than one Host header")

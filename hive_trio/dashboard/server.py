@@ -57,9 +57,16 @@ from hive_trio.dashboard.routes import (
     text_reply,
 )
 from hive_trio.dashboard.token import ensure_token, http_url
-from hive_trio.dashboard.transport import ConnectionStream, receive_request, send_reply, serve_stall_watch
+from hive_trio.dashboard.transport import (
+    MAX_REQUEST_HEAD,
+    ConnectionStream,
+    receive_request,
+    send_reply,
+    serve_stall_watch,
+)
 from hive_trio.errors import HiveError
 from hive_trio.records import DashboardAction, DashboardEvent, RequestId, to_json
+from hive_trio.rules.strict_dirs import UnsafePath, read_regular, write_replacing
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +80,6 @@ DEFAULT_STALL_TIMEOUT: Final = 5.0
 # it doubles as the idle keep-alive timeout. Slow-loris clients hold a task for at most this.
 HEAD_TIMEOUT: Final = 10.0
 # Request line plus headers; past it, 431. Browsers send ~1-2 KiB, cookies included.
-MAX_REQUEST_HEAD: Final = 16 * 1024
 # How long a connection closed after an error reply keeps reading (and dropping) what the peer still
 # sends, so that the reply is not destroyed by a reset.
 LINGER_TIMEOUT: Final = 1.0
@@ -552,15 +558,13 @@ async def serve_dashboard(
 
 
 def _write_url(path: Path, url: str) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(url + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_replacing(path, (url + "\n").encode(), 0o644)
 
 
 def _remove_url(path: Path, url: str) -> None:
     # Only our own: a second daemon cannot share the state dir, but a stale file from a crash can be here.
-    with suppress(OSError):
-        if path.read_text(encoding="utf-8").strip() == url:
+    with suppress(OSError, UnsafePath, UnicodeDecodeError):
+        if read_regular(path).decode("utf-8").strip() == url:
             path.unlink()
 
 

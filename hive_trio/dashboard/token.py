@@ -26,7 +26,7 @@ TOKEN_BYTES = 32
 def ensure_token(path: Path) -> str:
     """Read the token at `path`, creating it (0600, never world-readable even for an instant) if absent."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, TOKEN_MODE)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, TOKEN_MODE)
     except FileExistsError:
         return read_token(path)
     token = secrets.token_urlsafe(TOKEN_BYTES)
@@ -37,16 +37,25 @@ def ensure_token(path: Path) -> str:
 
 def read_token(path: Path) -> str:
     try:
-        info = path.stat()
-        text = path.read_text(encoding="ascii").strip()
+        # Never through a link: a planted `dashboard.token` link must not hand out another file's text.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except FileNotFoundError:
         raise HiveError(f"no dashboard token at {path}: start the daemon once to create it") from None
+    except OSError as exc:
+        raise HiveError(f"cannot read the dashboard token at {path}: {exc.strerror or exc}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise HiveError(f"the dashboard token at {path} is not a plain file; delete it and restart the daemon")
+        text = os.read(fd, 4096).decode("ascii").strip()
+        if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            # Someone loosened it; the token is a password, so put it back rather than refuse to run.
+            log.warning("dashboard token %s was readable by others; resetting it to 0600", path)
+            os.fchmod(fd, TOKEN_MODE)
     except (OSError, UnicodeDecodeError) as exc:
         raise HiveError(f"cannot read the dashboard token at {path}: {exc}") from None
-    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        # Someone loosened it; the token is a password, so put it back rather than refuse to run.
-        log.warning("dashboard token %s was readable by others; resetting it to 0600", path)
-        os.chmod(path, TOKEN_MODE)
+    finally:
+        os.close(fd)
     if len(text) < 16:
         raise HiveError(f"the dashboard token at {path} is too short; delete it and restart the daemon")
     return text

@@ -30,6 +30,8 @@ from hive_trio.dashboard.routes import Reply
 # link) keeps its connection; one that accepts nothing for `stall_timeout` is cut.
 SEND_CHUNK: Final = 64 * 1024
 RECEIVE_BYTES: Final = 16 * 1024
+# A request head (request line and headers) past this many bytes gets 431, from the first byte over.
+MAX_REQUEST_HEAD: Final = 16 * 1024
 # SO_LINGER with a zero timeout: close() resets the connection and frees its buffers at once, instead
 # of the kernel retrying unsent bytes to a peer that stopped reading.
 _RESET_ON_CLOSE: Final = struct.pack("ii", 1, 0)
@@ -166,7 +168,9 @@ async def serve_stall_watch(streams: Collection[ConnectionStream], *, interval: 
 # ------------------------------------------------------------------------------------------ h11
 
 
-async def receive_request(conn: h11.Connection, stream: ConnectionStream, head: bytearray) -> h11.Request | None:
+async def receive_request(
+    conn: h11.Connection, stream: ConnectionStream, head: bytearray, *, max_head: int = MAX_REQUEST_HEAD
+) -> h11.Request | None:
     """The next request head (None: the peer closed first), keeping every byte fed to h11 in `head`.
 
     A body already in the buffer is read past; a body still to come is left unread, and `send_reply`
@@ -174,14 +178,22 @@ async def receive_request(conn: h11.Connection, stream: ConnectionStream, head: 
     for a malformed or oversized head (its `error_status_hint` is the status to answer with). The
     caller bounds the wait.
     """
+    limit = max_head
     while True:
         event = conn.next_event()
         if event is h11.NEED_DATA:
-            data = await stream.receive_some(RECEIVE_BYTES)
+            # h11 checks its limit only between reads, so 16 KiB reads let a head reach ~40 KB before
+            # the 431. Reading no further than one byte past the limit makes it exact.
+            if len(head) > limit:
+                raise h11.RemoteProtocolError("request head too large", error_status_hint=431)
+            data = await stream.receive_some(min(RECEIVE_BYTES, limit + 1 - len(head)))
             head += data
             conn.receive_data(data)
             continue
         if isinstance(event, h11.Request):
+            # Completed by the byte that took it past the limit: still too large.
+            if len(head) - len(conn.trailing_data[0]) > limit:
+                raise h11.RemoteProtocolError("request head too large", error_status_hint=431)
             _read_buffered_body(conn)
             return event
         # ConnectionClosed, or PAUSED on bytes after a cycle that is not continued.

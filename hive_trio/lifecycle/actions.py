@@ -8,7 +8,12 @@ through `Supervisor._bring_up`. Kept from hyperhive: a HelperEvent to the manage
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import secrets
 import shutil
+from pathlib import Path
 
 import trio
 
@@ -28,6 +33,9 @@ from hive_trio.records import (
     TransientKind,
 )
 from hive_trio.rules.names import validate_agent_name
+from hive_trio.rules.paths import HivePaths
+
+log = logging.getLogger(__name__)
 
 
 class LifecycleActions(Supervisor):
@@ -36,6 +44,7 @@ class LifecycleActions(Supervisor):
     async def spawn(self, name: str, *, parent: str | None = None) -> AgentRecord:
         validate_agent_name(name)
         self.backend.check_name(name)
+        self.paths.check_socket_path(name)
         if parent is not None and parent != MANAGER_AGENT:
             validate_agent_name(parent)
         if await self.coord.find_agent(name) is not None:
@@ -132,16 +141,75 @@ class LifecycleActions(Supervisor):
             await self._purge_dirs(name)
 
     async def _purge_dirs(self, name: str) -> None:
-        dirs = [self.paths.agent_state_root(name), self.paths.agent_applied(name), self.paths.agent_runtime(name)]
-        logs = [self.paths.agent_log(name), rotated_path(self.paths.agent_log(name))]
+        """Purge `name`: its mail is closed, then its dirs are renamed out of the way, then deleted.
 
-        def purge() -> None:
-            for d in dirs:
-                shutil.rmtree(d, ignore_errors=True)
-            for f in logs:
-                f.unlink(missing_ok=True)
+        hyperhive deletes in place, so a daemon killed mid-way left a half-deleted repo that broke the next
+        spawn of that name. Here a `.purge` marker goes into the state root first; the applied repo, the
+        runtime dir and the logs are renamed into `.trash-*` siblings, and the state root (the tombstone
+        itself) last; only then is the trash deleted. A purge cut off anywhere is finished by
+        `finish_interrupted_purges` at the next start: a marked tombstone is purged again, and trash is
+        deleted. Its mail is closed first (`Coordinator.close_inbox`): a stranger who later takes the
+        name starts with an empty inbox. A tombstone brought back without purge keeps its mail.
+        """
+        await self.coord.close_inbox(name)
+        await trio.to_thread.run_sync(purge_agent_paths, self.paths, name)
 
-        await trio.to_thread.run_sync(purge)
+    async def finish_interrupted_purges(self) -> list[str]:
+        """Daemon start: finish every purge a previous daemon was cut off in (see `_purge_dirs`)."""
+        marked = await trio.to_thread.run_sync(interrupted_purges, self.paths)
+        for name in marked:
+            if await self.coord.find_agent(name) is None:
+                log.warning("finishing the purge of %s, cut off by the daemon's end", name)
+                await self._purge_dirs(name)
+        await trio.to_thread.run_sync(empty_trash, self.paths)
+        return marked
+
+
+PURGE_MARKER = ".purge"
+TRASH_PREFIX = ".trash-"
+
+
+def _trash(path: Path) -> None:
+    """Rename `path` (a dir or a file) to a fresh `.trash-*` sibling; renaming never follows a link."""
+    try:
+        os.rename(path, path.with_name(f"{TRASH_PREFIX}{path.name}-{secrets.token_hex(4)}"))
+    except FileNotFoundError:
+        pass
+
+
+def purge_agent_paths(paths: HivePaths, name: str) -> None:
+    state_root = paths.agent_state_root(name)
+    if state_root.is_dir() and not state_root.is_symlink():
+        os.close(os.open(state_root / PURGE_MARKER, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
+    for path in (
+        paths.agent_applied(name),
+        paths.agent_runtime(name),
+        paths.agent_log(name),
+        rotated_path(paths.agent_log(name)),
+        state_root,  # last: until it goes, the name is a (marked) tombstone
+    ):
+        _trash(path)
+    empty_trash(paths)
+
+
+def interrupted_purges(paths: HivePaths) -> list[str]:
+    return [n for n in paths.kept_state_names() if (paths.agent_state_root(n) / PURGE_MARKER).exists()]
+
+
+def empty_trash(paths: HivePaths) -> None:
+    for root in (paths.agents_state_root, paths.applied_root, paths.runtime_dir / "agents", paths.logs_root):
+        try:
+            entries = list(os.scandir(root))
+        except FileNotFoundError:
+            continue
+        for entry in entries:
+            if not entry.name.startswith(TRASH_PREFIX):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
 
 
 __all__ = ["LifecycleActions"]

@@ -39,6 +39,7 @@ class Lifecycle(LifecycleActions):
     async def request_spawn(self, name: str, description: str | None, *, requested_by: str) -> Approval:
         validate_agent_name(name)
         self.backend.check_name(name)
+        self.paths.check_socket_path(name)
         if await self.coord.find_agent(name) is not None:
             raise Conflict(f"agent {name!r} already exists")
         for pending in await self.coord.list_approvals(status=ApprovalStatus.PENDING):
@@ -170,7 +171,28 @@ class Lifecycle(LifecycleActions):
         )
 
     async def _finish_interrupted(self) -> None:
+        await self.finish_interrupted_purges()
         await self.finish_interrupted_deploys()
+        await self.finish_interrupted_spawn_approvals()
+
+    async def finish_interrupted_spawn_approvals(self) -> list[int]:
+        """Daemon start: a spawn approval still pending whose agent is in the roster was cut off after its
+        spawn began (the roster row is the spawn's first durable step). Reconcile then finishes that spawn
+        and the agent runs, so the approval is recorded approved: a later deny can never win over a
+        running agent. (Found by the probe: 93 of 456 approvals denied after their agent was running.)"""
+        finished = []
+        for approval in await self.coord.list_approvals(status=ApprovalStatus.PENDING):
+            if approval.kind is not ApprovalKind.SPAWN or await self.coord.find_agent(approval.agent) is None:
+                continue
+            note = "approved; the spawn had begun when the daemon stopped, and was finished at its next start"
+            await self._resolve(approval, ApprovalStatus.APPROVED, _note(note, approval.note))
+            log.warning(
+                "approval #%d: spawn of %s was cut off by the daemon's end; recorded approved",
+                approval.id,
+                approval.agent,
+            )
+            finished.append(approval.id)
+        return finished
 
     async def finish_interrupted_deploys(self) -> list[int]:
         """Daemon start: an approval still pending whose commit is already the applied `main`, while the

@@ -225,3 +225,6 @@ class Snapshot:
     tombstones: list[str] = attrs.field(factory=list)
     # Open permission requests (records/harness.py), oldest first.
     permissions: list[PermissionRequest] = attrs.field(factory=list)
+    # Per part ("approvals", "questions"): how many were left out to keep the snapshot under its budget
+    # (rules.snapshot_budget); the full lists are host.sock's `approvals` and `questions`.
+    omitted: dict[str, int] = attrs.field(factory=dict)

@@ -19,6 +19,7 @@ import attrs
 import cattrs
 
 from hive_trio.records import describe_error
+from hive_trio.rules.snapshot_budget import DEFAULT_SNAPSHOT_BUDGET
 
 Backend = Literal["process", "nixos-container"]
 Synchronous = Literal["FULL", "NORMAL", "EXTRA", "OFF"]
@@ -96,6 +97,18 @@ class Config:
     max_pending_reminders: int = 100
     # Seconds between checks whether a running agent's applied config or command moved (0: never).
     needs_update_interval: float = 300.0
+    # All open agent logs together, rotations included; each file's limit shrinks to fit (agent_log).
+    agent_logs_max_total_bytes: int = 512 * 1024 * 1024
+    # Start over an empty (or missing) hive.db even though agents' state is kept (docs/RELIABILITY.md).
+    fresh: bool = False
+    # How often the WAL is checkpointed if written to, and truncated to 0 bytes if not (hive.db).
+    checkpoint_interval: float = 30.0
+    # Per unix socket (host.sock, each agent's); one more is refused with a line saying so.
+    max_connections_per_socket: int = 256
+    # host.sock closes a connection that asks nothing for this long (a status subscriber excepted).
+    host_idle_timeout: float = 120.0
+    # Text a dashboard snapshot may carry in approvals, questions and recent mail (rules.snapshot_budget).
+    snapshot_budget_bytes: int = DEFAULT_SNAPSHOT_BUDGET
 
     def __attrs_post_init__(self) -> None:
         positive = (
@@ -109,6 +122,11 @@ class Config:
             "transcript_retention_days",
             "transcript_max_text",
             "max_pending_reminders",
+            "checkpoint_interval",
+            "max_connections_per_socket",
+            "host_idle_timeout",
+            "snapshot_budget_bytes",
+            "agent_logs_max_total_bytes",
         )
         for key in positive:
             if getattr(self, key) <= 0:

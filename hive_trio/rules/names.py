@@ -42,6 +42,11 @@ def validate_agent_name(name: object) -> str:
     return name
 
 
+def is_agent_name(name: str) -> bool:
+    """`validate_agent_name` as a test, for names found on disk rather than asked for."""
+    return AGENT_NAME_PATTERN.fullmatch(name) is not None and name not in RESERVED_NAMES
+
+
 def validate_recipient(name: object) -> str:
     """A message may also go to the manager, the operator, or `*` (checked by the broker)."""
     if name in (MANAGER_AGENT, OPERATOR, "*"):

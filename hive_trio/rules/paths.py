@@ -12,9 +12,13 @@ from pathlib import Path
 
 import attrs
 
+from hive_trio.errors import InvalidRequest
 from hive_trio.records import MANAGER_AGENT
-from hive_trio.rules.names import validate_agent_name
+from hive_trio.rules.names import is_agent_name, validate_agent_name
+from hive_trio.rules.strict_dirs import ensure_base_dir, ensure_tree, refuse_link
 
+# sun_path is 108 bytes on Linux, with a terminating NUL.
+UNIX_PATH_MAX = 107
 RUNTIME_DIR_MODE = 0o751
 PRIVATE_DIR_MODE = 0o700
 SOCKET_MODE = 0o660
@@ -103,6 +107,18 @@ class HivePaths:
     def agent_socket(self, name: str) -> Path:
         return self.agent_runtime(name) / "mcp.sock"
 
+    def check_socket_path(self, name: str) -> None:
+        """Refuse (`InvalidRequest`) a name whose socket path would not fit a unix socket address.
+
+        Checked before anything is recorded: a spawn that fails at bind() once left a failed roster row.
+        """
+        path = self.agent_socket(name)
+        if len(os.fsencode(path)) > UNIX_PATH_MAX:
+            raise InvalidRequest(
+                f"agent {name!r} cannot be spawned here: its socket path {path} is {len(os.fsencode(path))} bytes, "
+                f"over the {UNIX_PATH_MAX} a unix socket allows; use a shorter name or a shorter --runtime-dir"
+            )
+
     def agent_state_root(self, name: str) -> Path:
         return self.agents_state_root / validate_agent_name(name)
 
@@ -126,26 +142,39 @@ class HivePaths:
         return self.logs_root / f"{validate_agent_name(name)}.log"
 
     # ------------------------------------------------------------------ creation
+    # Every directory is made through `strict_dirs`: the two roots must be the daemon's own, and nothing
+    # below them is ever made, chmodded or entered through a symbolic link (docs/RELIABILITY.md).
     def ensure_daemon_dirs(self) -> None:
-        _mkdir(self.state_dir, PRIVATE_DIR_MODE)
-        _mkdir(self.runtime_dir, RUNTIME_DIR_MODE)
-        _mkdir(self.runtime_dir / "agents", RUNTIME_DIR_MODE)
-        _mkdir(self.manager_runtime, RUNTIME_DIR_MODE)
-        _mkdir(self.agents_state_root, PRIVATE_DIR_MODE)
-        _mkdir(self.applied_root, PRIVATE_DIR_MODE)
-        _mkdir(self.logs_root, PRIVATE_DIR_MODE)
-        _mkdir(self.pids_root, PRIVATE_DIR_MODE)
+        ensure_base_dir(self.state_dir, PRIVATE_DIR_MODE, what="state dir", flag="--state-dir")
+        ensure_base_dir(self.runtime_dir, RUNTIME_DIR_MODE, what="runtime dir", flag="--runtime-dir")
+        ensure_tree(self.runtime_dir, ("agents",), RUNTIME_DIR_MODE)
+        ensure_tree(self.runtime_dir, ("manager",), RUNTIME_DIR_MODE)
+        ensure_tree(self.runtime_dir, ("pids",), PRIVATE_DIR_MODE)
+        for part in ("agents", "applied", "logs"):
+            ensure_tree(self.state_dir, (part,), PRIVATE_DIR_MODE)
 
     def ensure_agent_dirs(self, name: str) -> None:
-        _mkdir(self.agent_runtime(name), RUNTIME_DIR_MODE)
-        _mkdir(self.agent_state_root(name), PRIVATE_DIR_MODE)
-        _mkdir(self.agent_notes(name), PRIVATE_DIR_MODE)
-        _mkdir(self.agent_claude(name), PRIVATE_DIR_MODE)
+        name = validate_agent_name(name)
+        ensure_tree(self.runtime_dir, ("agents", name), RUNTIME_DIR_MODE)
+        ensure_tree(self.state_dir, ("agents", name, "state"), PRIVATE_DIR_MODE)
+        ensure_tree(self.state_dir, ("agents", name, "claude"), PRIVATE_DIR_MODE)
+        # git makes these two repos later; a link planted at either is refused before git can follow it.
+        refuse_link(self.agent_config(name))
+        refuse_link(self.agent_applied(name))
+        for path in (self.agent_socket(name), self.agent_log(name), self.pid_record(name)):
+            refuse_link(path)
 
     def ensure_manager_dirs(self) -> None:
-        _mkdir(self.manager_state_root, PRIVATE_DIR_MODE)
-        _mkdir(self.manager_notes, PRIVATE_DIR_MODE)
-        _mkdir(self.manager_claude, PRIVATE_DIR_MODE)
+        ensure_tree(self.state_dir, ("manager", "state"), PRIVATE_DIR_MODE)
+        ensure_tree(self.state_dir, ("manager", "claude"), PRIVATE_DIR_MODE)
+
+    def kept_with_repos(self) -> list[str]:
+        """Every name with anything kept on disk (state dir or applied repo): what a lost hive.db would orphan."""
+        try:
+            applied = [e.name for e in os.scandir(self.applied_root) if not e.name.startswith(".")]
+        except FileNotFoundError:
+            applied = []
+        return sorted(set(self.kept_state_names()) | set(applied))
 
     def kept_state_names(self) -> list[str]:
         """Names with a state dir: live agents and destroyed-but-kept tombstones alike."""
@@ -153,10 +182,5 @@ class HivePaths:
             entries = list(os.scandir(self.agents_state_root))
         except FileNotFoundError:
             return []
-        return sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
-
-
-def _mkdir(path: Path, mode: int) -> None:
-    path.mkdir(mode=mode, parents=True, exist_ok=True)
-    # mkdir's mode is masked by the umask; the spec's modes are not negotiable.
-    os.chmod(path, mode)
+        # `.trash-*` (a purge in progress) and anything else that is not an agent name is not a tombstone.
+        return sorted(e.name for e in entries if e.is_dir(follow_symlinks=False) and is_agent_name(e.name))

@@ -15,6 +15,7 @@ import os
 import socket
 import stat
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import NoReturn
 
@@ -25,7 +26,11 @@ from hive_trio.errors import HiveError
 
 log = logging.getLogger(__name__)
 
-BACKLOG = 128
+# The kernel caps it at net.core.somaxconn (4096 on current kernels). At 128, 1,869 of 2,000 rapid
+# connects failed in the probe while the daemon was busy for a moment.
+BACKLOG = 4096
+# A connection past the cap gets its refusal line within this long, or is just closed.
+REFUSAL_TIMEOUT = 1.0
 # How long a probe connect may take to tell a live socket from a stale one.
 PROBE_TIMEOUT = 1.0
 
@@ -148,19 +153,32 @@ async def serve_bound_listener(
     handler: Callable[[trio.SocketStream], Awaitable[None]],
     *,
     what: str,
+    max_connections: int | None = None,
+    refusal: bytes = b"",
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Serve `bound` until cancelled, each connection in `handler`; then remove the file if still ours.
 
     A connection whose handler raises is logged and closed: it never takes the listener (or the other
-    connections) down.
+    connections) down. With `max_connections`, one more is sent `refusal` (a line in the socket's own
+    protocol) and closed: 2,000 idle connections once cost the daemon 68 MB it never gave back.
     """
+    active = 0
 
     async def contained(stream: trio.SocketStream) -> None:
+        nonlocal active
+        if max_connections is not None and active >= max_connections:
+            log.warning("%s refused a connection: %d are open, the cap", what, active)
+            with trio.move_on_after(REFUSAL_TIMEOUT), suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await stream.send_all(refusal)
+            return  # serve_listeners closes the stream
+        active += 1
         try:
             await handler(stream)
         except Exception:
             log.exception("a connection to %s failed; it was closed", what)
+        finally:
+            active -= 1
 
     try:
         async with trio.open_nursery() as nursery:

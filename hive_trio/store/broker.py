@@ -143,6 +143,17 @@ def ack_tx(conn: apsw.Connection, *, recipient: str, now: float) -> int:
     return conn.changes()
 
 
+def close_inbox_tx(conn: apsw.Connection, *, recipient: str, now: float) -> int:
+    """Purge: every message to `recipient` not yet acked is marked delivered and acked now, so no later
+    agent of that name is ever handed it. The rows stay (history) until retention drops them."""
+    conn.execute(
+        "UPDATE messages SET delivered_at = coalesce(delivered_at, ?), acked_at = ?"
+        " WHERE recipient = ? AND acked_at IS NULL",
+        (now, now, recipient),
+    )
+    return conn.changes()
+
+
 def requeue_tx(conn: apsw.Connection, *, recipient: str) -> int:
     conn.execute(
         "UPDATE messages SET delivered_at = NULL, requeued = 1"
@@ -239,6 +250,10 @@ class Broker(StoreFace):
     async def ack(self, recipient: str) -> int:
         now = self.clock()
         return await self.db.write(lambda c: ack_tx(c, recipient=recipient, now=now))
+
+    async def close_inbox(self, recipient: str) -> int:
+        now = self.clock()
+        return await self.db.write(lambda c: close_inbox_tx(c, recipient=recipient, now=now))
 
     async def requeue_inflight(self, recipient: str) -> int:
         return await self.db.write(lambda c: requeue_tx(c, recipient=recipient))

@@ -12,10 +12,12 @@ success. This module knows nothing of sockets, agents or events.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, NoReturn, TypeVar
 
 import apsw
 import attrs
@@ -23,6 +25,7 @@ import outcome
 import trio
 
 from hive_trio.errors import StorageError
+from hive_trio.rules.strict_dirs import open_regular
 
 log = logging.getLogger(__name__)
 
@@ -206,13 +209,149 @@ def migrate(conn: apsw.Connection) -> int:
     return current
 
 
+class LostDatabase(StorageError):
+    """`hive.db` is missing or empty while the state dir still holds agents: refuse to start over it."""
+
+
+def refuse_a_lost_database(path: Path, kept: Sequence[str], *, fresh: bool) -> None:
+    """Refuse to start on a missing or zero-length `hive.db` beside agents' kept state, unless `fresh`.
+
+    hive-c0re (and hive_trio before issue 13) would create an empty database and turn every agent into
+    a tombstone, silently: a truncated file looks exactly like a first start. Here a first start is one
+    with nothing in `agents/` or `applied/`; anything else needs a backup restored or an explicit
+    `--fresh` (config `fresh = true`).
+    """
+    if fresh or not kept:
+        return
+    try:
+        size: int | None = os.lstat(path).st_size
+    except FileNotFoundError:
+        size = None
+    if size:
+        return
+    found = "missing" if size is None else "empty (0 bytes)"
+    names = ", ".join(kept[:5]) + (f" and {len(kept) - 5} more" if len(kept) > 5 else "")
+    raise LostDatabase(
+        f"{path} is {found}, but the state dir still holds {len(kept)} agent(s) ({names}): the database was "
+        f"lost or cut short. Restore it from a backup (stop the daemon, copy the file made by `hive-trio backup` "
+        f"to {path}, remove any {path.name}-wal/-shm beside it, start again), or start an empty hive over the "
+        "kept state with --fresh"
+    )
+
+
+def secure_files(path: Path) -> None:
+    """`hive.db` and its `-wal`/`-shm` are 0600 plain files of ours, never reached through a link.
+
+    SQLite gives a new `-wal`/`-shm` the database file's own mode, so making `hive.db` 0600 before SQLite
+    sees it is enough for new files; existing ones are checked (and tightened) the same way.
+    """
+    os.close(open_regular(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for suffix in ("-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.close(open_regular(path.with_name(path.name + suffix), os.O_RDWR, 0o600))
+
+
+# SQLite's own error log (sqlite3_log) goes to this logger. Its notices are how a WAL recovered at open
+# ("recovered N frames from WAL file") or a journal rolled back shows itself; without the hook they vanish.
+sqlite_log = logging.getLogger("hive_trio.sqlite")
+_SQLITE_LOG_LEVELS: Final = {
+    apsw.SQLITE_NOTICE: logging.WARNING,
+    apsw.SQLITE_WARNING: logging.WARNING,
+    apsw.SQLITE_CORRUPT: logging.ERROR,
+    apsw.SQLITE_IOERR: logging.ERROR,
+    apsw.SQLITE_FULL: logging.ERROR,
+    apsw.SQLITE_NOTADB: logging.ERROR,
+    apsw.SQLITE_CANTOPEN: logging.ERROR,
+}
+_sqlite_log_installed = False
+
+
+def _sqlite_logged(code: int, message: str) -> None:
+    # Called by SQLite from whichever thread hit it; it must never raise. Everyday refusals (a constraint,
+    # a busy retry) stay at debug: every failed compare-and-set would otherwise be a log line.
+    try:
+        sqlite_log.log(_SQLITE_LOG_LEVELS.get(code & 0xFF, logging.DEBUG), "sqlite (code %d): %s", code, message)
+    except Exception:  # pragma: no cover - logging itself failed
+        pass
+
+
+def route_sqlite_log() -> None:
+    """Send SQLite's log (apsw's SQLITE_CONFIG_LOG hook) to `hive_trio.sqlite`; once per process."""
+    global _sqlite_log_installed
+    if not _sqlite_log_installed:
+        apsw.config(apsw.SQLITE_CONFIG_LOG, _sqlite_logged)
+        _sqlite_log_installed = True
+
+
+# The WAL is checkpointed into hive.db by SQLite after every 256 pages (1 MiB at 4 KiB pages), not its
+# default 1,000, and cut back to `WAL_SIZE_LIMIT` whenever it is reset, so on a small disk the WAL never
+# takes the room the data needs (the probe saw a 3.7 MB WAL fill a 4 MiB disk). `serve_checkpoints`
+# adds the time side: a checkpoint every interval with writes, and TRUNCATE (the WAL back to 0 bytes)
+# once the writer has been idle for a whole interval.
+WAL_AUTOCHECKPOINT_PAGES: Final = 256
+WAL_SIZE_LIMIT: Final = 1024 * 1024
+CHECKPOINT_INTERVAL: Final = 30.0
+
+
+BUSY_TIMEOUT_MS: Final = 5000
+BACKUP_STEP_PAGES: Final = 256
+
+
+def backup_database(source: Path, target: Path) -> int:
+    """Copy `source` (live, in WAL mode) to `target` with the online backup API; returns the page count.
+
+    A plain `cp` of a running hive.db can miss what is still only in the WAL, or tear a page mid-write;
+    the backup API copies one committed state. `target` must not exist (a backup never overwrites).
+    """
+    target = Path(os.path.abspath(target))
+    if os.path.lexists(target):
+        raise StorageError(f"refusing to overwrite {target}: pick a new file for the backup")
+    partial = target.with_name(f".{target.name}.partial")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(partial)
+    os.close(open_regular(partial, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+    try:
+        src = apsw.Connection(str(source), flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_NOFOLLOW)
+        try:
+            src.setbusytimeout(BUSY_TIMEOUT_MS)
+            dst = apsw.Connection(str(partial))
+            try:
+                with dst.backup("main", src, "main") as job:
+                    while not job.done:
+                        job.step(BACKUP_STEP_PAGES)
+                    pages = job.page_count
+                # The copy is a plain rollback-journal file: one file, nothing beside it to forget.
+                dst.pragma("journal_mode", "delete")
+                check = dst.pragma("quick_check")
+                if check != "ok":
+                    raise StorageError(f"the backup at {target} failed its check: {check}")
+            finally:
+                dst.close()
+        finally:
+            src.close()
+        with open(partial, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.rename(partial, target)
+    except apsw.Error as exc:
+        raise StorageError(f"could not back up {source}: {exc}") from exc
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+    return pages
+
+
 def connect(path: Path, *, synchronous: str = "FULL") -> apsw.Connection:
-    conn = apsw.Connection(str(path))
-    conn.setbusytimeout(5000)
+    route_sqlite_log()
+    secure_files(path)
+    flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE | apsw.SQLITE_OPEN_NOFOLLOW
+    conn = apsw.Connection(str(path), flags=flags)
+    conn.setbusytimeout(BUSY_TIMEOUT_MS)
     # A row-returning pragma inside a multi-statement execute silently stops the rest, so one each.
     conn.pragma("journal_mode", "wal")
     conn.pragma("synchronous", synchronous)
     conn.pragma("foreign_keys", True)
+    conn.pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
+    conn.pragma("journal_size_limit", WAL_SIZE_LIMIT)
     return conn
 
 
@@ -370,6 +509,55 @@ class Database:
             _explain_storage_errors(batch)
             return
         _explain_storage_errors(batch)
+
+    # ------------------------------------------------------------------ checkpoints and backups
+    def wal_bytes(self) -> int:
+        try:
+            return os.stat(self.path.with_name(self.path.name + "-wal")).st_size
+        except FileNotFoundError:
+            return 0
+
+    async def checkpoint(self, *, truncate: bool) -> tuple[int, int]:
+        """Checkpoint the WAL into hive.db, between write batches; returns (frames in WAL, checkpointed).
+
+        `truncate` also cuts the WAL file to 0 bytes (SQLITE_CHECKPOINT_TRUNCATE); it gives up at once
+        rather than wait for a reader, and the next interval tries again.
+        """
+        mode = apsw.SQLITE_CHECKPOINT_TRUNCATE if truncate else apsw.SQLITE_CHECKPOINT_PASSIVE
+
+        def run() -> tuple[int, int]:
+            self._writer.setbusytimeout(0)
+            try:
+                return self._writer.wal_checkpoint(mode=mode)
+            except apsw.BusyError:
+                return (-1, -1)
+            except apsw.Error as exc:
+                raise _storage_error(exc) from exc
+            finally:
+                self._writer.setbusytimeout(BUSY_TIMEOUT_MS)
+
+        async with self._write_limiter:
+            with trio.CancelScope(shield=True):
+                result = await trio.to_thread.run_sync(run)
+        return result
+
+    async def serve_checkpoints(
+        self, *, interval: float = CHECKPOINT_INTERVAL, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> NoReturn:
+        """Checkpoint on time as well as size: PASSIVE after an interval with writes, TRUNCATE once idle."""
+        task_status.started()
+        seen = self.writes
+        while True:
+            await trio.sleep(interval)
+            idle = self.writes == seen
+            seen = self.writes
+            if idle and self.wal_bytes() == 0:
+                continue
+            try:
+                await self.checkpoint(truncate=idle)
+            except StorageError as exc:
+                # A full disk: the next interval tries again; the checkpoint is what frees the room.
+                log.warning("WAL checkpoint failed: %s", exc)
 
     # ------------------------------------------------------------------ reads
     async def read(self, work: Work[T]) -> T:

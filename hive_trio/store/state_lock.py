@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from hive_trio.errors import HiveError
+from hive_trio.rules.strict_dirs import open_regular
 
 
 class AlreadyRunning(HiveError):
@@ -23,7 +24,7 @@ class StateLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = open_regular(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

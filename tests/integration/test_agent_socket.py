@@ -431,6 +431,7 @@ async def test_a_stale_socket_file_is_replaced_but_a_live_one_is_not(hive: InPro
     await hive.coordinator.record_spawn("gamma")
     path = hive.coordinator.paths.agent_socket("gamma")
     path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.chmod(0o751)  # as a crashed daemon left it (an existing dir of another mode is refused)
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     stale.bind(str(path))
     stale.close()  # a crashed daemon's leftover: the file exists, nobody listens
@@ -492,3 +493,33 @@ async def test_an_error_raised_in_the_client_block_comes_out_as_itself(hive: InP
         async with hive.open_agent("alpha") as client:
             await client.call("whoami")
             raise _BlockError("from the block")
+
+
+# ------------------------------------------------------------------------------ hostile ids (issue 13)
+
+
+@pytest.mark.parametrize("bad_id", [1.5, True, None, [], {}], ids=["1.5", "true", "null", "[]", "{}"])
+async def test_a_request_whose_id_is_not_a_string_or_integer_gets_invalid_request(
+    hive: InProcessHive, bad_id: Any
+) -> None:
+    """These once passed as notifications and got no reply at all."""
+    raw = await open_raw(hive, "alpha")
+    await raw.handshake()
+    await raw.send({"jsonrpc": "2.0", "id": bad_id, "method": "ping"})
+    with trio.fail_after(10):  # before issue 13 no reply ever came
+        reply = await raw.read()
+    assert reply["id"] is None and reply["error"]["code"] == -32600
+    assert "id must be a string or an integer" in reply["error"]["message"]
+    await raw.send({"jsonrpc": "2.0", "id": 9, "method": "ping"})  # and the connection carries on
+    assert (await raw.read())["id"] == 9
+
+
+async def test_a_lone_surrogate_in_a_tool_argument_is_refused_naming_the_field(hive: InProcessHive) -> None:
+    raw = await open_raw(hive, "alpha")
+    await raw.handshake()
+    call = b'{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"send","arguments":'
+    await raw.send(call + b'{"to":"beta","body":"x\\ud800"}}}\n')
+    reply = await raw.read()
+    assert reply["id"] == 4 and reply["result"]["isError"] is True, reply
+    text = reply["result"]["content"][0]["text"]
+    assert "not valid Unicode" in text and "body" in text, text

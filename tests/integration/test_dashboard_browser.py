@@ -141,3 +141,26 @@ async def test_without_a_token_the_page_says_how_to_get_one(config: Config) -> N
             await page.wait_for("getComputedStyle(document.querySelector('main')).maxWidth === '576px'")
             await page.screenshot(ARTIFACTS / "dashboard-no-token.png")
             assert [e for e in page.console_errors if "401" not in e] == []
+
+
+async def test_agent_text_is_isolated_and_its_control_characters_are_shown(config: Config) -> None:
+    """An agent's U+202E once made its text display reversed, and spilled into what followed (issue 13)."""
+    async with running_hive(config) as hive:
+        coord = hive.coordinator
+        await coord.record_spawn("alpha")
+        coord.set_running("alpha", True)
+        await coord.send("alpha", OPERATOR, "report \u202egnp.exe\u202c done\u0007")
+        await coord.set_status_text("alpha", "\u2067hidden\u2069 status")
+        async with open_browser() as browser:
+            page = await browser.new_page()
+            await page.call("Page.navigate", url=url_of(hive))
+            await page.wait_for("document.querySelector('#log .body')")
+            await page.wait_for("document.querySelector('[data-agent=\"alpha\"] .status-text').textContent")
+            body = await page.evaluate("document.querySelector('#log .body').textContent")
+            assert body == "report ⟪U+202E⟫gnp.exe⟪U+202C⟫ done⟪U+0007⟫"
+            assert await page.evaluate("document.querySelector('#log .body').dir") == "auto"
+            isolation = "getComputedStyle(document.querySelector('[data-agent=\"alpha\"] .status-text')).unicodeBidi"
+            assert await page.evaluate(isolation) == "isolate"
+            status = await page.evaluate("document.querySelector('[data-agent=\"alpha\"] .status-text').textContent")
+            assert status == "⟪U+2067⟫hidden⟪U+2069⟫ status"
+            assert page.console_errors == []

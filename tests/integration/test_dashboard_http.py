@@ -6,6 +6,7 @@ each get a clear answer (or a prompt close) and never disturb the daemon or anot
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 
@@ -145,6 +146,27 @@ async def test_an_oversized_request_head_gets_431(config: Config) -> None:
         assert b"request head too large" in reply
 
 
+@pytest.mark.parametrize("size", [MAX_REQUEST_HEAD, MAX_REQUEST_HEAD + 1])
+async def test_the_head_limit_applies_from_the_first_byte_past_it(config: Config, size: int) -> None:
+    """Once enforced only from about 40 KB, since h11 looks at its limit between 16 KiB reads (issue 13)."""
+    async with running_hive(config) as hive, raw_http(hive) as http:
+        start = b"GET /nowhere HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nX-Pad: "
+        head = start + b"p" * (size - len(start) - 4) + b"\r\n\r\n"
+        assert len(head) == size
+        with contextlib.suppress(trio.BrokenResourceError):
+            await http.send(head)
+        reply = await http.read_to_close()
+        assert status_of(reply) == (404 if size == MAX_REQUEST_HEAD else 431)
+
+
+@pytest.mark.parametrize("target", ["http://127.0.0.1/", "http://evil.example/api/state", "*"])
+async def test_an_absolute_form_target_is_refused(config: Config, target: str) -> None:
+    async with running_hive(config) as hive, raw_http(hive) as http:
+        await http.send(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        reply = await http.read_to_close()
+        assert status_of(reply) == 400 and b"origin-form" in reply
+
+
 async def test_a_half_sent_head_times_out_with_408(config: Config, autojump_clock: trio.testing.MockClock) -> None:
     """Slowloris: a client that dribbles a head never completes it; it gets 408 at the deadline."""
     async with running_hive(config) as hive, raw_http(hive) as http:
@@ -196,7 +218,7 @@ async def test_methods_bodies_and_a_plain_get_of_the_stream(config: Config) -> N
 
 
 async def test_a_client_leaving_mid_reply_harms_nothing(config: Config) -> None:
-    async with running_hive(config) as hive:
+    async with running_hive(config, snapshot_budget_bytes=16 * 1024 * 1024) as hive:
         coord = hive.coordinator
         await coord.record_spawn("alpha")
         for i in range(30):  # a state of ~1.8 MB, so the reply is still being written when they go

@@ -9,6 +9,7 @@ import stat
 import time
 from functools import partial
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -34,6 +35,7 @@ from hive_trio.clients.dashboard import (
     DashboardRefused,
     open_dashboard_client,
 )
+from hive_trio.clients.host import host_request
 from hive_trio.core.coordinator import open_coordinator
 from hive_trio.daemon import Hive, open_hive
 from hive_trio.dashboard.protocol import ResumePoint, stream_url
@@ -591,8 +593,12 @@ async def test_an_ipv6_loopback_dashboard(config: Config) -> None:
         assert (await http_get(url_of(hive))).status == 200
 
 
+# These tests want a snapshot of megabytes in flight; the default budget keeps one under 1 MiB.
+BIG_SNAPSHOT = 16 * 1024 * 1024
+
+
 async def test_clients_vanishing_mid_snapshot_leave_nothing_behind(config: Config) -> None:
-    async with running_hive(config) as hive:
+    async with running_hive(config, snapshot_budget_bytes=BIG_SNAPSHOT) as hive:
         coord = hive.coordinator
         await coord.record_spawn("alpha")
         for i in range(40):  # a snapshot of ~2.4 MB, so clients leave while it is being written
@@ -621,7 +627,7 @@ async def test_shutdown_finishes_the_frame_in_flight_then_sends_1001(config: Con
     hive_box: list[Hive] = []
 
     async def run_hive() -> None:
-        async with running_hive(config, shutdown_grace=10.0) as hive:
+        async with running_hive(config, shutdown_grace=10.0, snapshot_budget_bytes=BIG_SNAPSHOT) as hive:
             await hive.coordinator.record_spawn("alpha")
             for i in range(40):  # a snapshot of ~2.4 MB
                 await hive.coordinator.send("alpha", OPERATOR, f"{i} " + "s" * 60_000)
@@ -661,3 +667,42 @@ async def test_shutdown_finishes_the_frame_in_flight_then_sends_1001(config: Con
     assert snapshot["type"] == "snapshot" and len(snapshot["messages"]) == 40
     close = events[-1]
     assert isinstance(close, CloseConnection) and close.code == 1001
+
+
+async def test_a_snapshot_with_ten_thousand_open_questions_fits_a_one_mib_frame(config: Config) -> None:
+    """It was 4.4 MB, so a client with a 1 MiB message limit could never load the dashboard (issue 13)."""
+    from trio_websocket import open_websocket_url
+
+    from hive_trio.records import QuestionDraft
+    from hive_trio.store import questions as questions_sql
+
+    async with running_hive(config) as hive:
+        coord = hive.coordinator
+        await coord.record_spawn("alpha")
+
+        def ask_many(conn: Any) -> None:
+            for i in range(10_000):
+                draft = QuestionDraft(asker="alpha", question=f"question {i}: " + "q" * 300, options=["yes", "no"])
+                questions_sql.ask_tx(conn, draft, now=1.0)
+
+        await coord._db.write(ask_many)
+        for _ in range(12):  # and a dozen pending approvals with 100 KB diffs
+            await add_pending_approval(coord, "alpha", diff="+" + "d" * 100_000)
+        url = stream_url(url_of(hive), token=None, resume=None)
+        async with open_websocket_url(url, max_message_size=1024 * 1024) as ws:
+            frame = await ws.get_message()
+        assert len(frame.encode()) < 1024 * 1024
+        snap = json.loads(frame)
+        print(
+            f"\nsnapshot of 10,000 open questions and 12 x 100 KB approvals: {len(frame.encode())} bytes,"
+            f" {len(snap['questions'])} questions and {len(snap['approvals'])} approvals shown,"
+            f" omitted {snap['omitted']}"
+        )
+        assert snap["type"] == "snapshot"
+        shown = len(snap["questions"])
+        assert 100 < shown < 10_000 and snap["omitted"]["questions"] == 10_000 - shown
+        assert [q["id"] for q in snap["questions"]] == list(range(1, shown + 1))  # the oldest first
+        assert snap["omitted"]["approvals"] == 12 - len(snap["approvals"]) > 0
+        # The rest is where the snapshot points: host.sock lists every one.
+        listed = await host_request(coord.paths.host_socket, "questions")
+        assert len(listed["questions"]) == 10_000

@@ -20,11 +20,13 @@ from lifecycle_support import (
     read_env,
 )
 
+from hive_trio.core.coordinator import Coordinator
 from hive_trio.daemon import open_hive
 from hive_trio.errors import Busy, Conflict, InvalidRequest, LifecycleFailed, NotFound
 from hive_trio.lifecycle import ActionCancelled, Lifecycle
 from hive_trio.lifecycle.config_repos import rev_parse
 from hive_trio.records import (
+    OPERATOR,
     ApprovalKind,
     ApprovalStatus,
     ContainerRemovedEvent,
@@ -206,13 +208,16 @@ async def test_restart_replaces_the_process(short_tmp: Path) -> None:
 @pytest.mark.timeout(30)
 async def test_a_second_action_is_refused_and_a_cancelled_one_clears(short_tmp: Path) -> None:
     # The agent survives SIGTERM (noting it in got-term), so a graceful stop waits out its (long) grace period.
-    survivor = "trap 'echo TERM >> got-term' TERM; while :; do sleep 3600 & wait $!; done"
+    survivor = "trap 'echo TERM >> got-term' TERM; : > trapped; while :; do sleep 3600 & wait $!; done"
     config = lifecycle_config(short_tmp, agent_command=survivor, stop_grace=30.0)
     async with open_hive(config) as hive:
         coord = hive.coordinator
         lifecycle = lifecycle_of(coord)
         await coord.ops.spawn("stubborn")
         pid = pid_of(lifecycle, "stubborn")
+        # A TERM that lands before the shell has set its trap would simply kill it: wait for the trap.
+        notes = coord.paths.agent_notes("stubborn")
+        await eventually(lambda: (notes / "trapped").exists(), watch=[notes], what="the trap")
         outcome: list[BaseException] = []
 
         async def stop() -> None:
@@ -248,13 +253,16 @@ async def test_a_second_action_is_refused_and_a_cancelled_one_clears(short_tmp: 
 async def test_a_stop_cancelled_before_its_sigterm_still_stops_the_process(short_tmp: Path) -> None:
     # Cancelled as soon as the spinner is up, i.e. while the stop is still recording `stopped`, before the
     # SIGTERM: the process must go anyway (forced), since the roster says stopped. Before, it was left alive.
-    survivor = "trap 'echo TERM >> got-term' TERM; while :; do sleep 3600 & wait $!; done"
+    survivor = "trap 'echo TERM >> got-term' TERM; : > trapped; while :; do sleep 3600 & wait $!; done"
     config = lifecycle_config(short_tmp, agent_command=survivor, stop_grace=30.0)
     async with open_hive(config) as hive:
         coord = hive.coordinator
         lifecycle = lifecycle_of(coord)
         await coord.ops.spawn("stubborn")
         pid = pid_of(lifecycle, "stubborn")
+        # A TERM that lands before the shell has set its trap would simply kill it: wait for the trap.
+        notes = coord.paths.agent_notes("stubborn")
+        await eventually(lambda: (notes / "trapped").exists(), watch=[notes], what="the trap")
         with coord.subscribe() as events, trio.CancelScope() as scope:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(coord.ops.stop, "stubborn")
@@ -424,3 +432,84 @@ async def test_the_manager_runs_from_manager_command_and_is_restarted(short_tmp:
 async def test_without_manager_command_no_manager_process_runs(short_tmp: Path) -> None:
     async with open_hive(lifecycle_config(short_tmp)) as hive:
         assert lifecycle_of(hive.coordinator).run_of("manager") is None
+
+
+# ------------------------------------------------------------------------------ issue 13
+
+
+async def test_a_spawn_refused_for_a_too_long_socket_path_leaves_no_roster_entry(short_tmp: Path) -> None:
+    runtime = short_tmp / ("r" * 50)
+    async with open_hive(lifecycle_config(short_tmp, runtime_dir=runtime)) as hive:
+        coord = hive.coordinator
+        name = "a" * 31  # valid, but runtime/agents/<31>/mcp.sock is past 107 bytes here
+        assert len(str(coord.paths.agent_socket(name))) > 107
+        with pytest.raises(InvalidRequest, match=r"socket path .* over the 107 a unix socket allows"):
+            await coord.ops.spawn(name)
+        with pytest.raises(InvalidRequest, match="socket path"):
+            await coord.ops.request_spawn(name, None, requested_by="operator")
+        assert await coord.find_agent(name) is None
+        assert [row.name for row in await coord.agent_statuses()] == []
+        assert name not in coord.kept_state_names()
+
+
+async def test_a_spawn_approval_cut_off_after_its_spawn_began_is_approved_at_start_and_cannot_be_denied(
+    short_tmp: Path,
+) -> None:
+    """The probe: approve cut off by SIGKILL left the agent running and the approval pending; a later deny
+    succeeded with the agent still running. Here the cut is staged: the roster row (the spawn's first
+    durable step) exists, the resolution does not."""
+    config = lifecycle_config(short_tmp)
+    async with open_hive(config) as hive:
+        approval = await hive.coordinator.ops.request_spawn("alpha", "a helper", requested_by="manager")
+        await hive.coordinator.record_spawn("alpha")  # what a killed approve leaves behind
+    async with open_hive(config) as hive:
+        coord = hive.coordinator
+        resolved = await coord.get_approval(approval.id)
+        assert resolved.status is ApprovalStatus.APPROVED
+        assert resolved.note is not None and "finished at its next start" in resolved.note
+        with pytest.raises(Conflict, match="already approved"):
+            await coord.ops.deny(approval.id, note="too late")
+        await eventually(lambda: lifecycle_of(coord).run_of("alpha") is not None, coord=coord, what="alpha running")
+
+
+async def pending_of(coord: Coordinator, name: str) -> int:
+    rows = await coord.agent_statuses([name])
+    return rows[0].pending_messages if rows else -1
+
+
+async def test_a_tombstone_brought_back_keeps_its_mail_but_a_stranger_after_purge_gets_none(short_tmp: Path) -> None:
+    """The probe: a respawned name received the old agent's whole inbox, even after destroy --purge."""
+    async with open_hive(lifecycle_config(short_tmp)) as hive:
+        coord = hive.coordinator
+        await coord.ops.spawn("alpha")
+        for i in range(5):
+            await coord.send(OPERATOR, "alpha", f"for the first alpha {i}")
+        await coord.ops.destroy("alpha")  # a tombstone: its mail waits for it
+        await coord.ops.spawn("alpha")
+        assert await pending_of(coord, "alpha") >= 5
+        await coord.ops.destroy("alpha", purge=True)
+        await coord.ops.spawn("alpha")  # a stranger with the same name
+        bodies = [m.body for m in await coord.recv("alpha", limit=32)]
+        assert not any(b.startswith("for the first alpha") for b in bodies), bodies
+
+
+async def test_a_purge_cut_off_half_way_is_finished_at_the_next_start(short_tmp: Path) -> None:
+    """A daemon killed mid-purge once left a half-deleted repo, and the next spawn of the name failed."""
+    from hive_trio.lifecycle.actions import PURGE_MARKER, _trash
+
+    config = lifecycle_config(short_tmp)
+    async with open_hive(config) as hive:
+        coord = hive.coordinator
+        await coord.ops.spawn("alpha")
+        await coord.ops.destroy("alpha")
+        paths = coord.paths
+        # Where a kill can land: marker written, the applied repo renamed away, the rest still in place.
+        (paths.agent_state_root("alpha") / PURGE_MARKER).touch()
+        _trash(paths.agent_applied("alpha"))
+    async with open_hive(config) as hive:
+        coord = hive.coordinator
+        assert await coord.tombstones() == []
+        leftovers = [p for root in (paths.agents_state_root, paths.applied_root) for p in root.iterdir()]
+        assert leftovers == [], leftovers
+        await coord.ops.spawn("alpha")  # the name is free, and its repos are whole
+        assert await rev_parse(paths.agent_applied("alpha"), "main")

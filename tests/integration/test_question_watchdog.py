@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -23,7 +24,9 @@ from hive_trio.records import (
     QuestionResolvedEvent,
     SentEvent,
 )
+from hive_trio.rules.clock_steps import RECHECK_INTERVAL, StepDetector, watchdog_sleep
 from hive_trio.rules.config import Config
+from hive_trio.testing import TrioWallClock
 
 
 async def system_events(coord: Coordinator, name: str) -> list[dict[str, object]]:
@@ -190,3 +193,53 @@ async def test_a_peer_question_past_its_deadline_answers_the_asker(
     assert json.loads(sent.body)["answer"] == "skip review"
     stored = await coord.get_question(q.id)
     assert stored.answer == "skip review" and stored.answerer == TTL_ANSWERER
+
+
+# ------------------------------------------------------------------------------ wall-clock steps (issue 13)
+
+
+async def test_a_wall_clock_stepped_past_a_deadline_is_noticed_within_the_recheck_interval(
+    coordinator: Coordinator, autojump_clock: trio.testing.MockClock, wall_clock: TrioWallClock
+) -> None:
+    """NTP or `date -s` steps the wall clock an hour ahead: the hour-long question is due now, though the
+    watchdog had planned to sleep an hour of monotonic time."""
+    coord = coordinator
+    await coord.record_spawn("alpha")
+    with coord.subscribe() as events:
+        async with watchdog(coord):
+            q = await coord.ask("alpha", "still there?", ttl_seconds=3600)
+            await trio.sleep(10)
+            wall_clock.start += 3600
+            stepped_at = trio.current_time()
+            with trio.fail_after(RECHECK_INTERVAL + 1):
+                event = await next_event(events, resolved(q.id))
+    assert isinstance(event, QuestionResolvedEvent) and event.answer == EXPIRED_ANSWER
+    assert trio.current_time() - stepped_at <= RECHECK_INTERVAL + 0.5
+
+
+async def test_a_wall_clock_stepped_back_still_resolves_at_the_wall_deadline(
+    coordinator: Coordinator, autojump_clock: trio.testing.MockClock, wall_clock: TrioWallClock
+) -> None:
+    """Deadlines stay wall-clock: stepped back 100 s, a 60 s question is due 100 s later, and then it is."""
+    coord = coordinator
+    await coord.record_spawn("alpha")
+    with coord.subscribe() as events:
+        async with watchdog(coord):
+            q = await coord.ask("alpha", "still there?", ttl_seconds=60)
+            await trio.sleep(10)
+            wall_clock.start -= 100
+            event = await next_event(events, resolved(q.id))
+    assert isinstance(event, QuestionResolvedEvent)
+    assert q.deadline_at <= event.answered_at < q.deadline_at + 1
+
+
+def test_the_watchdog_sleep_is_bounded_and_a_step_is_told_from_jitter() -> None:
+    assert watchdog_sleep(None, 100.0) == math.inf
+    assert watchdog_sleep(103.0, 100.0) == 3.0
+    assert watchdog_sleep(99.0, 100.0) == 0.0
+    assert watchdog_sleep(100_000.0, 100.0) == RECHECK_INTERVAL
+    steps = StepDetector()
+    assert steps.step(1000.0, 0.0) is None
+    assert steps.step(1005.2, 5.0) is None  # jitter
+    assert steps.step(4605.2, 10.0) == pytest.approx(3595.0)
+    assert steps.step(4500.0, 15.0) == pytest.approx(-110.2)

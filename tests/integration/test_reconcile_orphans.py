@@ -111,7 +111,7 @@ async def test_stale_and_foreign_pid_records_are_dropped_untouched(short_tmp: Pa
     bystander = await trio.lowlevel.open_process(["sleep", "3600"], start_new_session=True)
     try:
         pids_root = config.runtime_dir / "pids"
-        pids_root.mkdir(parents=True)
+        pids_root.mkdir(parents=True, mode=0o700)  # as a daemon leaves it
         boot = read_boot_id()
         (pids_root / "ghost.json").write_text(
             json.dumps(

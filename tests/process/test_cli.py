@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -201,8 +202,8 @@ def test_every_command_is_declared() -> None:
     assert set(commands) == {
         "daemon", "up", "watch", "dashboard-url", "mcp-bridge", "status", "spawn", "start", "stop", "restart",
         "rebuild", "destroy", "approvals", "approve", "deny", "questions", "answer", "send", "broadcast",
-        "tombstones", "inbox", "reply", "logs", "install-unit", "permissions", "allow", "deny-permission",
-        "interrupt", "transcript", "set-budget", "reminders",
+        "tombstones", "inbox", "reply", "logs", "install-unit", "backup", "permissions", "allow",
+        "deny-permission", "interrupt", "transcript", "set-budget", "reminders",
     }  # fmt: skip
 
 
@@ -333,3 +334,67 @@ def test_up_hive_in_the_current_directory_is_found_without_flags(
     assert discovered_hive(parse(["status", "--runtime-dir", "/elsewhere"])) == {}
     monkeypatch.setenv("HIVE_TRIO_RUNTIME_DIR", "/elsewhere")
     assert discovered_hive(parse(["status"])) == {}
+
+
+NOBODY = 65534
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another uid needs root")
+async def test_a_runtime_dir_owned_by_another_user_is_refused_in_one_line(daemon_dir: Path) -> None:
+    """Its owner could swap host.sock for their own listener and read the operator's `approve` (issue 13)."""
+    runtime = daemon_dir / "run"
+    runtime.mkdir(mode=0o755)
+    os.chown(runtime, NOBODY, NOBODY)
+    argv = [sys.executable, "-m", "hive_trio", "daemon", "--state-dir", str(daemon_dir / "state")]
+    argv += ["--runtime-dir", str(runtime)]
+    result = await trio.run_process(argv, capture_stdout=True, capture_stderr=True, check=False)
+    one_line_error(result, 1, f"refusing runtime dir {runtime}: it is owned by uid {NOBODY}")
+    assert "--runtime-dir" in err(result)
+    assert os.listdir(runtime) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another uid needs root")
+async def test_up_refuses_a_squatted_tmp_runtime_dir_in_one_line(daemon_dir: Path) -> None:
+    """`up`'s fallback under /tmp has a guessable name: a stranger who made it first gets no takeover."""
+    state = daemon_dir / ("deep-directory-name/" * 5) / "hive-state"
+    squat = embedded_runtime_dir(state)
+    assert squat.parent == Path(tempfile.gettempdir())
+    squat.mkdir(mode=0o777)
+    try:
+        os.chown(squat, NOBODY, NOBODY)
+        argv = [sys.executable, "-m", "hive_trio", "up", "--state-dir", str(state), "--dashboard", "127.0.0.1:0"]
+        result = await trio.run_process(argv, capture_stdout=True, capture_stderr=True, check=False)
+        assert result.returncode == 1, err(result)
+        assert "Traceback" not in err(result)
+        assert f"refusing runtime dir {squat}: it is owned by uid {NOBODY}" in err(result)
+        assert os.listdir(squat) == []
+    finally:
+        squat.rmdir()
+
+
+async def test_a_zero_length_hive_db_beside_kept_agents_refuses_to_start_until_restored_or_fresh(
+    daemon_dir: Path,
+) -> None:
+    """A truncated hive.db once started a new, empty hive and made every agent a tombstone (issue 13)."""
+    async with open_daemon_process(daemon_dir) as daemon:
+        assert (await daemon.run_cli("spawn", "alpha")).returncode == 0
+    db = daemon_dir / "state" / "hive.db"
+    backup = daemon_dir / "hive.db.good"
+    backup.write_bytes(db.read_bytes())
+    db.write_bytes(b"")
+    argv = [sys.executable, "-m", "hive_trio", "daemon", "--state-dir", str(daemon_dir / "state")]
+    argv += ["--runtime-dir", str(daemon_dir / "run")]
+    result = await trio.run_process(argv, capture_stdout=True, capture_stderr=True, check=False)
+    one_line_error(result, 1, f"{db} is empty (0 bytes), but the state dir still holds 1 agent(s) (alpha)")
+    assert "--fresh" in err(result) and "hive-trio backup" in err(result)
+    assert db.stat().st_size == 0  # nothing was written over it
+    # The documented restore: put the backup back, and the hive is whole again.
+    db.write_bytes(backup.read_bytes())
+    async with open_daemon_process(daemon_dir) as daemon:
+        status = await daemon.run_cli("status", "--json")
+        assert [row["name"] for row in json.loads(out(status))["agent_statuses"]] == ["alpha"]
+    # Or, asked for explicitly, an empty hive over the kept state: alpha is a tombstone.
+    db.write_bytes(b"")
+    async with open_daemon_process(daemon_dir, "--fresh") as daemon:
+        tombstones = await daemon.run_cli("tombstones")
+        assert out(tombstones).split() == ["alpha"]

@@ -621,3 +621,63 @@ async def test_sigkill_during_lifecycle_actions_leaves_no_spinner_and_no_orphan(
         f"\nSIGKILL x{KILLS} mid lifecycle actions: {confirmed} actions confirmed before the kills;"
         f" agents found after each kill {found}; final {final}"
     )
+
+
+# ------------------------------------------------------------------------------ approve, SIGKILL, then deny
+
+
+async def test_sigkill_mid_spawn_approval_then_deny_never_wins_over_a_running_agent(hive_dir: Path) -> None:
+    """The probe: an approve cut off by SIGKILL left the spawned agent running and the approval pending,
+    and a later deny won (93 of 456). Now, after every kill, an approval's status agrees with the roster,
+    and deny is refused for every agent that exists (issue 13)."""
+    rng = random.Random(0x5B1)
+    per_round = 8
+    outcome: dict[str, int] = {}
+    denied_ok = denied_refused = finished_at_start = 0
+    for round_no in range(KILLS):
+        async with open_daemon_process(hive_dir, *DAEMON_ARGS) as daemon:
+            names = [f"sp{round_no}x{k}" for k in range(per_round)]
+            ids = [(await host_request(daemon.host_socket, "request_spawn", name=n))["approval"]["id"] for n in names]
+            crash = Crash(daemon, kill_after=per_round + 1)
+
+            def approve(approval_id: int, crash: Crash = crash) -> Callable[[], Awaitable[None]]:
+                async def run() -> None:
+                    await host_request(daemon.host_socket, "approve", id=approval_id)
+                    crash.count()
+
+                return run
+
+            async with trio.open_nursery() as nursery:
+                for approval_id in ids:
+                    nursery.start_soon(crash.guard, approve(approval_id))
+                await trio.sleep(rng.uniform(0.0, 0.1))  # real time: spawns run git and start processes
+                crash.killed = True
+                daemon.process.kill()
+            assert crash.errors_before_kill == []
+            await daemon.process.wait()
+        async with open_daemon_process(hive_dir, *DAEMON_ARGS) as daemon:
+            rows = {a["id"]: a for a in (await host_request(daemon.host_socket, "approvals"))["approvals"]}
+            agents = set((await host_request(daemon.host_socket, "list"))["agents"])
+            finished_at_start += sum(
+                "cut off by the daemon's end; recorded approved" in line for line in daemon.stderr_lines
+            )
+            for approval_id, name in zip(ids, names, strict=True):
+                status = rows[approval_id]["status"]
+                outcome[status] = outcome.get(status, 0) + 1
+                # The status agrees with what happened: approved iff the agent exists.
+                assert (status == "approved") == (name in agents), (approval_id, name, status, agents)
+                try:
+                    await host_request(daemon.host_socket, "deny", id=approval_id, note="changed my mind")
+                except HostRefused as exc:
+                    assert status != "pending", exc
+                    denied_refused += 1
+                else:
+                    assert status == "pending" and name not in agents
+                    denied_ok += 1
+            agents_after = set((await host_request(daemon.host_socket, "list"))["agents"])
+            assert agents_after == agents  # a deny never left an agent running, nor stopped one
+    print(
+        f"\nSIGKILL x{KILLS} mid spawn approvals: {KILLS * per_round} approvals, found after the kills {outcome}"
+        f" ({finished_at_start} cut off after their spawn began, recorded approved at the next start);"
+        f" a later deny refused {denied_refused}, accepted {denied_ok} (none of them over a running agent)"
+    )

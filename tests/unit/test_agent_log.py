@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from hive_trio.lifecycle.backends.agent_log import AgentLog, rotated_path
@@ -51,3 +52,25 @@ async def test_a_failing_disk_drops_output_instead_of_raising(tmp_path: Path) ->
     assert out.failed
     await out.write(b"more")
     await out.aclose()
+
+
+def disk_usage(directory: Path) -> int:
+    return sum(os.path.getsize(directory / name) for name in os.listdir(directory))
+
+
+async def test_logs_sharing_a_budget_stay_within_its_total(tmp_path: Path) -> None:
+    """Per-file limits alone let N agents hold 2 x N x max_bytes; a shared budget bounds them all (issue 13)."""
+    from hive_trio.lifecycle.backends.agent_log import MIN_FILE_BYTES, LogBudget
+
+    budget = LogBudget(1024 * 1024)
+    logs = [await AgentLog.open(tmp_path / f"a{i}.log", max_bytes=1024 * 1024, budget=budget) for i in range(4)]
+    assert all(log.limit == 128 * 1024 for log in logs)
+    for _ in range(16):
+        for log in logs:
+            await log.write(b"z" * 65536)  # 1 MiB each: four times what the budget allows in all
+    total = disk_usage(tmp_path)
+    assert total <= 1024 * 1024, total
+    for log in logs:
+        await log.aclose()
+    assert budget.file_limit(1024 * 1024) == 512 * 1024  # alone again, one log gets half of the total
+    assert LogBudget(1000).file_limit(10**9) == MIN_FILE_BYTES

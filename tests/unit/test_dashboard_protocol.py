@@ -256,6 +256,11 @@ def test_token_compare() -> None:
         ("http://[::1]:7848", "::1:7847", False),
         ("http://hive.example", "hive.example:80", True),
         ("http://127.0.0.1:notaport", "127.0.0.1:7847", False),
+        # An Origin with a user part, or a path, is no browser's (issue 13).
+        ("http://user@127.0.0.1:7847", "127.0.0.1:7847", False),
+        ("http://evil.example@127.0.0.1:7847", "127.0.0.1:7847", False),
+        ("http://127.0.0.1:7847/", "127.0.0.1:7847", False),
+        ("http://127.0.0.1:7847?x", "127.0.0.1:7847", False),
     ],
 )
 def test_origin_must_be_the_dashboard_itself(origin: str | None, host: str | None, allowed: bool) -> None:

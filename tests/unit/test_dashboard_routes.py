@@ -113,7 +113,7 @@ def test_state_needs_the_token() -> None:
         ("GET", "/stream", 426, None),
         ("GET", "/favicon.ico", 404, None),
         ("GET", "/api", 404, None),
-        ("OPTIONS", "*", 404, None),
+        ("OPTIONS", "*", 400, None),  # asterisk-form, like absolute-form, is refused
     ],
 )
 def test_methods_and_unknown_paths(method: str, target: str, expected: int, allow: str | None) -> None:

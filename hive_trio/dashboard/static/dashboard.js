@@ -30,19 +30,29 @@
   }
 
   // ---------------------------------------------------------------- DOM building, text only
+  // Agent-supplied text may carry bidi overrides (U+202E makes what follows read backwards) or other
+  // invisible controls. Each is shown as a visible ⟪U+XXXX⟫ (newline and tab excepted), and every text
+  // element gets dir="auto", which isolates it (unicode-bidi: isolate) from the text around it.
+  const INVISIBLE = /[\u0000-\u0008\u000B-\u001F\u007F-\u009F\u061C\u200B-\u200F\u2028-\u202E\u2060-\u2069\uFEFF]/g;
+  const visible = (text) =>
+    String(text).replace(INVISIBLE, (c) => `⟪U+${c.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")}⟫`);
+
   function h(tag, props, ...children) {
     const el = document.createElement(tag);
     for (const [key, value] of Object.entries(props || {})) {
       if (value === undefined || value === null || value === false) continue;
       if (key === "class") el.className = value;
-      else if (key === "text") el.textContent = value;
+      else if (key === "text") {
+        el.textContent = visible(value);
+        el.dir = "auto";
+      }
       else if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
       else if (key in el && typeof value !== "string") el[key] = value;
       else el.setAttribute(key, value === true ? "" : String(value));
     }
     for (const child of children.flat()) {
       if (child === null || child === undefined || child === false) continue;
-      el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+      el.append(child instanceof Node ? child : document.createTextNode(visible(child)));
     }
     return el;
   }
@@ -201,6 +211,13 @@
       }]),
     );
     state.questions = new Map(snap.questions.filter((q) => q.target === null).map((q) => [q.id, q]));
+    // A snapshot is bounded (issue 13): what it left out is counted, and listed by the CLI.
+    const omitted = snap.omitted || {};
+    const more = Object.entries(omitted).map(([part, n]) => `${n} more ${part}`);
+    $("attention-omitted").textContent = more.length
+      ? `${more.join(" and ")} than fit here: see \`hive-trio approvals\` / \`hive-trio questions\`.`
+      : "";
+    $("attention-omitted").hidden = more.length === 0;
     state.log = snap.messages.map((m) => ({ id: m.id, from: m.from, to: m.to, body: m.body, at: m.sent_at, delivered: m.delivered_at !== null }));
     state.tombstones = snap.tombstones || [];
     state.permissions = new Map((snap.permissions || []).filter((r) => !r.decision).map((r) => [r.id, r]));
@@ -762,7 +779,7 @@
       h("div", { class: "agent-head" },
         h("a", { class: "agent-name", href: `#agent=${encodeURIComponent(a.name)}`, text: a.name, title: "open its view" }),
         h("span", { class: "state" })),
-      h("div", { class: "status-text" }),
+      h("div", { class: "status-text", dir: "auto" }),
       h("div", { class: "meta" }),
       h("div", { class: "row" }, buttons.start, buttons.stop, buttons.restart),
     );
@@ -777,7 +794,7 @@
     const badge = card.querySelector(".state");
     badge.className = `state ${cls}`;
     badge.replaceChildren(...(transient && !offline ? [h("span", { class: "spinner", "aria-hidden": "true" })] : []), label);
-    card.querySelector(".status-text").textContent = a.status_text || "";
+    card.querySelector(".status-text").textContent = visible(a.status_text || "");
     const bits = [];
     if (a.pending_messages) bits.push(`${a.pending_messages} message${a.pending_messages === 1 ? "" : "s"} waiting`);
     if (a.deployed_sha) bits.push(`at ${a.deployed_sha.slice(0, 8)}`);

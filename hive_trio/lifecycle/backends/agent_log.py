@@ -18,6 +18,8 @@ from typing import BinaryIO
 import attrs
 import trio
 
+from hive_trio.rules.strict_dirs import open_regular
+
 log = logging.getLogger(__name__)
 
 # Every open writer, so SIGHUP can ask each to reopen its file (after logrotate moved it away).
@@ -36,12 +38,43 @@ def rotated_path(path: Path) -> Path:
     return path.with_name(path.name + ".1")
 
 
+# However many agents share a budget, no log file is cut smaller than this.
+MIN_FILE_BYTES = 64 * 1024
+
+
+class LogBudget:
+    """A total size for the open agent logs together, shared out per file.
+
+    Each log and its one rotation may take `max_bytes` apiece, so without this a thousand agents could
+    hold 16 GB of logs at the 8 MiB default, more than a small state disk has. With `total_bytes`,
+    each open log's file limit is `min(max_bytes, total_bytes / (2 x open logs))`: the open logs and
+    their rotations stay within `total_bytes` (and at least `MIN_FILE_BYTES` each).
+    """
+
+    def __init__(self, total_bytes: int) -> None:
+        if total_bytes <= 0:
+            raise ValueError("total_bytes must be positive")
+        self.total_bytes = total_bytes
+        self._open: set[int] = set()
+
+    def join(self, log_id: int) -> None:
+        self._open.add(log_id)
+
+    def leave(self, log_id: int) -> None:
+        self._open.discard(log_id)
+
+    def file_limit(self, max_bytes: int) -> int:
+        share = self.total_bytes // (2 * max(1, len(self._open)))
+        return max(MIN_FILE_BYTES, min(max_bytes, share))
+
+
 class AgentLog:
-    def __init__(self, path: Path, *, max_bytes: int) -> None:
+    def __init__(self, path: Path, *, max_bytes: int, budget: LogBudget | None = None) -> None:
         if max_bytes <= 0:
             raise ValueError("max_bytes must be positive")
         self.path = path
         self.max_bytes = max_bytes
+        self.budget = budget
         self._file: BinaryIO | None = None
         self._size = 0
         self.rotations = 0
@@ -50,17 +83,24 @@ class AgentLog:
         self._reopen_requested = False
 
     @classmethod
-    async def open(cls, path: Path, *, max_bytes: int) -> AgentLog:
-        writer = cls(path, max_bytes=max_bytes)
+    async def open(cls, path: Path, *, max_bytes: int, budget: LogBudget | None = None) -> AgentLog:
+        writer = cls(path, max_bytes=max_bytes, budget=budget)
         await trio.to_thread.run_sync(writer._open)
         return writer
 
+    @property
+    def limit(self) -> int:
+        """This file's size limit now: `max_bytes`, or less when a shared budget is tight."""
+        return self.max_bytes if self.budget is None else self.budget.file_limit(self.max_bytes)
+
     def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        # Never through a planted link: an agent's output must not be appended to someone else's file.
+        fd = open_regular(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._file = os.fdopen(fd, "ab", buffering=0)
         self._size = os.fstat(fd).st_size
         _OPEN_LOGS.add(self)
+        if self.budget is not None:
+            self.budget.join(id(self))
 
     def request_reopen(self) -> None:
         self._reopen_requested = True
@@ -74,14 +114,15 @@ class AgentLog:
         self._open()
 
     def write_sync(self, data: bytes | bytearray) -> None:
-        """Append `data`, rotating whenever the file is full; the file never exceeds `max_bytes`."""
+        """Append `data`, rotating whenever the file is full; the file never exceeds its `limit`."""
         if self._reopen_requested:
             self._reopen_requested = False
             self.close_sync()
             self._open()
         view = memoryview(data)
+        limit = self.limit
         while view:
-            room = self.max_bytes - self._size
+            room = limit - self._size
             if room <= 0:
                 self._rotate()
                 continue
@@ -102,6 +143,8 @@ class AgentLog:
             log.warning("agent log %s stopped: %s; further output is discarded", self.path, exc)
 
     def close_sync(self) -> None:
+        if self.budget is not None:
+            self.budget.leave(id(self))
         _OPEN_LOGS.discard(self)
         if self._file is not None:
             self._file.close()

@@ -40,8 +40,9 @@ import trio
 from hive_trio.errors import LifecycleFailed
 from hive_trio.lifecycle import config_repos
 from hive_trio.lifecycle.backends import Run, Unit
-from hive_trio.lifecycle.backends.agent_log import AgentLog
+from hive_trio.lifecycle.backends.agent_log import AgentLog, LogBudget
 from hive_trio.records import PidRecord, RecordError, from_json, to_json
+from hive_trio.rules.strict_dirs import UnsafePath, read_regular, write_replacing
 from hive_trio.service.journal import current_agent
 
 log = logging.getLogger(__name__)
@@ -206,17 +207,14 @@ def signal_group(pgid: int, sig: signal.Signals) -> bool:
 
 
 def _write_record(path: Path, record: PidRecord) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(to_json(record))
-    os.replace(tmp, path)
+    write_replacing(path, to_json(record).encode())
 
 
 def _remove_record(path: Path, pid: int) -> None:
     """Remove `path` if it still describes `pid` (a newer start may already have replaced it)."""
     try:
-        current: PidRecord = from_json(path.read_text(), PidRecord)
-    except (OSError, RecordError):
+        current: PidRecord = from_json(read_regular(path).decode(), PidRecord)
+    except (OSError, RecordError, UnicodeDecodeError, UnsafePath):
         return
     if current.pid == pid:
         path.unlink(missing_ok=True)
@@ -228,8 +226,8 @@ def _load_records(root: Path) -> list[tuple[Path, PidRecord | None]]:
         return out
     for path in sorted(root.glob("*.json")):
         try:
-            out.append((path, from_json(path.read_text(), PidRecord)))
-        except (OSError, RecordError):
+            out.append((path, from_json(read_regular(path).decode(), PidRecord)))
+        except (OSError, RecordError, UnicodeDecodeError, UnsafePath):
             out.append((path, None))
     return out
 
@@ -402,6 +400,7 @@ class ProcessBackend:
         manager_command: str | None,
         log_max_bytes: int,
         operator_pronouns: str,
+        log_total_bytes: int | None = None,
         pids_root: Path,
         base_env: Mapping[str, str] | None = None,
         straggler_grace: float = STRAGGLER_GRACE,
@@ -409,6 +408,8 @@ class ProcessBackend:
         self.agent_command = agent_command
         self.manager_command = manager_command
         self.log_max_bytes = log_max_bytes
+        # Every agent's log shares one total, as well as its own per-file limit (docs/RELIABILITY.md).
+        self.log_budget = LogBudget(log_total_bytes) if log_total_bytes is not None else None
         self.operator_pronouns = operator_pronouns
         self.pids_root = pids_root
         self.base_env = dict(os.environ if base_env is None else base_env)
@@ -471,7 +472,7 @@ class ProcessBackend:
         spec = await self._spec(unit)
         command = self._render(unit, spec)
         env = agent_environment(unit, spec, operator_pronouns=self.operator_pronouns, base=self.base_env)
-        output = await AgentLog.open(unit.log, max_bytes=self.log_max_bytes)
+        output = await AgentLog.open(unit.log, max_bytes=self.log_max_bytes, budget=self.log_budget)
         # The harness channel: one end for the child (only it and what it passes the fd to can use it),
         # one for the daemon. Both are created close-on-exec; `pass_fds` makes the child's inheritable.
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -11,6 +11,7 @@ the database or builds a path itself.
 from __future__ import annotations
 
 import logging
+import math
 import socket
 from typing import Any, NoReturn, assert_never
 from urllib.parse import urlencode, urlsplit
@@ -333,11 +334,16 @@ class HostCommands:
 class HostConnection:
     """One client of host.sock: requests answered in order; an optional status feed beside them."""
 
-    def __init__(self, coordinator: Coordinator, stream: trio.abc.Stream, *, max_frame: int) -> None:
+    def __init__(
+        self, coordinator: Coordinator, stream: trio.abc.Stream, *, max_frame: int, idle_timeout: float = math.inf
+    ) -> None:
         self.coordinator = coordinator
         self.commands = HostCommands(coordinator)
         self.stream = stream
         self.max_frame = max_frame
+        # A client that sends nothing for this long is closed, unless it follows the status feed (which
+        # is a client that listens, not an idle one). hyperhive's clients connect per request.
+        self.idle_timeout = idle_timeout
         # The request loop and the status feed both write; whole lines must never interleave.
         self._write_lock = trio.StrictFIFOLock()
         self._feed_done: trio.Event | None = None
@@ -360,7 +366,12 @@ class HostConnection:
     async def _serve_requests(self, nursery: trio.Nursery) -> None:
         framer = LineFramer(max_frame=self.max_frame)
         while True:
-            data = await self.stream.receive_some(RECEIVE_CHUNK)
+            timeout = math.inf if self._feed_done is not None else self.idle_timeout
+            with trio.move_on_after(timeout) as idle:
+                data = await self.stream.receive_some(RECEIVE_CHUNK)
+            if idle.cancelled_caught:
+                await self.send(error_response(f"closing an idle connection: nothing was asked for {timeout:g} s"))
+                return
             if not data:
                 return
             try:
@@ -443,9 +454,16 @@ async def serve_host_socket(
     bound = await bind_unix_listener(coordinator.paths.host_socket, mode=SOCKET_MODE, group=config.admin_group)
 
     async def handle(stream: trio.SocketStream) -> None:
-        await HostConnection(coordinator, stream, max_frame=config.max_frame_bytes).run()
+        connection = HostConnection(
+            coordinator, stream, max_frame=config.max_frame_bytes, idle_timeout=config.host_idle_timeout
+        )
+        await connection.run()
 
-    await serve_bound_listener(bound, handle, what="host.sock", task_status=task_status)
+    cap = config.max_connections_per_socket
+    refusal = error_response(f"host.sock is at its cap of {cap} connections; close one and try again")
+    await serve_bound_listener(
+        bound, handle, what="host.sock", max_connections=cap, refusal=refusal, task_status=task_status
+    )
 
 
 __all__ = ["HostCommands", "HostConnection", "serve_host_socket"]

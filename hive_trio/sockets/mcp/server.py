@@ -13,6 +13,7 @@ straight back to the inbox. It never touches the database or builds a path itsel
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -236,7 +237,22 @@ async def serve_agent_socket(
     async def handle(stream: trio.SocketStream) -> None:
         await serve_mcp_connection(toolbox, stream, max_frame=max_frame)
 
-    await serve_bound_listener(bound, handle, what=f"{name}'s socket", task_status=task_status)
+    # No idle timeout here: an agent parked in `recv(wait_seconds=180)` sends nothing, and is not idle.
+    cap = coordinator.config.max_connections_per_socket
+    refusal = connection_cap_error(cap)
+    await serve_bound_listener(
+        bound, handle, what=f"{name}'s socket", max_connections=cap, refusal=refusal, task_status=task_status
+    )
+
+
+def connection_cap_error(cap: int) -> bytes:
+    """The JSON-RPC error a connection past the cap reads before it is closed (id null: it asked nothing)."""
+    message = {
+        "jsonrpc": "2.0",
+        "id": None,
+        "error": {"code": -32000, "message": f"this socket is at its cap of {cap} connections; close one and retry"},
+    }
+    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
 
 
 __all__ = ["LeaseBook", "build_server", "run_tool", "serve_agent_socket", "serve_mcp_connection"]

@@ -63,12 +63,25 @@ def _error(request_id: Any, code: int, message: str) -> SessionMessage:
     )
 
 
+def _is_valid_id(value: object) -> bool:
+    # JSON-RPC 2.0 allows a string or a number without a fraction; MCP excludes null. `true` is no number.
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+
+
 def decode_line(line: bytes) -> SessionMessage:
-    """Decode one line; a bad line becomes the JSON-RPC error to answer it with (see `is_reply_error`)."""
+    """Decode one line; a bad line becomes the JSON-RPC error to answer it with (see `is_reply_error`).
+
+    The SDK's models decide what a message is. Two things are checked around them: an `id` that is not a
+    string or an integer (`1.5`, `true`, `null`, `[]`) would pass as a *notification* and get no reply at
+    all, so it gets -32600; and a lone surrogate escape (`"\\ud800"`), which JSON allows but pydantic's
+    parser refuses, is decoded by the stdlib instead, so the tool's own checks refuse it by field name.
+    """
     try:
-        return SessionMessage(types.jsonrpc_message_adapter.validate_json(line, by_name=False))
+        message: types.JSONRPCMessage | None = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
     except ValidationError:
-        pass
+        message = None
+    if message is not None and not (isinstance(message, types.JSONRPCNotification) and b'"id"' in line):
+        return SessionMessage(message)
     try:
         data = json.loads(line)
     except (ValueError, UnicodeDecodeError):
@@ -76,8 +89,17 @@ def decode_line(line: bytes) -> SessionMessage:
     except RecursionError:
         # `[[[[...` a million deep: the stdlib parser gives up; it is still just a bad line.
         return _error(None, types.PARSE_ERROR, "parse error: the JSON is nested too deeply")
+    if isinstance(data, dict) and "id" in data and not _is_valid_id(data["id"]):
+        return _error(None, types.INVALID_REQUEST, "invalid request: id must be a string or an integer")
+    if message is not None:
+        return SessionMessage(message)  # a notification that only mentions "id" inside its params
+    if isinstance(data, dict):
+        try:
+            return SessionMessage(types.jsonrpc_message_adapter.validate_python(data, by_name=False))
+        except ValidationError:
+            pass
     request_id = data.get("id") if isinstance(data, dict) else None
-    if isinstance(request_id, bool) or not isinstance(request_id, str | int):
+    if not _is_valid_id(request_id):
         request_id = None
     return _error(request_id, types.INVALID_REQUEST, "invalid request: not a JSON-RPC 2.0 message")
 
