@@ -777,7 +777,7 @@ class Coordinator:
         )
         messages = await self._broker.recent(limit=message_limit, max_bytes=budget.messages)
         tombstones = await self.tombstones()
-        permissions = await self.reports.list_permissions()
+        permissions = await self.reports.snapshot_permissions()
         omitted = {k: n for k, n in (("approvals", approvals_left), ("questions", questions_left)) if n}
         return Snapshot(
             seq=seq,

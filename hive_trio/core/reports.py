@@ -562,6 +562,13 @@ class HarnessReports:
         if waiter is not None:
             waiter.set()
 
+    async def snapshot_permissions(self) -> list[PermissionRequest]:
+        """The open requests as the dashboard's snapshot carries them: inputs cut as in `permission_added`."""
+        return [
+            attrs.evolve(p, input_json=transcripts_sql.cap_text(p.input_json, DASHBOARD_INPUT_MAX) or "null")
+            for p in await self.list_permissions()
+        ]
+
     async def list_permissions(self, *, include_decided: bool = False) -> list[PermissionRequest]:
         if include_decided:
             return await self.db.read(lambda c: permissions_sql.list_recent_tx(c, limit=RECENT_PERMISSIONS))
