@@ -55,7 +55,9 @@ async def bench(agents: int, concurrency: int, root: Path) -> None:
         coord = hive.coordinator
         lifecycle = coord.lifecycle
         assert isinstance(lifecycle, Lifecycle)
-        print(f"open_hive: {time.perf_counter() - t_open:.2f} s, rss={rss_mib():.1f} MiB")
+        await trio.sleep(1.0)
+        idle_rss = rss_mib()
+        print(f"open_hive: {time.perf_counter() - t_open:.2f} s, idle rss={idle_rss:.1f} MiB")
         limiter = trio.CapacityLimiter(concurrency)
         started = time.perf_counter()
 
@@ -92,7 +94,14 @@ async def bench(agents: int, concurrency: int, root: Path) -> None:
             f"rss={rss_mib():.1f} MiB"
         )
     print(f"max rss of the whole run: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f} MiB")
-    summary = {"agents": agents, "running": running, "rss_mib": rss_running, "spawn_s": spawn_time}
+    summary = {
+        "agents": agents,
+        "running": running,
+        "rss_mib": rss_running,
+        "idle_rss_mib": idle_rss,
+        "added_mib": rss_running - idle_rss,
+        "spawn_s": spawn_time,
+    }
     print("RESULT " + json.dumps(summary), flush=True)  # for scripts/bench_all.py
 
 
