@@ -16,7 +16,7 @@ import socket
 import stat
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Final, NoReturn
 
 import attrs
 import trio
@@ -26,6 +26,11 @@ from hive_trio.errors import HiveError
 log = logging.getLogger(__name__)
 
 BACKLOG = 128
+# accept(2) errors that mean "no capacity right now" (as trio.serve_listeners treats them): wait, retry.
+ACCEPT_CAPACITY_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+ACCEPT_RETRY: Final = 0.1
+# The name of every connection's task (with the listener's `what`): tests count live connections by it.
+CONNECTION_TASK: Final = "connection to"
 # How long a probe connect may take to tell a live socket from a stale one.
 PROBE_TIMEOUT = 1.0
 
@@ -140,7 +145,7 @@ async def bind_unix_listener(path: Path, *, mode: int, group: str | None = None)
     return bound
 
 
-__all__ = ["BoundSocket", "SocketInUse", "bind_unix_listener", "bind_unix_socket"]
+__all__ = ["CONNECTION_TASK", "BoundSocket", "SocketInUse", "bind_unix_listener", "bind_unix_socket"]
 
 
 async def serve_bound_listener(
@@ -161,12 +166,25 @@ async def serve_bound_listener(
             await handler(stream)
         except Exception:
             log.exception("a connection to %s failed; it was closed", what)
+        finally:
+            await trio.aclose_forcefully(stream)
 
+    # The accept loop runs in this task, not under `trio.serve_listeners`: that would add a task, a
+    # nursery and a per-listener task to every agent's socket (about a third of an idle agent's heap).
+    # Its handling of a full fd table or memory (log, wait, retry) is kept.
     try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(trio.serve_listeners, contained, [bound.listener])
+        async with bound.listener, trio.open_nursery() as nursery:
             task_status.started()
-            await trio.sleep_forever()
+            while True:
+                try:
+                    stream = await bound.listener.accept()
+                except OSError as exc:
+                    if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
+                        raise
+                    log.error("accept on %s failed: %s; retrying in %g s", what, os.strerror(exc.errno), ACCEPT_RETRY)
+                    await trio.sleep(ACCEPT_RETRY)
+                    continue
+                nursery.start_soon(contained, stream, name=f"{CONNECTION_TASK} {what}")
     finally:
         bound.unlink_if_ours()
     raise AssertionError("unreachable")  # pragma: no cover
