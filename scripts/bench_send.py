@@ -366,6 +366,7 @@ def summarize(measured: dict[str, Any]) -> dict[str, Any]:
         if "rate" in rounds[0][key]:
             figures["ratio"] = spread([r[key]["rate"] / r["raw"] for r in rounds])
         summary[key] = figures
+    summary["rounds"] = rounds  # every figure of every round, for the record
     return summary
 
 
@@ -378,7 +379,7 @@ def report(summary: dict[str, Any]) -> None:
     print(f"raw APSW single-row commits/s, FULL   {cell(summary['raw'], ',.0f')}")
     print(f"  (again at the end of each round:    {cell(summary['raw_end'], ',.0f')})")
     for key, figures in summary.items():
-        if key.startswith("raw"):
+        if key.startswith("raw") or key == "rounds":
             continue
         if "rate" in figures:
             print(
