@@ -243,4 +243,4 @@ class Broker:
 
     async def vacuum(self, *, retention_seconds: float) -> int:
         cutoff = self.clock() - retention_seconds
-        return await self.db.write(lambda c: vacuum_tx(c, older_than=cutoff))
+        return await self.db.write(lambda c: vacuum_tx(c, older_than=cutoff), bulk=True)

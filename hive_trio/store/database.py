@@ -201,6 +201,7 @@ class InlineCommitPolicy:
 @attrs.define(eq=False)
 class _WriteRequest(Generic[T]):
     work: Work[T]
+    bulk: bool = False  # may take long: never run on the event loop's thread
     taken: bool = False  # in a batch: it will run, whatever happens to its caller
     leads: bool = False  # its caller runs the next round
     result: outcome.Outcome[T] | None = None
@@ -244,15 +245,18 @@ class Database:
                 self.close()
 
     # ------------------------------------------------------------------ writes
-    async def write(self, work: Work[T]) -> T:
+    async def write(self, work: Work[T], *, bulk: bool = False) -> T:
         """Run `work(conn)` in a transaction; return its result once committed, or raise its error.
+
+        `bulk`: the work may take long (a sweep over many rows), so it is never run on the event loop's
+        thread, whatever `InlineCommitPolicy` says; only small writes should leave it False.
 
         Whoever finds the writer idle leads: it takes every pending request into one batch and runs it.
         When the batch is done, its callers are woken and leadership passes to the oldest request that
         arrived meanwhile, whose caller takes everything pending into the next batch. Every caller is
         woken once, for its result or to lead: never a hand-off chain, never a second wake-up.
         """
-        request: _WriteRequest[T] = _WriteRequest(work)
+        request: _WriteRequest[T] = _WriteRequest(work, bulk=bulk)
         self._pending.append(request)
         try:
             if self._leading:
@@ -278,14 +282,16 @@ class Database:
         except trio.WouldBlock:
             await self._write_limiter.acquire()
         try:
-            inline = self.inline_policy.choose(len(self._pending), _runnable())
+            # A bulk write counts as a group: it never runs inline and it restarts the streak.
+            size = len(self._pending) + sum(item.bulk for item in self._pending)
+            inline = self.inline_policy.choose(size, _runnable())
             if inline:
                 # Let the tasks already woken in this pass of the scheduler reach `write` first: requests
                 # that arrived together must group-commit, never queue behind one another's fsync.
                 await trio.lowlevel.cancel_shielded_checkpoint()
-                if len(self._pending) != 1 or _runnable():
+                if len(self._pending) != 1 or self._pending[0].bulk or _runnable():
                     inline = False
-                    if len(self._pending) != 1:
+                    if len(self._pending) != 1 or self._pending[0].bulk:
                         self.inline_policy.solitary = 0  # it is a group after all
             batch, self._pending = self._pending, []
             for item in batch:

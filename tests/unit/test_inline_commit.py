@@ -91,3 +91,15 @@ async def test_a_slow_commit_is_run_on_the_loop_at_most_once(tmp_path: Path) -> 
         assert threads[1:].count(loop) == 0
     finally:
         db.close()
+
+
+async def test_a_bulk_write_never_runs_on_the_loop(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "hive.db", synchronous="OFF")
+    db.inline_policy = InlineCommitPolicy(streak=1, fast_seconds=10.0)
+    loop = threading.get_ident()
+    try:
+        assert [await db.write(_insert) == loop for _ in range(2)] == [False, True]  # small: inline after one
+        assert await db.write(_insert, bulk=True) != loop
+        assert [await db.write(_insert) == loop for _ in range(2)] == [False, True]  # the streak restarted
+    finally:
+        db.close()
