@@ -1,7 +1,10 @@
 """MCP's stdio framing (one JSON-RPC message per line) over any trio byte stream, for the official SDK.
 
-The SDK's `Server.run` and `ClientSession` talk through a pair of memory streams; this module pumps
-lines between those and a trio stream (a unix socket here). Differences from the SDK's own stdio
+Two shapes. A server connection hands the SDK's dispatcher `LineReader`/`LineWriter` directly
+(`open_server_lines`): the dispatcher's read loop reads and decodes the socket itself and each reply is
+written by the task that produced it, with no pump task and no channel between. The client side
+(`ClientSession`) talks through a pair of memory streams, which `open_mcp_streams` pumps to and from
+the trio stream. Differences from the SDK's own stdio
 transport, on purpose: a line that is not JSON gets a JSON-RPC parse error back (the SDK drops it
 silently), valid JSON that is not JSON-RPC gets "invalid request", and an over-long line closes
 only this connection, and a server stops reading a connection that has `max_in_flight` requests without a
