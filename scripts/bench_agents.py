@@ -23,7 +23,7 @@ from pathlib import Path
 import trio
 
 from hive_trio.daemon import open_hive, raise_open_file_limit
-from hive_trio.lifecycle.supervisor import Lifecycle
+from hive_trio.lifecycle import Lifecycle
 from hive_trio.rules.config import Config
 
 
@@ -53,7 +53,7 @@ async def bench(agents: int, concurrency: int, root: Path) -> None:
     t_open = time.perf_counter()
     async with open_hive(config) as hive:
         coord = hive.coordinator
-        lifecycle = coord.lifecycle
+        lifecycle = coord._lifecycle  # the benchmark counts running agents on the lifecycle itself
         assert isinstance(lifecycle, Lifecycle)
         await trio.sleep(1.0)
         idle_rss = rss_mib()
@@ -86,7 +86,7 @@ async def bench(agents: int, concurrency: int, root: Path) -> None:
     print(f"graceful shutdown of {running} agents: {time.perf_counter() - stop_at:.2f} s, rss={rss_mib():.1f} MiB")
     t_open = time.perf_counter()
     async with open_hive(config) as hive:
-        lifecycle = hive.coordinator.lifecycle
+        lifecycle = hive.coordinator._lifecycle
         assert isinstance(lifecycle, Lifecycle)
         back = sum(1 for n in names if lifecycle.run_of(n) is not None)
         print(
