@@ -14,7 +14,6 @@ snapshot on every reconnect that cannot resume).
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 from collections import OrderedDict
@@ -60,7 +59,7 @@ from hive_trio.dashboard.routes import (
 from hive_trio.dashboard.token import ensure_token, http_url
 from hive_trio.dashboard.transport import ConnectionStream, receive_request, send_reply, serve_stall_watch
 from hive_trio.errors import HiveError
-from hive_trio.records import DashboardAction, DashboardEvent, RequestId, unstructure
+from hive_trio.records import DashboardAction, DashboardEvent, RequestId, to_json
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +226,7 @@ class DashboardServer:
             snapshot = await self.coord.snapshot()
         except HiveError as exc:
             return text_reply(503, str(exc))
-        body = json.dumps(unstructure(snapshot), ensure_ascii=False, separators=(",", ":")).encode()
+        body = to_json(snapshot).encode()
         return Reply(200, body, JSON)
 
     async def _serve_stream(self, stream: ConnectionStream, decision: OpenStream | RefuseStream) -> None:
@@ -483,7 +482,10 @@ def _bind(host: str, port: int, infos: list[Any], *, public_allowed: bool) -> tu
         sock.setblocking(False)
     except OSError as exc:
         sock.close()
-        raise HiveError(f"cannot serve the dashboard on {host}:{port}: {exc.strerror or exc}") from None
+        raise HiveError(
+            f"cannot serve the dashboard on {host}:{port}: {exc.strerror or exc}; "
+            "pick another address with --dashboard HOST:PORT (or dashboard_port in the config)"
+        ) from None
     return sock, not loopback
 
 

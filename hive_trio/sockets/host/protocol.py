@@ -17,12 +17,15 @@ from hive_trio.records import (
     CONVERTER,
     HOST_REQUEST_TYPES,
     HOST_SOCK_VERSION,
+    MANAGER_AGENT,
     SYSTEM_SENDER,
+    HostLogTail,
     HostRequest,
     HostSend,
     HostStart,
     HostStop,
     describe_error,
+    dumps,
     json_type_name,
 )
 from hive_trio.rules.names import validate_agent_name, validate_recipient
@@ -74,7 +77,8 @@ def _validate_names(request: HostRequest) -> None:
     """Every name a request carries must be one an agent could have; checked before anything else."""
     try:
         name = getattr(request, "name", None)
-        if name is not None:
+        # The manager has a log too; no other verb takes its name.
+        if name is not None and not (isinstance(request, HostLogTail) and name == MANAGER_AGENT):
             validate_agent_name(name)
         if isinstance(request, HostStart | HostStop):
             for n in request.scope.agent_names:
@@ -92,7 +96,7 @@ def encode_response(*, ok: bool, error: str | None = None, fields: Mapping[str, 
     body: dict[str, Any] = {"version": HOST_SOCK_VERSION, "ok": ok, "error": error}
     if fields:
         body.update(fields)
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    return dumps(body).encode() + b"\n"
 
 
 def ok_response(**fields: Any) -> bytes:
@@ -105,7 +109,7 @@ def error_response(message: str, **fields: Any) -> bytes:
 
 def encode_request(cmd: str, **fields: Any) -> bytes:
     """A request line, as a client writes it (the CLI, tests)."""
-    return json.dumps({"cmd": cmd, **fields}, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    return dumps({"cmd": cmd, **fields}).encode() + b"\n"
 
 
 __all__ = [

@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import logging
 import socket
-from typing import Any, NoReturn
-from urllib.parse import urlsplit
+from typing import Any, NoReturn, assert_never
+from urllib.parse import urlencode, urlsplit
 
 import trio
 
+from hive_trio.core.agent_logs import read_agent_log
 from hive_trio.core.coordinator import Coordinator
 from hive_trio.core.event_hub import Resync
+from hive_trio.dashboard.token import read_token
 from hive_trio.errors import HiveError, InvalidRequest
 from hive_trio.records import (
     BROADCAST,
     OPERATOR,
+    SYSTEM_SENDER,
     ApprovalStatus,
     ContainerRemovedEvent,
     ContainerStateChangedEvent,
@@ -33,14 +36,18 @@ from hive_trio.records import (
     HostApprove,
     HostBroadcast,
     HostCancelQuestion,
+    HostDashboardUrl,
     HostDeny,
     HostDestroy,
+    HostInbox,
     HostKill,
     HostList,
+    HostLogTail,
     HostPending,
     HostPurgeTombstone,
     HostQuestions,
     HostRebuild,
+    HostReply,
     HostRequest,
     HostRequestSpawn,
     HostRestart,
@@ -87,11 +94,67 @@ class HostCommands:
         self.coordinator = coordinator
 
     async def run(self, request: HostRequest) -> Fields:
-        handler = getattr(self, f"_{type(request).tag_value}", None)
-        if handler is None:
-            raise InvalidRequest(f"{type(request).tag_value} is not served on this connection")
-        result: Fields = await handler(request)
-        return result
+        # One `case` per verb, so mypy checks each handler's request type and "find usages" finds it.
+        match request:
+            case HostList():
+                return await self._list(request)
+            case HostAgentStatus():
+                return await self._agent_status(request)
+            case HostSetPaused():
+                return await self._set_paused(request)
+            case HostStart():
+                return await self._start(request)
+            case HostStop():
+                return await self._stop(request)
+            case HostRestart():
+                return await self._restart(request)
+            case HostUrls():
+                return await self._urls(request)
+            case HostRequestSpawn():
+                return await self._request_spawn(request)
+            case HostKill():
+                return await self._kill(request)
+            case HostSpawn():
+                return await self._spawn(request)
+            case HostRebuild():
+                return await self._rebuild(request)
+            case HostDestroy():
+                return await self._destroy(request)
+            case HostPurgeTombstone():
+                return await self._purge_tombstone(request)
+            case HostPending():
+                return await self._pending(request)
+            case HostApprovals():
+                return await self._approvals(request)
+            case HostApprove():
+                return await self._approve(request)
+            case HostDeny():
+                return await self._deny(request)
+            case HostQuestions():
+                return await self._questions(request)
+            case HostAnswer():
+                return await self._answer(request)
+            case HostCancelQuestion():
+                return await self._cancel_question(request)
+            case HostSend():
+                return await self._send(request)
+            case HostBroadcast():
+                return await self._broadcast(request)
+            case HostTombstones():
+                return await self._tombstones(request)
+            case HostInbox():
+                return await self._inbox(request)
+            case HostReply():
+                return await self._reply(request)
+            case HostDashboardUrl():
+                return await self._dashboard_url(request)
+            case HostLogTail():
+                return await self._log_tail(request)
+            case HostSubscribeAgentStatus():
+                # The connection turns into a feed for this one (`HostConnection.answer`).
+                raise InvalidRequest(f"{type(request).tag_value} is not served on this connection")
+            case _:
+                assert_never(request)
 
     # ------------------------------------------------------------------ hyperhive's verbs
     async def _list(self, _: HostList) -> Fields:
@@ -221,6 +284,30 @@ class HostCommands:
 
     async def _tombstones(self, _: HostTombstones) -> Fields:
         return {"agents": await self.coordinator.tombstones()}
+
+    # ------------------------------------------------------------------ beyond hyperhive (issue 11)
+    async def _inbox(self, request: HostInbox) -> Fields:
+        return {"messages": unstructure(await self.coordinator.recent_messages(OPERATOR, limit=request.limit))}
+
+    async def _reply(self, request: HostReply) -> Fields:
+        original = await self.coordinator.message(request.id)
+        if original is None or original.recipient != OPERATOR:
+            raise InvalidRequest(f"no message #{request.id} to the operator")
+        if original.sender == SYSTEM_SENDER:
+            raise InvalidRequest(f"message #{request.id} is a system notice; there is nobody to reply to")
+        ids = [m.id for m in await self.coordinator.send(OPERATOR, original.sender, request.body)]
+        return {"id": ids[0] if ids else None, "ids": ids, "to": original.sender}
+
+    async def _dashboard_url(self, _: HostDashboardUrl) -> Fields:
+        home = self.coordinator.dashboard_url
+        if home is None:
+            raise InvalidRequest("this daemon serves no dashboard (dashboard_enabled = false)")
+        token = await trio.to_thread.run_sync(read_token, self.coordinator.paths.dashboard_token)
+        return {"url": f"{home}?{urlencode({'token': token})}"}
+
+    async def _log_tail(self, request: HostLogTail) -> Fields:
+        chunk = await read_agent_log(self.coordinator, request.name, offset=request.offset, max_bytes=request.max_bytes)
+        return {"name": request.name, "text": chunk.text, "offset": chunk.offset, "rotated": chunk.rotated}
 
 
 class HostConnection:

@@ -65,7 +65,12 @@ class ToolSpec:
         return frozenset(f.name for f in attrs.fields(self.args))
 
     def as_mcp(self) -> mcp_types.Tool:
-        return mcp_types.Tool(name=self.name, description=self.description, input_schema=input_schema(self.args))
+        return mcp_types.Tool(
+            name=self.name,
+            description=self.description,
+            input_schema=input_schema(self.args),
+            output_schema=output_schema(self.name),
+        )
 
 
 AGENT_TOOLS: Final = (
@@ -122,6 +127,56 @@ MANAGER_TOOLS: Final = (
 
 
 # ---------------------------------------------------------------------------------------- schemas
+
+
+def _object(properties: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "properties": properties, "required": sorted(properties)}
+
+
+_INT: Final = {"type": "integer"}
+_STR: Final = {"type": "string"}
+_NAME_RESULT: Final = _object({"name": _STR})
+_APPROVAL_RESULT: Final = _object({"approval_id": _INT, "status": _STR})
+_DELIVERY: Final = _object(
+    {"id": _INT, "from": _STR, "body": _STR, "sent_at": {"type": "number"}, "redelivered": {"type": "boolean"}}
+)
+_MESSAGE: Final = _object(
+    {
+        "id": _INT,
+        "from": _STR,
+        "to": _STR,
+        "body": _STR,
+        "sent_at": {"type": "number"},
+        "delivered_at": {"type": ["number", "null"]},
+        "acked_at": {"type": ["number", "null"]},
+        "redelivered": {"type": "boolean"},
+    }
+)
+# The `structuredContent` each tool returns (MCP 2025-06-18 `outputSchema`): the same JSON as its text
+# content, which stays for older clients. A tool without an entry here declares a bare object.
+OUTPUT_SCHEMAS: Final[dict[str, dict[str, Any]]] = {
+    "send": _object({"id": {"type": ["integer", "null"]}, "ids": {"type": "array", "items": _INT}}),
+    "recv": _object({"messages": {"type": "array", "items": _DELIVERY}}),
+    "ack_turn": _object({"acked": _INT}),
+    "requeue_inflight": _object({"requeued": _INT}),
+    "status": _object({"name": _STR, "pending_messages": _INT}),
+    "recent": _object({"messages": {"type": "array", "items": _MESSAGE}}),
+    "ask": _object({"question_id": _INT, "deadline_at": {"type": ["number", "null"]}}),
+    "answer": _object({"question_id": _INT, "answer": {"type": ["string", "null"]}}),
+    "set_status": _object({"status_text": {"type": ["string", "null"]}}),
+    "whoami": _object({"name": _STR, "role": {"type": "string", "enum": ["agent", "manager"]}}),
+    "list_agents": _object({"agents": {"type": "array", "items": _STR}}),
+    "request_spawn": _APPROVAL_RESULT,
+    "request_apply_commit": _APPROVAL_RESULT,
+    "kill": _NAME_RESULT,
+    "start": _NAME_RESULT,
+    "restart": _NAME_RESULT,
+    "update": _NAME_RESULT,
+}
+
+
+def output_schema(tool: str) -> dict[str, Any]:
+    return OUTPUT_SCHEMAS.get(tool, {"type": "object"})
 
 
 def _schema_of(kind: Any) -> dict[str, Any]:
@@ -226,10 +281,44 @@ class Toolbox:
                 raise UnknownTool(f"{tool!r} is a manager tool; this socket belongs to agent {self.name!r}")
             raise UnknownTool(f"unknown tool {tool!r}; this socket offers: {', '.join(self.specs)}")
         args = parse_arguments(spec, arguments)
-        if tool == "recv":
-            return await self._recv(args, on_delivered)
-        handler = getattr(self, f"_{tool}")
-        return await handler(args)
+        # Keyed by name and argument record together: several tools share a record (`NoArgs`,
+        # `AgentNameArgs`), and the class pattern lets mypy check each handler's argument type.
+        match tool, args:
+            case "send", SendArgs():
+                return await self._send(args)
+            case "recv", RecvArgs():
+                return await self._recv(args, on_delivered)
+            case "ack_turn", NoArgs():
+                return await self._ack_turn(args)
+            case "requeue_inflight", NoArgs():
+                return await self._requeue_inflight(args)
+            case "status", NoArgs():
+                return await self._status(args)
+            case "recent", RecentArgs():
+                return await self._recent(args)
+            case "ask", AskArgs():
+                return await self._ask(args)
+            case "answer", AnswerArgs():
+                return await self._answer(args)
+            case "set_status", SetStatusArgs():
+                return await self._set_status(args)
+            case "whoami", NoArgs():
+                return await self._whoami(args)
+            case "list_agents", NoArgs():
+                return await self._list_agents(args)
+            case "request_spawn", RequestSpawnArgs():
+                return await self._request_spawn(args)
+            case "request_apply_commit", RequestApplyCommitArgs():
+                return await self._request_apply_commit(args)
+            case "kill", AgentNameArgs():
+                return await self._kill(args)
+            case "start", AgentNameArgs():
+                return await self._start(args)
+            case "restart", AgentNameArgs():
+                return await self._restart(args)
+            case "update", AgentNameArgs():
+                return await self._update(args)
+        raise AssertionError(f"tool {tool!r} is in the catalogue but has no handler")
 
     # ------------------------------------------------------------------ messages
     async def _send(self, args: SendArgs) -> dict[str, Any]:
@@ -341,4 +430,14 @@ class Toolbox:
         return {"name": name}
 
 
-__all__ = ["AGENT_TOOLS", "MANAGER_TOOLS", "ToolSpec", "Toolbox", "UnknownTool", "input_schema", "parse_arguments"]
+__all__ = [
+    "AGENT_TOOLS",
+    "MANAGER_TOOLS",
+    "OUTPUT_SCHEMAS",
+    "ToolSpec",
+    "Toolbox",
+    "UnknownTool",
+    "input_schema",
+    "output_schema",
+    "parse_arguments",
+]
