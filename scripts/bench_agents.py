@@ -23,7 +23,7 @@ from pathlib import Path
 import trio
 
 from hive_trio.daemon import open_hive, raise_open_file_limit
-from hive_trio.lifecycle.supervisor import Lifecycle
+from hive_trio.lifecycle import Lifecycle
 from hive_trio.rules.config import Config
 
 
@@ -53,9 +53,11 @@ async def bench(agents: int, concurrency: int, root: Path) -> None:
     t_open = time.perf_counter()
     async with open_hive(config) as hive:
         coord = hive.coordinator
-        lifecycle = coord.lifecycle
+        lifecycle = coord._lifecycle  # the benchmark counts running agents on the lifecycle itself
         assert isinstance(lifecycle, Lifecycle)
-        print(f"open_hive: {time.perf_counter() - t_open:.2f} s, rss={rss_mib():.1f} MiB")
+        await trio.sleep(1.0)
+        idle_rss = rss_mib()
+        print(f"open_hive: {time.perf_counter() - t_open:.2f} s, idle rss={idle_rss:.1f} MiB")
         limiter = trio.CapacityLimiter(concurrency)
         started = time.perf_counter()
 
@@ -84,7 +86,7 @@ async def bench(agents: int, concurrency: int, root: Path) -> None:
     print(f"graceful shutdown of {running} agents: {time.perf_counter() - stop_at:.2f} s, rss={rss_mib():.1f} MiB")
     t_open = time.perf_counter()
     async with open_hive(config) as hive:
-        lifecycle = hive.coordinator.lifecycle
+        lifecycle = hive.coordinator._lifecycle
         assert isinstance(lifecycle, Lifecycle)
         back = sum(1 for n in names if lifecycle.run_of(n) is not None)
         print(
@@ -92,7 +94,14 @@ async def bench(agents: int, concurrency: int, root: Path) -> None:
             f"rss={rss_mib():.1f} MiB"
         )
     print(f"max rss of the whole run: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f} MiB")
-    summary = {"agents": agents, "running": running, "rss_mib": rss_running, "spawn_s": spawn_time}
+    summary = {
+        "agents": agents,
+        "running": running,
+        "rss_mib": rss_running,
+        "idle_rss_mib": idle_rss,
+        "added_mib": rss_running - idle_rss,
+        "spawn_s": spawn_time,
+    }
     print("RESULT " + json.dumps(summary), flush=True)  # for scripts/bench_all.py
 
 

@@ -17,7 +17,7 @@ import stat
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from pathlib import Path
-from typing import NoReturn
+from typing import Final, NoReturn
 
 import attrs
 import trio
@@ -31,6 +31,11 @@ log = logging.getLogger(__name__)
 BACKLOG = 4096
 # A connection past the cap gets its refusal line within this long, or is just closed.
 REFUSAL_TIMEOUT = 1.0
+# accept(2) errors that mean "no capacity right now" (as trio.serve_listeners treats them): wait, retry.
+ACCEPT_CAPACITY_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+ACCEPT_RETRY: Final = 0.1
+# The name of every connection's task (with the listener's `what`): tests count live connections by it.
+CONNECTION_TASK: Final = "connection to"
 # How long a probe connect may take to tell a live socket from a stale one.
 PROBE_TIMEOUT = 1.0
 
@@ -145,7 +150,7 @@ async def bind_unix_listener(path: Path, *, mode: int, group: str | None = None)
     return bound
 
 
-__all__ = ["BoundSocket", "SocketInUse", "bind_unix_listener", "bind_unix_socket"]
+__all__ = ["CONNECTION_TASK", "BoundSocket", "SocketInUse", "bind_unix_listener", "bind_unix_socket"]
 
 
 async def serve_bound_listener(
@@ -167,24 +172,38 @@ async def serve_bound_listener(
 
     async def contained(stream: trio.SocketStream) -> None:
         nonlocal active
-        if max_connections is not None and active >= max_connections:
-            log.warning("%s refused a connection: %d are open, the cap", what, active)
-            with trio.move_on_after(REFUSAL_TIMEOUT), suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                await stream.send_all(refusal)
-            return  # serve_listeners closes the stream
-        active += 1
         try:
-            await handler(stream)
-        except Exception:
-            log.exception("a connection to %s failed; it was closed", what)
+            if max_connections is not None and active >= max_connections:
+                log.warning("%s refused a connection: %d are open, the cap", what, active)
+                with trio.move_on_after(REFUSAL_TIMEOUT), suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    await stream.send_all(refusal)
+                return
+            active += 1
+            try:
+                await handler(stream)
+            except Exception:
+                log.exception("a connection to %s failed; it was closed", what)
+            finally:
+                active -= 1
         finally:
-            active -= 1
+            await trio.aclose_forcefully(stream)
 
+    # The accept loop runs in this task, not under `trio.serve_listeners`: that would add a task, a
+    # nursery and a per-listener task to every agent's socket (about a third of an idle agent's heap).
+    # Its handling of a full fd table or memory (log, wait, retry) is kept.
     try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(trio.serve_listeners, contained, [bound.listener])
+        async with bound.listener, trio.open_nursery() as nursery:
             task_status.started()
-            await trio.sleep_forever()
+            while True:
+                try:
+                    stream = await bound.listener.accept()
+                except OSError as exc:
+                    if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
+                        raise
+                    log.error("accept on %s failed: %s; retrying in %g s", what, os.strerror(exc.errno), ACCEPT_RETRY)
+                    await trio.sleep(ACCEPT_RETRY)
+                    continue
+                nursery.start_soon(contained, stream, name=f"{CONNECTION_TASK} {what}")
     finally:
         bound.unlink_if_ours()
     raise AssertionError("unreachable")  # pragma: no cover

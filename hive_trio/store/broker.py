@@ -274,4 +274,4 @@ class Broker(StoreFace):
 
     async def vacuum(self, *, retention_seconds: float) -> int:
         cutoff = self.clock() - retention_seconds
-        return await self.db.write(lambda c: vacuum_tx(c, older_than=cutoff))
+        return await self.db.write(lambda c: vacuum_tx(c, older_than=cutoff), bulk=True)

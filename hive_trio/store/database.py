@@ -4,6 +4,12 @@ Every write is a function of a connection, run in a worker thread inside one tra
 arrive while another is committing are batched into the next transaction (group commit), each inside
 its own savepoint, and every caller is answered only after the COMMIT that holds its change.
 
+A solitary write (one caller, nothing else for the event loop to do) may be committed on the event
+loop's own thread instead (`InlineCommitPolicy`): that saves the two thread wake-ups that dominate a
+lone caller's latency. It is allowed only after a streak of solitary batches, never with other tasks
+runnable, and never while recent batches have been slow, so a slow fsync stalls the loop at most once
+before writes go back to the worker thread.
+
 Cancellation: a write that has not been picked up yet is withdrawn and never runs. Once a batch holding
 it is running, the caller waits (shielded) for that batch's outcome and then sees its cancellation; the
 change is either committed or rolled back, never half-applied, and a rollback is never reported as
@@ -15,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final, Generic, NoReturn, TypeVar
@@ -355,9 +362,52 @@ def connect(path: Path, *, synchronous: str = "FULL") -> apsw.Connection:
     return conn
 
 
+def _runnable() -> int:
+    return trio.lowlevel.current_statistics().tasks_runnable
+
+
+@attrs.define
+class InlineCommitPolicy:
+    """Whether the next write batch is committed on the event loop's thread (sans-IO; the clock is the caller's).
+
+    Inline only when all hold: the batch is one write; the `streak` batches before it were all solitary (a
+    single caller, not a burst that is about to group); no other task is runnable (nobody waits on the
+    loop right now); and batches have been fast lately (`fast_seconds`, an average that decays by
+    `decay` per batch, measured on both paths, and the last batch too). A slow batch, inline or not,
+    lifts the average at once, so with a slow disk writes stay in the worker thread and the loop keeps
+    serving other connections; once commits are fast again, inline resumes.
+    """
+
+    streak: int = 8
+    fast_seconds: float = 0.001
+    decay: float = 0.2
+    solitary: int = 0
+    average: float = 0.0
+    last: float = 0.0
+
+    def choose(self, batch_size: int, runnable: int) -> bool:
+        if batch_size != 1:
+            self.solitary = 0
+            return False
+        self.solitary += 1
+        return (
+            self.solitary > self.streak
+            and runnable == 0
+            and self.average <= self.fast_seconds
+            and self.last <= self.fast_seconds
+        )
+
+    def record(self, seconds: float) -> None:
+        self.last = seconds
+        self.average += (seconds - self.average) * self.decay
+        if seconds > self.fast_seconds:
+            self.solitary = 0
+
+
 @attrs.define(eq=False)
 class _WriteRequest(Generic[T]):
     work: Work[T]
+    bulk: bool = False  # may take long: never run on the event loop's thread
     taken: bool = False  # in a batch: it will run, whatever happens to its caller
     leads: bool = False  # its caller runs the next round
     result: outcome.Outcome[T] | None = None
@@ -381,8 +431,10 @@ class Database:
         self._read_limiter = trio.CapacityLimiter(1)
         self._pending: list[_WriteRequest[Any]] = []
         self._leading = False  # a round is running, or the caller who runs the next one has been chosen
+        self.inline_policy = InlineCommitPolicy()
         self.batches = 0
         self.writes = 0
+        self.inline_batches = 0
 
     @classmethod
     async def open(cls, path: Path, *, synchronous: str = "FULL") -> Database:
@@ -399,15 +451,18 @@ class Database:
                 self.close()
 
     # ------------------------------------------------------------------ writes
-    async def write(self, work: Work[T]) -> T:
+    async def write(self, work: Work[T], *, bulk: bool = False) -> T:
         """Run `work(conn)` in a transaction; return its result once committed, or raise its error.
+
+        `bulk`: the work may take long (a sweep over many rows), so it is never run on the event loop's
+        thread, whatever `InlineCommitPolicy` says; only small writes should leave it False.
 
         Whoever finds the writer idle leads: it takes every pending request into one batch and runs it.
         When the batch is done, its callers are woken and leadership passes to the oldest request that
         arrived meanwhile, whose caller takes everything pending into the next batch. Every caller is
         woken once, for its result or to lead: never a hand-off chain, never a second wake-up.
         """
-        request: _WriteRequest[T] = _WriteRequest(work)
+        request: _WriteRequest[T] = _WriteRequest(work, bulk=bulk)
         self._pending.append(request)
         try:
             if self._leading:
@@ -425,21 +480,46 @@ class Database:
         return request.result.unwrap()
 
     async def _lead(self) -> None:
-        async with self._write_limiter:
+        # `CapacityLimiter.acquire` without its closing scheduler pass: the writer is uncontended except
+        # during `aclose`.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            self._write_limiter.acquire_nowait()
+        except trio.WouldBlock:
+            await self._write_limiter.acquire()
+        try:
+            # A bulk write counts as a group: it never runs inline and it restarts the streak.
+            size = len(self._pending) + sum(item.bulk for item in self._pending)
+            inline = self.inline_policy.choose(size, _runnable())
+            if inline:
+                # Let the tasks already woken in this pass of the scheduler reach `write` first: requests
+                # that arrived together must group-commit, never queue behind one another's fsync.
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                if len(self._pending) != 1 or self._pending[0].bulk or _runnable():
+                    inline = False
+                    if len(self._pending) != 1 or self._pending[0].bulk:
+                        self.inline_policy.solitary = 0  # it is a group after all
             batch, self._pending = self._pending, []
             for item in batch:
                 item.taken = True
             try:
-                # Shielded and not abandonable: once items are taken, the batch always runs to its end,
-                # so every waiter gets an outcome.
-                with trio.CancelScope(shield=True):
-                    await trio.to_thread.run_sync(self._run_batch, batch)
+                if inline:
+                    # On the loop's thread: no await between taking the batch and its outcome.
+                    self.inline_batches += 1
+                    self._run_batch(batch)
+                else:
+                    # Shielded and not abandonable: once items are taken, the batch always runs to its
+                    # end, so every waiter gets an outcome.
+                    with trio.CancelScope(shield=True):
+                        await trio.to_thread.run_sync(self._run_batch, batch)
             finally:
                 for item in batch:
                     if item.result is None:
                         item.result = outcome.Error(StorageError("the write batch did not run"))
                     item.wake.set()
                 self._hand_over()
+        finally:
+            self._write_limiter.release()
 
     def _hand_over(self) -> None:
         """The next round is led by the oldest waiting caller; with none, the writer goes idle."""
@@ -462,6 +542,13 @@ class Database:
             self._hand_over()
 
     def _run_batch(self, batch: list[_WriteRequest[Any]]) -> None:
+        started = time.perf_counter()
+        try:
+            self._run_transaction(batch)
+        finally:
+            self.inline_policy.record(time.perf_counter() - started)
+
+    def _run_transaction(self, batch: list[_WriteRequest[Any]]) -> None:
         conn = self._writer
         self.batches += 1
         self.writes += len(batch)

@@ -29,6 +29,7 @@ from hive_trio.daemon import open_hive
 from hive_trio.errors import StorageError
 from hive_trio.lifecycle import Lifecycle, config_repos
 from hive_trio.records import ApprovalKind, ApprovalStatus, TransientKind
+from hive_trio.sockets.unix_listener import CONNECTION_TASK
 from hive_trio.testing import DaemonProcess, InProcessHive, open_daemon_process, open_test_hive, short_temp_dir
 
 HELLO = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}
@@ -67,7 +68,7 @@ async def eventually(check: Callable[[], bool], *, within: float = 10.0) -> None
 
 
 def connections_served() -> int:
-    """Socket connections this trio run still serves (`trio.serve_listeners` handler tasks, by name)."""
+    """Socket connections this trio run still serves (the listeners' connection tasks, by name)."""
 
     def tasks(task: trio.lowlevel.Task) -> Iterator[trio.lowlevel.Task]:
         for nursery in task.child_nurseries:
@@ -77,7 +78,7 @@ def connections_served() -> int:
 
     root = trio.lowlevel.current_root_task()
     assert root is not None
-    return sum(t.name.endswith("._run_handler") for t in tasks(root))
+    return sum(t.name.startswith(CONNECTION_TASK) for t in tasks(root))
 
 
 async def pending(hive: InProcessHive, name: str) -> int:

@@ -24,16 +24,20 @@ from typing import Any, NoReturn
 import attrs
 import mcp_types as types
 import trio
-from mcp.server.context import ServerRequestContext
+from mcp.server.connection import Connection
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.lowlevel import Server
+from mcp.server.runner import serve_connection, serve_dual_era_loop
 from mcp.shared.exceptions import MCPError
+from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
+from mcp.shared.transport_context import TransportContext
 
 from hive_trio.core.coordinator import Coordinator
 from hive_trio.errors import HiveError
 from hive_trio.records import Message, dumps
 from hive_trio.rules.paths import SOCKET_MODE
 from hive_trio.sockets.mcp.tools import Toolbox, ToolSurface, UnknownTool
-from hive_trio.sockets.mcp.transport import open_mcp_streams
+from hive_trio.sockets.mcp.transport import open_server_lines
 from hive_trio.sockets.unix_listener import bind_unix_listener, serve_bound_listener
 
 log = logging.getLogger(__name__)
@@ -209,16 +213,90 @@ def _version() -> str:
         return "0"
 
 
+def _has_modern_envelope(params: Mapping[str, Any] | None) -> bool:
+    """A 2026-07-28-era request: its `_meta` carries the reserved protocol-version key (the SDK's own test)."""
+    meta = params.get("_meta") if isinstance(params, Mapping) else None
+    return isinstance(meta, Mapping) and types.PROTOCOL_VERSION_META_KEY in meta
+
+
+class ToolCallLane:
+    """A `ServerMiddleware` that answers `tools/call` with the toolbox and a plain wire dict.
+
+    The SDK documents this hook ("runs ... before any validation") and trusts a middleware's result
+    without re-shaping it. Answering here skips, for this one method, the SDK's surface validation, its
+    params model, the `CallToolResult` models and their re-validation: about 50 µs of the event loop per
+    call. Everything else goes to `call_next` and stays the SDK's: `initialize`, the init gate, `ping`,
+    `tools/list`, unknown methods, malformed `tools/call` params (the SDK's own INVALID_PARAMS), errors
+    and cancellation (the dispatcher's scope still wraps this call). On a connection served in the
+    handshake era, a request in the 2026 envelope is refused as the SDK's legacy loop refuses it.
+    """
+
+    def __init__(self, toolbox: ToolSurface, lease: LeaseBook, connection: Connection) -> None:
+        self._toolbox = toolbox
+        self._lease = lease
+        self._connection = connection
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        if ctx.request_id is None:
+            return await call_next(ctx)
+        params = ctx.params
+        if ctx.method != "initialize" and _has_modern_envelope(params):
+            raise MCPError(
+                code=types.INVALID_REQUEST,
+                message="this connection serves the handshake protocol era; "
+                "requests carrying the 2026-07-28 envelope are not accepted on it",
+            )
+        if ctx.method != "tools/call" or not self._connection.initialize_accepted or params is None:
+            return await call_next(ctx)
+        name = params.get("name")
+        arguments = params.get("arguments")
+        if not isinstance(name, str) or not (arguments is None or isinstance(arguments, dict)):
+            return await call_next(ctx)  # the SDK's validation names what is wrong
+        try:
+            outcome = await run_tool(self._toolbox, self._lease, ctx.request_id, name, arguments)
+        except UnknownTool as exc:
+            raise MCPError(code=types.INVALID_PARAMS, message=str(exc)) from None
+        # What `CallToolResult(...).model_dump(by_alias=True, exclude_none=True)` gives, built directly.
+        result: dict[str, Any] = {"content": [{"type": "text", "text": outcome.text}]}
+        if outcome.data is not None:
+            result["structuredContent"] = outcome.data
+        result["isError"] = outcome.is_error
+        return result
+
+
 async def serve_mcp_connection(toolbox: ToolSurface, stream: trio.abc.Stream, *, max_frame: int) -> None:
-    """Serve one MCP client until it leaves; then put back every message it was never sent."""
+    """Serve one MCP client until it leaves; then put back every message it was never sent.
+
+    The SDK's dispatcher and `ServerRunner` drive the session (`serve_connection`), fed by our own
+    read/write objects instead of `Server.run`'s memory streams and pump tasks. The first request decides
+    the era, as in the SDK's dual-era loop: a handshake client (every hive client) is served by the lean
+    loop; a client opening in the 2026-07-28 envelope is handed to the SDK's `serve_dual_era_loop` whole.
+    """
     lease = LeaseBook()
     server = build_server(toolbox, lease)
+    reader, writer = open_server_lines(stream, max_frame=max_frame, on_written=lease.confirm)
+    init_options = server.create_initialization_options()
     try:
-        async with open_mcp_streams(stream, role="server", max_frame=max_frame, on_written=lease.confirm) as (
-            read,
-            write,
-        ):
-            await server.run(read, write, server.create_initialization_options())
+        async with server.lifespan(server) as lifespan_state, trio.open_nursery() as nursery:
+            reader.nursery = nursery  # for a bad line's answer that must wait for earlier replies
+            opening = await reader.peek_request()
+            if opening is not None and opening.method != "initialize" and _has_modern_envelope(opening.params):
+                await serve_dual_era_loop(
+                    server, reader, writer, lifespan_state=lifespan_state, init_options=init_options
+                )
+                nursery.cancel_scope.cancel()
+                return
+            # `initialize` inline, as the SDK's own loops do: a client that pipelines it with its next
+            # request sees the initialized state.
+            dispatcher: JSONRPCDispatcher[TransportContext] = JSONRPCDispatcher(
+                reader, writer, inline_methods=frozenset({"initialize"})
+            )
+            connection = Connection.for_loop(dispatcher)
+            server.middleware = [*server.middleware, ToolCallLane(toolbox, lease, connection)]
+            await serve_connection(
+                server, dispatcher, connection=connection, lifespan_state=lifespan_state, init_options=init_options
+            )
+            nursery.cancel_scope.cancel()
     finally:
         unsent = lease.drain()
         if unsent:
@@ -255,4 +333,4 @@ def connection_cap_error(cap: int) -> bytes:
     return json.dumps(message, separators=(",", ":")).encode() + b"\n"
 
 
-__all__ = ["LeaseBook", "build_server", "run_tool", "serve_agent_socket", "serve_mcp_connection"]
+__all__ = ["LeaseBook", "ToolCallLane", "build_server", "run_tool", "serve_agent_socket", "serve_mcp_connection"]

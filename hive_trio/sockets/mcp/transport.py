@@ -1,7 +1,10 @@
 """MCP's stdio framing (one JSON-RPC message per line) over any trio byte stream, for the official SDK.
 
-The SDK's `Server.run` and `ClientSession` talk through a pair of memory streams; this module pumps
-lines between those and a trio stream (a unix socket here). Differences from the SDK's own stdio
+Two shapes. A server connection hands the SDK's dispatcher `LineReader`/`LineWriter` directly
+(`open_server_lines`): the dispatcher's read loop reads and decodes the socket itself and each reply is
+written by the task that produced it, with no pump task and no channel between. The client side
+(`ClientSession`) talks through a pair of memory streams, which `open_mcp_streams` pumps to and from
+the trio stream. Differences from the SDK's own stdio
 transport, on purpose: a line that is not JSON gets a JSON-RPC parse error back (the SDK drops it
 silently), valid JSON that is not JSON-RPC gets "invalid request", and an over-long line closes
 only this connection, and a server stops reading a connection that has `max_in_flight` requests without a
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -270,3 +274,210 @@ async def open_mcp_streams(
             yield to_sdk_receive, from_sdk_send
         finally:
             nursery.cancel_scope.cancel()
+
+
+class LineWriter:
+    """The SDK's `WriteStream` for a server connection: encodes and writes each message in the sender's task.
+
+    No pump task and no channel (the study measured those at ~60 µs per request): the replying task
+    encodes its own message and hands it to the kernel. On a socket the first attempt is a plain
+    non-blocking `send`; only when the kernel buffer is full does the sender wait for it to drain, holding
+    the FIFO lock so that lines never interleave. A client that stops reading therefore parks only the
+    replies of its own connection (and, through the request window, its own reader). After the peer is
+    gone, writes are dropped but still settle the window, so nothing on the SDK side waits on a dead peer.
+    """
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        *,
+        window: RequestWindow,
+        on_written: Callable[[types.JSONRPCMessage], None] | None = None,
+    ) -> None:
+        self._stream = stream
+        self._window = window
+        self._on_written = on_written
+        self._lock = trio.StrictFIFOLock()
+        self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
+        self.peer_gone = False
+        self._closed = False
+
+    async def send(self, item: SessionMessage, /) -> None:
+        if self._closed:
+            raise anyio.ClosedResourceError
+        message = item.message
+        try:
+            if not self.peer_gone and await self._write(encode(message)) and self._on_written is not None:
+                self._on_written(message)
+        finally:
+            self._window.settle_reply(message)
+
+    async def _write(self, line: bytes) -> bool:
+        try:
+            if self._fd < 0:
+                async with self._lock:
+                    await self._stream.send_all(line)
+                return True
+            view = memoryview(line)
+            if not self._lock.locked():
+                # The common case: one syscall, no pass through the scheduler.
+                try:
+                    sent = os.write(self._fd, view)
+                except BlockingIOError:
+                    sent = 0
+                if sent == len(view):
+                    return True
+                view = view[sent:]
+            async with self._lock:
+                while view:
+                    await trio.lowlevel.wait_writable(self._fd)
+                    try:
+                        view = view[os.write(self._fd, view) :]
+                    except BlockingIOError:
+                        continue
+            return True
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+            self.peer_gone = True
+            return False
+
+    async def aclose(self) -> None:
+        self._closed = True
+
+    async def __aenter__(self) -> LineWriter:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+class LineReader:
+    """The SDK's `ReadStream` for a server connection: reads, frames and decodes on the dispatcher's own loop.
+
+    The dispatcher's read loop calls `receive`, which reads the socket itself (no pump task, no channel).
+    A line that does not decode is answered here through the writer and skipped; an over-long line is
+    answered and ends the input; a full request window stops the reading (back-pressure). `peek_request`
+    reads ahead to the first request and keeps what it read for `receive`, so the caller can choose the
+    protocol era before the SDK starts.
+    """
+
+    def __init__(self, stream: trio.abc.Stream, writer: LineWriter, *, window: RequestWindow, max_frame: int) -> None:
+        self._stream = stream
+        self._writer = writer
+        self._window = window
+        self._framer = LineFramer(max_frame=max_frame)
+        self._lines: deque[bytes] = deque()
+        self._ahead: deque[SessionMessage] = deque()
+        self._eof = False
+        self.nursery: trio.Nursery | None = None  # where a deferred bad-line answer waits (see `_answer`)
+        self._deferred: trio.MemorySendChannel[tuple[int, SessionMessage]] | None = None
+
+    async def _answer(self, message: SessionMessage) -> None:
+        """Answer a bad line, after the replies to every request read before it (a pipeline keeps its order).
+
+        The common case, nothing of this connection in flight, is answered at once. Otherwise the answer
+        waits in a task of `nursery` (started on the first such line), so the read loop keeps reading:
+        a `notifications/cancelled` behind the bad line must still reach a parked call.
+        """
+        if self._deferred is None and not len(self._window):
+            await self._writer.send(message)
+            return
+        if self._deferred is None:
+            if self.nursery is None:
+                await self._window.wait_settled_through(self._window.last_admitted)
+                await self._writer.send(message)
+                return
+            self._deferred, receive = trio.open_memory_channel[tuple[int, SessionMessage]](CHANNEL_BUFFER)
+            self.nursery.start_soon(self._answer_deferred, receive)
+        await self._deferred.send((self._window.last_admitted, message))
+
+    async def _answer_deferred(self, receive: trio.MemoryReceiveChannel[tuple[int, SessionMessage]]) -> None:
+        async with receive:
+            async for after, message in receive:
+                await self._window.wait_settled_through(after)
+                try:
+                    await self._writer.send(message)
+                except anyio.ClosedResourceError:
+                    return
+
+    async def peek_request(self, *, limit: int = 8) -> types.JSONRPCRequest | None:
+        """Read until the first request (at most `limit` messages) and keep everything for `receive`."""
+        while len(self._ahead) < limit:
+            message = await self._next()
+            if message is None:
+                return None
+            self._ahead.append(message)
+            if isinstance(message.message, types.JSONRPCRequest):
+                return message.message
+        return None
+
+    async def receive(self) -> SessionMessage:
+        if self._ahead:
+            return self._ahead.popleft()
+        message = await self._next()
+        if message is None:
+            raise anyio.EndOfStream
+        return message
+
+    async def _next(self) -> SessionMessage | None:
+        while True:
+            while not self._lines:
+                if self._eof:
+                    return None
+                try:
+                    data = await self._stream.receive_some(RECEIVE_CHUNK)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    data = b""
+                if not data:
+                    self._eof = True
+                    return None
+                try:
+                    self._lines.extend(self._framer.feed(data))
+                except FrameTooLarge as exc:
+                    log.warning("%s", exc)
+                    self._eof = True
+                    await self._answer(_error(None, types.INVALID_REQUEST, str(exc)))
+                    return None
+            line = self._lines.popleft()
+            if not line.strip():
+                continue
+            message = decode_line(line)
+            if is_reply_error(message):
+                await self._answer(message)
+                continue
+            if isinstance(message.message, types.JSONRPCRequest):
+                await self._window.admit(message.message.id)
+                return self._window.tracked(message.message)
+            return message
+
+    async def aclose(self) -> None:
+        self._eof = True
+        self._lines.clear()
+        self._ahead.clear()
+
+    def __aiter__(self) -> LineReader:
+        return self
+
+    async def __anext__(self) -> SessionMessage:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def __aenter__(self) -> LineReader:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+def open_server_lines(
+    stream: trio.abc.Stream,
+    *,
+    max_frame: int,
+    on_written: Callable[[types.JSONRPCMessage], None] | None = None,
+    max_in_flight: int = MAX_IN_FLIGHT,
+) -> tuple[LineReader, LineWriter]:
+    """The (read, write) objects a server connection hands the SDK's dispatcher directly (no tasks)."""
+    window = RequestWindow(max_in_flight)
+    writer = LineWriter(stream, window=window, on_written=on_written)
+    return LineReader(stream, writer, window=window, max_frame=max_frame), writer

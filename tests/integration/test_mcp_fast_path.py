@@ -1,0 +1,158 @@
+"""The lean MCP path over real unix sockets: what the SDK still owns, what the middleware answers, and
+that a client which stops reading stalls only its own connection."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import mcp_types as types
+import pytest
+import trio
+
+from hive_trio.testing import InProcessHive
+
+HELLO = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}
+ENVELOPE = {types.PROTOCOL_VERSION_META_KEY: "2026-07-28"}
+
+
+@pytest.fixture
+def hive_agents() -> Sequence[str]:
+    return ("alpha", "beta")
+
+
+class Raw:
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.buffer = b""
+
+    async def send(self, payload: dict[str, Any]) -> None:
+        await self.stream.send_all(json.dumps(payload).encode() + b"\n")
+
+    async def read(self) -> dict[str, Any]:
+        while b"\n" not in self.buffer:
+            data = await self.stream.receive_some()
+            if not data:
+                raise EOFError("socket closed")
+            self.buffer += data
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    async def call(self, request_id: int, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
+        if params is not None:
+            message["params"] = params
+        await self.send(message)
+        return await self.read()
+
+    async def handshake(self) -> None:
+        assert "result" in await self.call(0, "initialize", HELLO)
+        await self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+
+async def open_raw(hive: InProcessHive, name: str, *, handshake: bool = True) -> Raw:
+    raw = Raw(await trio.open_unix_socket(str(hive.socket_path(name))))
+    if handshake:
+        await raw.handshake()
+    return raw
+
+
+async def test_a_tool_result_has_the_sdk_wire_shape(hive: InProcessHive) -> None:
+    raw = await open_raw(hive, "alpha")
+    reply = await raw.call(1, "tools/call", {"name": "whoami", "arguments": {}})
+    assert reply["id"] == 1 and reply["result"]["isError"] is False
+    [content] = reply["result"]["content"]
+    assert content["type"] == "text" and json.loads(content["text"])["name"] == "alpha"
+    refused = await raw.call(2, "tools/call", {"name": "send", "arguments": {"to": "ghost", "body": "x"}})
+    assert refused["result"]["isError"] is True and "ghost" in refused["result"]["content"][0]["text"]
+    unknown = await raw.call(3, "tools/call", {"name": "no_such_tool", "arguments": {}})
+    assert unknown["error"]["code"] == types.INVALID_PARAMS
+
+
+async def test_malformed_tool_calls_get_the_sdks_own_errors_and_the_connection_goes_on(hive: InProcessHive) -> None:
+    raw = await open_raw(hive, "alpha")
+    for request_id, params in enumerate(
+        [{"arguments": {}}, {"name": 7, "arguments": {}}, {"name": "whoami", "arguments": [1, 2]}], start=1
+    ):
+        reply = await raw.call(request_id, "tools/call", params)
+        assert reply["id"] == request_id and reply["error"]["code"] == types.INVALID_PARAMS
+    assert "error" in await raw.call(9, "tools/call")  # no params at all
+    assert (await raw.call(10, "ping"))["result"] == {}
+    tools = (await raw.call(11, "tools/list", {}))["result"]["tools"]
+    assert "send" in {t["name"] for t in tools}
+
+
+async def test_the_sdk_gate_still_refuses_a_tool_call_before_initialize(hive: InProcessHive) -> None:
+    raw = await open_raw(hive, "alpha", handshake=False)
+    early = await raw.call(1, "tools/call", {"name": "whoami", "arguments": {}})
+    assert early["error"]["code"] == types.INVALID_PARAMS
+    await raw.handshake()
+    assert (await raw.call(2, "tools/call", {"name": "whoami", "arguments": {}}))["result"]["isError"] is False
+
+
+async def test_an_enveloped_request_on_a_handshake_connection_is_refused(hive: InProcessHive) -> None:
+    raw = await open_raw(hive, "alpha")
+    reply = await raw.call(1, "tools/call", {"name": "whoami", "arguments": {}, "_meta": ENVELOPE})
+    assert reply["error"]["code"] == types.INVALID_REQUEST and "handshake protocol era" in reply["error"]["message"]
+    assert (await raw.call(2, "ping"))["result"] == {}
+
+
+async def test_a_client_opening_in_the_2026_envelope_goes_to_the_sdks_era_router(hive: InProcessHive) -> None:
+    raw = await open_raw(hive, "alpha", handshake=False)
+    envelope = {**ENVELOPE, "io.modelcontextprotocol/clientCapabilities": {}}
+    reply = await raw.call(1, "tools/list", {"_meta": envelope})
+    # The SDK's modern loop takes it (no handshake in that era), not our handshake-era refusal. (Whether
+    # it is then served is `InitializeFirst`'s call, which today asks for a handshake in every era.)
+    assert reply["id"] == 1, reply
+    assert "handshake protocol era" not in json.dumps(reply), reply
+    assert "result" in reply or "not initialized" in reply["error"]["message"], reply
+
+
+async def test_a_client_that_stops_reading_stalls_only_its_own_connection(hive: InProcessHive) -> None:
+    async with hive.open_agent("beta") as beta:
+        for i in range(4):
+            await beta.call("send", to="alpha", body=f"{i}" + "x" * 60_000)
+    hog = await open_raw(hive, "alpha")
+    # Pipelined peeks at big replies, never read: the daemon's writes to it fill the kernel buffers.
+    await hog.stream.send_all(
+        b"".join(
+            json.dumps(
+                {"jsonrpc": "2.0", "id": 100 + i, "method": "tools/call", "params": {"name": "status", "arguments": {}}}
+            ).encode()
+            + b"\n"
+            for i in range(64)
+        )
+        + b"".join(
+            json.dumps(
+                {"jsonrpc": "2.0", "id": 500 + i, "method": "tools/list", "params": {}},
+            ).encode()
+            + b"\n"
+            for i in range(400)
+        )
+    )
+    other = await open_raw(hive, "alpha")
+    with trio.fail_after(10):
+        for request_id in range(1, 50):
+            reply = await other.call(request_id, "tools/call", {"name": "whoami", "arguments": {}})
+            assert reply["result"]["isError"] is False
+    with trio.fail_after(30):  # the hog's own replies are all still there, each once (in completion order)
+        ids = sorted([(await hog.read())["id"] for _ in range(464)])
+    assert ids == [*range(100, 164), *range(500, 900)]
+
+
+async def test_a_bad_line_behind_a_parked_call_does_not_stop_the_reading(hive: InProcessHive) -> None:
+    raw = await open_raw(hive, "alpha")
+    recv = {"name": "recv", "arguments": {"wait_seconds": 30}}
+    await raw.send({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": recv})
+    await raw.stream.send_all(b"not json\n")
+    # Its answer waits for the parked call; the cancellation behind it must still be read and obeyed.
+    await raw.send({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}})
+    await raw.send({"jsonrpc": "2.0", "id": 2, "method": "ping"})
+    with trio.fail_after(10):
+        replies = [await raw.read(), await raw.read()]
+    by_id = {r.get("id"): r for r in replies}
+    assert by_id[2]["result"] == {}
+    assert by_id[None]["error"]["code"] == types.PARSE_ERROR
+    assert 1 not in by_id  # a cancelled request is never answered
