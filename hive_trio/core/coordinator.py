@@ -542,8 +542,10 @@ class Coordinator:
 
     async def agent_statuses(self, names: Sequence[str] | None = None) -> list[AgentStatus]:
         # One read: the rows and the counts agree, and it costs one thread hop rather than two.
-        records, counts = await self._roster.with_pending_counts(names)
-        usage, reminders = await self.reports.status_extras(names)
+        now = self.clock()
+        records, counts, (usage, reminders) = await self._roster.with_pending_counts_and(
+            names, lambda c, wanted: self.reports.status_extras_tx(c, wanted, now)
+        )
         rows = []
         for r in records:
             running = self.is_running(r.name)

@@ -425,11 +425,11 @@ class HarnessReports:
             default_usd=self.config.daily_usd_budget,
         )
 
-    async def status_extras(self, names: Sequence[str] | None) -> tuple[dict[str, AgentUsage], dict[str, int]]:
-        """For `agent_status`: usage with budgets, and pending reminders (all agents, or `names`)."""
-        now = self.coord.clock()
-        wanted = None if names is None else list(names)
-        return await self.db.read(lambda c: (self._usage_tx(c, wanted, now), reminders_sql.pending_counts(c, wanted)))
+    def status_extras_tx(
+        self, conn: apsw.Connection, names: Sequence[str] | None, now: float
+    ) -> tuple[dict[str, AgentUsage], dict[str, int]]:
+        """For `agent_status`, inside the coordinator's read (a worker thread: `now` is read before it)."""
+        return self._usage_tx(conn, names, now), reminders_sql.pending_counts(conn, names)
 
     async def usage(self, name: str) -> AgentUsage:
         now = self.coord.clock()

@@ -6,8 +6,8 @@ actually running is the lifecycle backend's to say; reconcile compares the two a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Final
+from collections.abc import Callable, Sequence
+from typing import Any, Final, TypeVar
 
 import apsw
 
@@ -16,6 +16,8 @@ from hive_trio.records import AgentRecord
 from hive_trio.store import broker
 from hive_trio.store.columns import Columns
 from hive_trio.store.database import StoreFace
+
+T = TypeVar("T")
 
 _COLUMNS: Final = Columns(
     AgentRecord, convert={"failed": bool, "paused": bool, "needs_update": bool, "needs_login": bool}
@@ -107,10 +109,19 @@ class Roster(StoreFace):
         One agent's change is published per event: with `names` only those rows are read (reading
         the whole roster per event made a 1,000-agent reconcile quadratic).
         """
+        records, counts, _ = await self.with_pending_counts_and(names, lambda c, wanted: None)
+        return records, counts
+
+    async def with_pending_counts_and(
+        self, names: Sequence[str] | None, extra: Callable[[apsw.Connection, list[str] | None], T]
+    ) -> tuple[list[AgentRecord], dict[str, int], T]:
+        """`with_pending_counts`, plus `extra(conn, names)` read in the same transaction (one thread hop)."""
         if names is None:
-            return await self.db.read(lambda c: (list_all(c), broker.pending_counts(c)))
+            return await self.db.read(lambda c: (list_all(c), broker.pending_counts(c), extra(c, None)))
         wanted = list(names)
-        return await self.db.read(lambda c: (list_named(c, wanted), broker.pending_counts_for(c, wanted)))
+        return await self.db.read(
+            lambda c: (list_named(c, wanted), broker.pending_counts_for(c, wanted), extra(c, wanted))
+        )
 
     async def all(self) -> list[AgentRecord]:
         return await self.db.read(list_all)
