@@ -21,6 +21,14 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 from cattrs.strategies import configure_tagged_union
 from cattrs.v import format_exception
 
+from hive_trio.records.federation import HelperUndeliverable as HelperUndeliverable
+from hive_trio.records.federation import LinkState as LinkState
+from hive_trio.records.federation import RemoteAgent as RemoteAgent
+from hive_trio.records.federation import RemoteAgentRow as RemoteAgentRow
+from hive_trio.records.federation import WireBounce as WireBounce
+from hive_trio.records.federation import WireMessage as WireMessage
+from hive_trio.records.federation import WireRoster as WireRoster
+
 T = TypeVar("T")
 
 SYSTEM_SENDER: Final = "system"
@@ -265,6 +273,7 @@ HelperEvent: TypeAlias = (
     | HelperNeedsUpdate
     | HelperQuestionAsked
     | HelperQuestionAnswered
+    | HelperUndeliverable
 )
 HELPER_EVENT_TYPES: Final[tuple[type[Any], ...]] = HelperEvent.__args__
 
@@ -925,6 +934,9 @@ class Snapshot:
     questions: list[Question]
     messages: list[Message]
     tombstones: list[str] = attrs.field(factory=list)
+    # Federation (docs/FEDERATION.md): agents on other hives, and this hive's link; empty when off.
+    remote_agents: list[RemoteAgent] = attrs.field(factory=list)
+    link: LinkState | None = None
 
 
 # ------------------------------------------------------------------------- dashboard stream wire

@@ -19,6 +19,7 @@ import attrs
 import cattrs
 
 from hive_trio.records import describe_error
+from hive_trio.rules.federation import FederationConfig
 
 Backend = Literal["process", "nixos-container"]
 Synchronous = Literal["FULL", "NORMAL", "EXTRA", "OFF"]
@@ -82,6 +83,8 @@ class Config:
     subscriber_buffer: int = 256
     event_ring: int = 4096
     agent_log_max_bytes: int = 8 * 1024 * 1024
+    # `[federation]`: hives on other hosts over NATS JetStream (docs/FEDERATION.md). Off by default.
+    federation: FederationConfig = attrs.field(factory=FederationConfig)
 
     def __attrs_post_init__(self) -> None:
         positive = ("max_body_bytes", "max_frame_bytes", "subscriber_buffer", "event_ring", "restart_period")
