@@ -125,6 +125,11 @@ async def open_hive(config: Config, *, clock: WallClock = time.time, lifecycle: 
         else:
             for record in await coord.roster.all():
                 await coord.register_agent(record.name)
+        if config.federation.enabled:
+            # Imported here: nats-py is an optional extra (`hive-trio[federation]`).
+            from hive_trio.federation.service import serve_federation
+
+            await nursery.start(serve_federation, coord)
         if config.dashboard_enabled:
             # Bound before open_hive yields, so `hive.dashboard_url` is always usable (port 0 included).
             await nursery.start(serve_dashboard, coord)

@@ -45,10 +45,12 @@ from hive_trio.records import (
     HelperEvent,
     HelperQuestionAnswered,
     HelperQuestionAsked,
+    LinkState,
     Message,
     Question,
     QuestionAddedEvent,
     QuestionResolvedEvent,
+    RemoteAgent,
     SentEvent,
     Snapshot,
     TransientClearedEvent,
@@ -58,10 +60,12 @@ from hive_trio.records import (
     to_json,
 )
 from hive_trio.rules.config import Config
+from hive_trio.rules.federation import RemoteAddress, parse_address
 from hive_trio.rules.names import validate_agent_name
 from hive_trio.rules.paths import HivePaths
 from hive_trio.store import approvals as approvals_sql
 from hive_trio.store import broker as broker_sql
+from hive_trio.store import outbox as outbox_sql
 from hive_trio.store import questions as questions_sql
 from hive_trio.store import roster as roster_sql
 from hive_trio.store.approvals import Approvals
@@ -125,6 +129,21 @@ class LifecycleOps(Protocol):
     async def deny(self, approval_id: int, *, note: str | None = None) -> Approval: ...
 
 
+class FederationPort(Protocol):
+    """What the federation service (`hive_trio.federation.service.Federation`) offers, via `coord.federation`."""
+
+    @property
+    def hive(self) -> str: ...
+
+    def check_route(self, sender: str, address: RemoteAddress) -> None: ...
+
+    def wake_forwarder(self) -> None: ...
+
+    def remote_agents(self) -> list[RemoteAgent]: ...
+
+    async def link_state(self) -> LinkState: ...
+
+
 @attrs.define(eq=False)
 class AgentSlot:
     """A registered socket: the child nursery's cancel scope and the file it serves."""
@@ -173,6 +192,8 @@ class Coordinator:
         self._paused: set[str] = set()
         self._deadline_bell = trio.Event()
         self.lifecycle: LifecycleOps | None = None
+        # Set while the federation service runs (config `[federation]`); None on a single-host hive.
+        self.federation: FederationPort | None = None
 
     # ================================================================== registration
     @property
@@ -300,6 +321,11 @@ class Coordinator:
     # ================================================================== messages
     async def send(self, sender: str, to: str, body: str) -> list[Message]:
         """Commit a message (or a broadcast) and mirror it to the dashboard as `sent`."""
+        address = parse_address(to)
+        if address is not None:
+            if self.federation is None or address.hive != self.federation.hive:
+                return [await self._send_remote(sender, address, body)]
+            to = address.agent  # `agent@this-hive` is local
         if to == BROADCAST:
             messages = await self.broker.broadcast(sender, body + BROADCAST_HINT)
         else:
@@ -311,6 +337,36 @@ class Coordinator:
         for m in messages:
             self.hub.emit(SentEvent(sender=m.sender, recipient=m.recipient, body=m.body, at=m.sent_at))
         return messages
+
+    async def _send_remote(self, sender: str, address: RemoteAddress, body: str) -> Message:
+        """Commit the message and its outbox row together; the forwarder takes it from there."""
+        federation = self.federation
+        if federation is None:
+            raise InvalidRequest(f"{address} is on another hive, and this hive is not federated ([federation])")
+        federation.check_route(sender, address)
+        now = self.clock()
+        message = await self.db.write(
+            lambda c: outbox_sql.queue_remote_tx(
+                c,
+                origin=federation.hive,
+                sender=sender,
+                address=address,
+                body=body,
+                now=now,
+                max_body_bytes=self.config.max_body_bytes,
+            )
+        )
+        federation.wake_forwarder()
+        self.hub.emit(
+            SentEvent(sender=message.sender, recipient=message.recipient, body=message.body, at=message.sent_at)
+        )
+        return message
+
+    async def remote_agents(self) -> list[RemoteAgent]:
+        return [] if self.federation is None else self.federation.remote_agents()
+
+    async def link_state(self) -> LinkState | None:
+        return None if self.federation is None else await self.federation.link_state()
 
     async def broadcast_send(self, sender: str, body: str) -> list[str]:
         """hive-c0re's `broadcast_send`: every registered agent but the sender; per-agent errors back."""
@@ -739,6 +795,8 @@ class Coordinator:
         questions = await self.questions.list_open(operator_only=True)
         messages = await self.broker.recent(limit=message_limit)
         tombstones = await self.tombstones()
+        remote_agents = await self.remote_agents()
+        link = await self.link_state()
         return Snapshot(
             seq=seq,
             epoch=self.epoch,
@@ -747,11 +805,15 @@ class Coordinator:
             questions=questions,
             messages=messages,
             tombstones=tombstones,
+            remote_agents=remote_agents,
+            link=link,
         )
 
     # ================================================================== maintenance
     async def vacuum(self) -> int:
-        return await self.broker.vacuum(retention_seconds=self.config.retention_days * 86400)
+        dropped = await self.broker.vacuum(retention_seconds=self.config.retention_days * 86400)
+        cutoff = self.clock() - self.config.retention_days * 86400
+        return dropped + await self.db.write(lambda c: outbox_sql.vacuum_tx(c, older_than=cutoff))
 
     async def serve_vacuum(self, *, interval: float = 3600.0) -> None:
         while True:

@@ -206,16 +206,16 @@ class NatsLink:
             await item.handle.term()
 
     # ------------------------------------------------------------------ outbound
-    async def publish(self, items: Sequence[tuple[str, bytes, str]], *, timeout: float) -> list[Published]:
+    async def publish(self, items: Sequence[tuple[str, bytes, str]], *, ack_timeout: float) -> list[Published]:
         """Publish in order, each waiting for its JetStream ack; stop at the first that fails."""
-        return await self.aio.run(self._publish, list(items), timeout)
+        return await self.aio.run(self._publish, list(items), ack_timeout)
 
-    async def _publish(self, items: list[tuple[str, bytes, str]], timeout: float) -> list[Published]:
+    async def _publish(self, items: list[tuple[str, bytes, str]], ack_timeout: float) -> list[Published]:
         assert self._js is not None
         out: list[Published] = []
         for subject, payload, mid in items:
             try:
-                ack = await self._js.publish(subject, payload, timeout=timeout, headers={"Nats-Msg-Id": mid})
+                ack = await self._js.publish(subject, payload, timeout=ack_timeout, headers={"Nats-Msg-Id": mid})
             except nats.errors.MaxPayloadError as exc:
                 out.append(Published(ok=False, error=f"over the link's payload limit ({exc})", permanent=True))
                 continue
