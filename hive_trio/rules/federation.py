@@ -198,7 +198,8 @@ def parse_message_subject(subject: str) -> MessageSubject:
         raise ValueError(f"not a federation subject: {subject!r}")
     _, origin, dest, sender, token = parts
     for name in (origin, dest):
-        validate_hive_name(name)
+        if AGENT_NAME_PATTERN.fullmatch(name) is None:
+            raise ValueError(f"bad hive token in {subject!r}")
     if sender != SYSTEM_SENDER and AGENT_NAME_PATTERN.fullmatch(sender) is None:
         raise ValueError(f"bad sender token in {subject!r}")
     if token != BROADCAST_TOKEN and AGENT_NAME_PATTERN.fullmatch(token) is None:

@@ -19,7 +19,7 @@ from federation_support import inbox, linked_pair, sigkill_nats, wait_until
 
 from hive_trio.errors import InvalidRequest
 from hive_trio.federation.service import Federation
-from hive_trio.records import SYSTEM_SENDER, to_json, WireMessage
+from hive_trio.records import SYSTEM_SENDER, WireMessage, to_json
 from hive_trio.rules.federation import FederationConfig
 from hive_trio.testing import InProcessHive, open_test_hive
 
@@ -36,7 +36,7 @@ def fed_of(hive: InProcessHive) -> Federation:
 async def open_fed_hive(
     root: Path, fed: FederationConfig, agents: list[str], **settings: Any
 ) -> AsyncIterator[InProcessHive]:
-    root.mkdir(exist_ok=True)
+    await trio.Path(root).mkdir(exist_ok=True)
     async with open_test_hive(agents=agents, directory=root, federation=fed, **settings) as hive:
         yield hive
 

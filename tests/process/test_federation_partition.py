@@ -74,7 +74,7 @@ def set_link(ns: str, up: bool) -> None:
 
 @asynccontextmanager
 async def daemon_in(ns: str, directory: Path, config: Path) -> AsyncIterator[Path]:
-    directory.mkdir(exist_ok=True)
+    await trio.Path(directory).mkdir(exist_ok=True)
     argv = ["ip", "netns", "exec", ns, sys.executable, "-m", "hive_trio", "daemon"]
     argv += ["--state-dir", str(directory / "state"), "--runtime-dir", str(directory / "run")]
     argv += ["--config", str(config), "--agent-command", "exec sleep 600"]

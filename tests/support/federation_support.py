@@ -67,5 +67,6 @@ def inbox(db_path: Path, recipient: str) -> list[tuple[str, str]]:
 async def wait_until(predicate: Callable[[], Awaitable[bool]], *, seconds: float, interval: float = 0.05) -> None:
     """Real-time polling for a condition that crosses processes (NATS), bounded by `seconds`."""
     with trio.fail_after(seconds):
-        while not await predicate():
+        # Polling on purpose: the condition lives in another process (a nats-server, a daemon's hive.db).
+        while not await predicate():  # noqa: ASYNC110
             await trio.sleep(interval)
