@@ -4,7 +4,7 @@ nats-py is asyncio-only and there is no trio NATS client. Rather than run trio-a
 asyncio loop policy process-wide and costs 0.1-0.3 ms per crossing, federation-study.md §2), the
 daemon runs one private asyncio loop in a worker thread that `open_asyncio_loop` owns, and awaits
 coroutines on it with `AsyncioLoop.run`. No trio thread is held while a coroutine runs: the asyncio
-future's done-callback wakes the trio task through its `TrioToken`.
+task's done-callback wakes the trio task through its `TrioToken`.
 
 Cancellation: a cancelled `run` cancels the asyncio task, waits (shielded, bounded) until it has
 really stopped, then lets trio's `Cancelled` through, so nothing runs on after its caller has gone.
@@ -15,7 +15,6 @@ the thread ends before `open_asyncio_loop` returns. This module must never impor
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -54,23 +53,39 @@ class AsyncioLoop:
         self.crossings += 1
         token = trio.lowlevel.current_trio_token()
         done = trio.Event()
-        future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(fn(*args), self._loop)
+        tasks: list[asyncio.Task[T]] = []
 
-        def wake(_: concurrent.futures.Future[T]) -> None:
+        def wake(_: object) -> None:
             try:
                 token.run_sync_soon(done.set)
             except trio.RunFinishedError:
                 pass
 
-        future.add_done_callback(wake)
+        def start() -> None:
+            # On the loop thread. The task's own done-callback wakes trio: unlike the future of
+            # `run_coroutine_threadsafe`, which reports "cancelled" at once, it fires only once the
+            # coroutine has really finished unwinding.
+            task = self._loop.create_task(fn(*args))
+            tasks.append(task)
+            task.add_done_callback(wake)
+
+        def cancel() -> None:
+            for task in tasks:
+                task.cancel()
+
+        self._loop.call_soon_threadsafe(start)
         try:
             await done.wait()
         except trio.Cancelled:
-            future.cancel()
+            # FIFO on the loop: `start` has run before `cancel` does, so the task exists to be cancelled.
+            self._loop.call_soon_threadsafe(cancel)
             with trio.CancelScope(shield=True), trio.move_on_after(CANCEL_GRACE):
                 await done.wait()
             raise
-        return future.result()
+        (task,) = tasks
+        if task.cancelled():
+            raise LoopClosed("the asyncio loop was shut down while this ran")
+        return task.result()
 
     def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         """Schedule a plain callable on the loop thread (fire and forget)."""

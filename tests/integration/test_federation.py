@@ -5,7 +5,9 @@ Real time throughout (NATS is another process), each wait bounded; the whole mod
 
 from __future__ import annotations
 
+import asyncio
 import json
+import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,9 +17,10 @@ import nats
 import nats.errors
 import pytest
 import trio
-from federation_support import inbox, linked_pair, sigkill_nats, wait_until
+from federation_support import LEAF_PASSWORD, inbox, linked_pair, sigkill_nats, wait_until
 
 from hive_trio.errors import InvalidRequest
+from hive_trio.federation.server import find_binary, free_port
 from hive_trio.federation.service import Federation
 from hive_trio.records import SYSTEM_SENDER, WireMessage, to_json
 from hive_trio.rules.federation import FederationConfig
@@ -196,6 +199,7 @@ async def test_spoofed_sender_and_foreign_subjects_are_refused(short_tmp: Path) 
         assert await bodies(hb, "bob") == [("alice@a", "trust me")]
 
 
+@pytest.mark.slow
 async def test_nats_servers_sigkilled_mid_burst_lose_nothing_and_duplicate_nothing(short_tmp: Path) -> None:
     total = 150
     async with open_pair(short_tmp) as (ha, hb):
@@ -225,6 +229,7 @@ async def test_nats_servers_sigkilled_mid_burst_lose_nothing_and_duplicate_nothi
         await wait_until(lambda: _depth_is(ha, 0), seconds=5)
 
 
+@pytest.mark.slow
 async def test_a_hive_down_for_a_while_drains_the_outbox_when_it_returns(short_tmp: Path) -> None:
     fed_a, fed_b = linked_pair()
     async with open_fed_hive(short_tmp / "a", fed_a, ["alice"]) as ha:
@@ -240,3 +245,63 @@ async def test_a_hive_down_for_a_while_drains_the_outbox_when_it_returns(short_t
             await wait_until(lambda: _depth_is(ha, 0), seconds=20)
             got = [body for _, body in await bodies(hb, "bob")]
             assert got == [f"late {i}" for i in range(40)]
+
+
+async def test_a_rogue_server_with_a_peers_leaf_credentials_cannot_speak_for_another_hive(short_tmp: Path) -> None:
+    """Trust is enforced where the link enters a hive: a server configured by hive a's operator without
+    any permissions, dialling b as `leaf-a`, can inject `fed.a.>` but never `fed.c.>`."""
+    async with open_pair(short_tmp) as (ha, hb):
+        b_conf = json.loads((hb.config.state_dir / "nats" / "nats.conf").read_text())
+        leaf_url = f"nats-leaf://leaf-a:{LEAF_PASSWORD}@{b_conf['leafnodes']['listen']}"
+        port, store = free_port(), short_tmp / "rogue"
+        await trio.Path(store).mkdir()
+        rogue_conf = store / "rogue.conf"
+        await trio.Path(rogue_conf).write_text(
+            json.dumps({"listen": f"127.0.0.1:{port}", "leafnodes": {"remotes": [{"url": leaf_url}]}})
+        )
+        binary = find_binary(ha.config.federation)
+        proc = await trio.lowlevel.open_process(
+            [str(binary), "-c", str(rogue_conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+
+            async def attack() -> dict[str, str]:
+                nc = await nats.connect(f"nats://127.0.0.1:{port}", error_cb=_quiet)
+                js = nc.jetstream()
+                out: dict[str, str] = {}
+                for _ in range(100):  # until the leafnode is up and b's interest has propagated
+                    try:
+                        await js.publish(
+                            "fed.a.b.mallory.bob", b'{"id": 77, "body": "as a", "sent_at": 0}', timeout=0.2
+                        )
+                        break
+                    except Exception:
+                        await asyncio.sleep(0.05)
+                else:
+                    raise AssertionError("the rogue leafnode never linked to b")
+                out["fed.a"] = "accepted"
+                try:
+                    await js.publish("fed.c.b.mallory.bob", b'{"id": 78, "body": "as c", "sent_at": 0}', timeout=1)
+                    out["fed.c"] = "accepted"
+                except Exception:
+                    out["fed.c"] = "refused"
+                await nc.close()
+                return out
+
+            outcomes = await fed_of(ha).link.aio.run(attack)
+            assert outcomes == {"fed.a": "accepted", "fed.c": "refused"}
+
+            async def arrived() -> bool:
+                return len(await bodies(hb, "bob")) >= 1
+
+            await wait_until(arrived, seconds=10)
+            await trio.sleep(0.3)
+            # It could only ever speak as hive a: the one message it got in says so.
+            assert await bodies(hb, "bob") == [("mallory@a", "as a")]
+        finally:
+            proc.kill()
+            await proc.wait()
+
+
+async def _quiet(exc: Exception) -> None:
+    pass
