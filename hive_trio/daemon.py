@@ -13,16 +13,18 @@ import signal
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import attrs
 import trio
 
-from hive_trio.core.coordinator import Coordinator, WallClock, open_coordinator
+from hive_trio.core.coordinator import Coordinator, LifecycleFactory, WallClock, open_coordinator
 from hive_trio.dashboard.server import serve_dashboard
+from hive_trio.lifecycle.approvals import Lifecycle
 from hive_trio.lifecycle.backends import Backend
 from hive_trio.lifecycle.backends.nixos_container import NixosContainerBackend
 from hive_trio.lifecycle.backends.process import ProcessBackend
-from hive_trio.lifecycle.supervisor import Lifecycle
+from hive_trio.lifecycle.bare import BareLifecycle
 from hive_trio.rules.config import Config
 from hive_trio.rules.paths import HivePaths
 from hive_trio.sockets.host.server import serve_host_socket
@@ -100,31 +102,29 @@ def manages_manager(config: Config) -> bool:
 
 
 @asynccontextmanager
-async def open_hive(config: Config, *, clock: WallClock = time.time, lifecycle: bool = True) -> AsyncIterator[Hive]:
+async def open_hive(
+    config: Config, *, clock: WallClock = time.time, lifecycle: bool | LifecycleFactory = True
+) -> AsyncIterator[Hive]:
     """Run a whole hive for as long as the block lives; every socket is bound when it yields.
 
     Agents recorded as running are running again (reconcile) when it yields; on exit they are stopped
     gracefully, within `config.shutdown_grace`, while their sockets still answer.
 
-    `lifecycle=False` runs the hive without a backend: agents are bare (a roster row and a socket,
-    nothing supervised), as `hive_trio.testing` uses by default; lifecycle operations are refused.
+    `lifecycle=False` runs the hive without a backend (`BareLifecycle`): agents are bare (a roster row
+    and a socket, nothing supervised), as `hive_trio.testing` uses by default; lifecycle operations
+    that need a backend are refused. A factory builds whatever `LifecycleOps` it returns (a test double).
     """
-    async with open_coordinator(config, clock=clock, serve_socket=serve_agent_socket) as coord:
+    async with open_coordinator(
+        config, lifecycle=lifecycle_factory(config, lifecycle), clock=clock, serve_socket=serve_agent_socket
+    ) as coord:
         nursery = coord.root_nursery
         # Resolves deadlines that passed while the daemon was down before anything else can ask.
         await nursery.start(coord.serve_question_watchdog)
-        nursery.start_soon(coord.serve_vacuum)
+        await nursery.start(coord.serve_vacuum)
         await coord.register_manager()
-        supervisor: Lifecycle | None = None
-        if lifecycle:
-            supervisor = Lifecycle(coord, backend=make_backend(config), manage_manager=manages_manager(config))
-            coord.lifecycle = supervisor
-            # Reconcile: every agent in the roster gets its socket back (so its harness can reconnect),
-            # and what should run is started again.
-            await nursery.start(supervisor.serve)
-        else:
-            for record in await coord.roster.all():
-                await coord.register_agent(record.name)
+        # Reconcile: every agent in the roster gets its socket back (so its harness can reconnect),
+        # and what should run is started again.
+        await nursery.start(coord.ops.serve)
         if config.federation.enabled:
             # Imported here: nats-py is an optional extra (`hive-trio[federation]`).
             from hive_trio.federation.service import serve_federation
@@ -132,16 +132,26 @@ async def open_hive(config: Config, *, clock: WallClock = time.time, lifecycle: 
             await nursery.start(serve_federation, coord)
         if config.dashboard_enabled:
             # Bound before open_hive yields, so `hive.dashboard_url` is always usable (port 0 included).
-            await nursery.start(serve_dashboard, coord)
+            coord.set_dashboard_url(await nursery.start(serve_dashboard, coord))
         # host.sock last: once an operator can connect, every agent socket is already bound.
         await nursery.start(serve_host_socket, coord)
         try:
             yield Hive(coordinator=coord, config=config)
         finally:
-            if supervisor is not None:
-                with trio.CancelScope(shield=True) as cleanup:
-                    cleanup.deadline = trio.current_time() + config.shutdown_grace
-                    await supervisor.shutdown()
+            # First, so sockets still answer while agents stop (`serve`'s own shutdown then finds none).
+            with trio.CancelScope(shield=True) as cleanup:
+                cleanup.deadline = trio.current_time() + config.shutdown_grace
+                await coord.ops.shutdown()
+            coord.set_dashboard_url(None)  # rows published while the hive closes link nowhere
+
+
+def lifecycle_factory(config: Config, lifecycle: bool | LifecycleFactory) -> LifecycleFactory:
+    """What builds the hive's `LifecycleOps`: the real one on `config.backend`, the bare one, or the caller's."""
+    if lifecycle is True:
+        return partial(Lifecycle, backend=make_backend(config), manage_manager=manages_manager(config))
+    if lifecycle is False:
+        return BareLifecycle
+    return lifecycle
 
 
 async def serve_daemon(config: Config, *, ready: trio.Event | None = None) -> None:

@@ -10,6 +10,7 @@ import trio
 import trio.testing
 
 from hive_trio.core.coordinator import Coordinator, open_coordinator
+from hive_trio.lifecycle.bare import BareLifecycle
 from hive_trio.rules.config import Config
 
 
@@ -50,7 +51,7 @@ def wall_clock() -> FakeWallClock:
 
 @pytest.fixture
 async def coordinator(config: Config, wall_clock: FakeWallClock) -> AsyncIterator[Coordinator]:
-    async with open_coordinator(config, clock=wall_clock) as coord:
+    async with open_coordinator(config, lifecycle=BareLifecycle, clock=wall_clock) as coord:
         yield coord
 
 

@@ -62,7 +62,7 @@ async def spawn_examples(coord: Coordinator, names: tuple[str, ...] = EXAMPLE_AG
     tombstones = set(await coord.tombstones())
     spawned = []
     for name in names:
-        if name in tombstones or await coord.roster.get(name) is not None:
+        if name in tombstones or await coord.find_agent(name) is not None:
             continue
         await coord.ops.spawn(name)
         spawned.append(name)

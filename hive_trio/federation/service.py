@@ -9,8 +9,9 @@
 - The **roster** task publishes this hive's agents every `roster_interval` on `roster.<hive>` and keeps
   the latest roster of every other hive; a roster is also the link's heartbeat (last contact).
 
-It reaches the database only through `coordinator.db` with the store's `*_tx` functions, and tells the
-dashboard through `coordinator.hub`, as the coordinator's own operations do. It never serves a socket.
+It changes hive.db only through the coordinator's federation methods (`accept_remote`, `settle_outbox`...),
+which commit and then announce, so the coordinator stays the one writer and announcer. It never serves
+a socket.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from collections.abc import Callable
 from functools import partial
 from typing import NoReturn
 
-import apsw
 import attrs
 import trio
 
@@ -31,11 +31,9 @@ from hive_trio.federation.link import ConnectOptions, Incoming, NatsLink, Publis
 from hive_trio.federation.server import serve_nats_server
 from hive_trio.records import (
     LinkState,
-    Message,
     RecordError,
     RemoteAgent,
     RemoteAgentRow,
-    SentEvent,
     WireBounce,
     WireMessage,
     WireRoster,
@@ -44,13 +42,12 @@ from hive_trio.records import (
 )
 from hive_trio.rules.federation import (
     FederationConfig,
-    MessageSubject,
     RemoteAddress,
     parse_message_subject,
     read_secret,
     roster_origin,
 )
-from hive_trio.store import outbox as outbox_sql
+from hive_trio.store.outbox import Arrival, OutboxItem
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +56,6 @@ FETCH_BATCH = 64
 FETCH_WAIT = 1.0
 MAX_BACKOFF = 2.0
 CLOSE_GRACE = 3.0
-
-
-@attrs.frozen
-class _Taken:
-    item: Incoming
-    subject: MessageSubject
-    wire: WireMessage | WireBounce
 
 
 @attrs.define
@@ -110,7 +100,7 @@ class Federation:
         ]
 
     async def link_state(self) -> LinkState:
-        stats = await self.coordinator.db.read(outbox_sql.stats)
+        stats = await self.coordinator.outbox_stats()
         return LinkState(
             hive=self.hive,
             connected=self.link.connected,
@@ -124,26 +114,21 @@ class Federation:
     def _heard_from(self, hive: str) -> None:
         self._contact[hive] = self.clock()
 
-    def _announce(self, messages: list[Message]) -> None:
-        for m in messages:
-            self.coordinator.hub.emit(SentEvent(sender=m.sender, recipient=m.recipient, body=m.body, at=m.sent_at))
-
     # ------------------------------------------------------------------ forwarder
     async def serve_forwarder(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
-        db = self.coordinator.db
         retry_at: dict[str, float] = {}
         backoff: dict[str, float] = {}
         task_status.started()
         while True:
             bell = self._outbox_bell = trio.Event()
             try:
-                items = await db.read(lambda c: outbox_sql.pending(c, limit=FORWARD_BATCH))
+                items = await self.coordinator.outbox_pending(limit=FORWARD_BATCH)
             except HiveError:
                 log.warning("forwarder could not read the outbox; retrying", exc_info=True)
                 await trio.sleep(1.0)
                 continue
             now = trio.current_time()
-            groups: dict[str, list[outbox_sql.OutboxItem]] = {}
+            groups: dict[str, list[OutboxItem]] = {}
             for item in items:
                 if retry_at.get(item.hive, 0.0) <= now:
                     groups.setdefault(item.hive, []).append(item)
@@ -178,22 +163,14 @@ class Federation:
                 await self._mark(done, failed)
 
     async def _mark(self, done: list[int], failed: list[tuple[int, str]]) -> None:
-        stamp = self.clock()
-
-        def tx(conn: apsw.Connection) -> list[Message]:
-            outbox_sql.mark_forwarded_tx(conn, ids=done, now=stamp)
-            notices = [outbox_sql.fail_tx(conn, outbox_id=i, reason=r, now=stamp) for i, r in failed]
-            return [n for n in notices if n is not None]
-
         # Shielded: JetStream holds these now; losing the mark only means one republish (deduped).
         with trio.CancelScope(shield=True):
             try:
-                notices = await self.coordinator.db.write(tx)
+                await self.coordinator.settle_outbox(forwarded=done, failed=failed)
             except HiveError:
                 log.warning("could not mark %d outbox rows forwarded; they will be republished", len(done))
                 return
         self.forwarded += len(done)
-        self._announce(notices)
 
     # ------------------------------------------------------------------ consumer
     async def serve_consumer(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
@@ -221,7 +198,8 @@ class Federation:
                 await self._take(batch)
 
     async def _take(self, batch: list[Incoming]) -> None:
-        good: list[_Taken] = []
+        good: list[Incoming] = []
+        arrivals: list[Arrival] = []
         bad: list[Incoming] = []
         for item in batch:
             try:
@@ -233,57 +211,34 @@ class Federation:
                 log.warning("federation: dropping malformed message on %s: %s", item.subject, exc)
                 bad.append(item)
                 continue
-            good.append(_Taken(item=item, subject=subject, wire=wire))
-        now = self.clock()
-        max_body = self.coordinator.config.max_body_bytes
-        isolated = frozenset(self.fed.isolated_agents)
-
-        def tx(conn: apsw.Connection) -> list[outbox_sql.Accepted]:
-            out = []
-            for taken in good:
-                subject, wire = taken.subject, taken.wire
-                if isinstance(wire, WireBounce):
-                    notice = outbox_sql.bounce_received_tx(
-                        conn, from_hive=subject.origin, sender=subject.recipient_token, bounce=wire, now=now
-                    )
-                    out.append(outbox_sql.Accepted(messages=[notice] if notice else []))
-                else:
-                    out.append(
-                        outbox_sql.accept_tx(
-                            conn,
-                            me=self.hive,
-                            subject=subject,
-                            wire=wire,
-                            now=now,
-                            max_body_bytes=max_body,
-                            isolated=isolated,
-                            peer_allowed=self.fed.allows_peer(subject.origin),
-                        )
-                    )
-            return out
-
-        if good:
+            good.append(item)
+            arrivals.append(Arrival(subject=subject, wire=wire))
+        if arrivals:
             try:
-                results = await self.coordinator.db.write(tx)
+                results = await self.coordinator.accept_remote(
+                    arrivals,
+                    me=self.hive,
+                    isolated=frozenset(self.fed.isolated_agents),
+                    allows_peer=self.fed.allows_peer,
+                )
             except HiveError:
                 # Not committed, so not acked: JetStream redelivers after ack_wait.
                 log.warning("federation: could not commit %d received messages; they will come again", len(good))
                 return
-            for taken, result in zip(good, results, strict=True):
-                self._heard_from(taken.subject.origin)
+            for arrival, result in zip(arrivals, results, strict=True):
+                self._heard_from(arrival.subject.origin)
                 if result.duplicate:
                     self.duplicates += 1
                 elif result.bounced is not None:
                     self.bounced += 1
                 else:
                     self.received += len(result.messages)
-                self._announce(result.messages)
             if any(r.bounced for r in results):
                 self.wake_forwarder()
         # After the commit: a crash before these acks only means a redelivery, absorbed by the key.
         with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_GRACE):
             try:
-                await self.link.ack([t.item for t in good])
+                await self.link.ack(good)
                 await self.link.term(bad)
             except Exception as exc:
                 log.debug("ack failed (the batch will be redelivered and deduplicated): %s", exc)

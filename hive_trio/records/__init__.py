@@ -134,6 +134,11 @@ class Question:
         return self.answer is None
 
 
+def short_sha(sha: str | None) -> str | None:
+    """A commit as people read it: its first 12 hex digits."""
+    return sha[:12] if sha else None
+
+
 @attrs.frozen
 class AgentRecord:
     """What the daemon has recorded about an agent (table `agents`): intent, not observation."""
@@ -253,6 +258,12 @@ class HelperQuestionAsked:
     multi: bool = False
     deadline_at: float | None = None
 
+    @classmethod
+    def of(cls, q: Question) -> HelperQuestionAsked:
+        return cls(
+            id=q.id, asker=q.asker, question=q.question, options=q.options, multi=q.multi, deadline_at=q.deadline_at
+        )
+
 
 @attrs.frozen
 class HelperQuestionAnswered:
@@ -288,7 +299,13 @@ class SentEvent:
     recipient: str
     body: str
     at: float
+    # The message's id, so clients match `delivered` to it (older clients ignore the extra key).
+    id: int | None = None
     seq: int = 0
+
+    @classmethod
+    def of(cls, m: Message) -> SentEvent:
+        return cls(sender=m.sender, recipient=m.recipient, body=m.body, at=m.sent_at, id=m.id)
 
 
 @attrs.frozen
@@ -298,7 +315,14 @@ class DeliveredEvent:
     recipient: str
     body: str
     at: float
+    id: int | None = None
     seq: int = 0
+
+    @classmethod
+    def of(cls, m: Message) -> DeliveredEvent:
+        """From the row `deliver` stamped: `at` is its `delivered_at`."""
+        assert m.delivered_at is not None
+        return cls(sender=m.sender, recipient=m.recipient, body=m.body, at=m.delivered_at, id=m.id)
 
 
 @attrs.frozen
@@ -311,6 +335,17 @@ class ApprovalAddedEvent:
     diff: str | None
     description: str | None
     seq: int = 0
+
+    @classmethod
+    def of(cls, a: Approval) -> ApprovalAddedEvent:
+        return cls(
+            id=a.id,
+            agent=a.agent,
+            approval_kind=a.kind,
+            sha_short=short_sha(a.fetched_sha),
+            diff=a.diff,
+            description=a.description,
+        )
 
 
 @attrs.frozen
@@ -326,6 +361,20 @@ class ApprovalResolvedEvent:
     description: str | None
     seq: int = 0
 
+    @classmethod
+    def of(cls, a: Approval) -> ApprovalResolvedEvent:
+        assert a.resolved_at is not None
+        return cls(
+            id=a.id,
+            agent=a.agent,
+            approval_kind=a.kind,
+            sha_short=short_sha(a.fetched_sha),
+            status=a.status,
+            resolved_at=a.resolved_at,
+            note=a.note,
+            description=a.description,
+        )
+
 
 @attrs.frozen
 class QuestionAddedEvent:
@@ -340,6 +389,19 @@ class QuestionAddedEvent:
     default_answer: str | None = None
     seq: int = 0
 
+    @classmethod
+    def of(cls, q: Question) -> QuestionAddedEvent:
+        return cls(
+            id=q.id,
+            asker=q.asker,
+            question=q.question,
+            options=q.options,
+            multi=q.multi,
+            asked_at=q.asked_at,
+            deadline_at=q.deadline_at,
+            default_answer=q.default_answer,
+        )
+
 
 @attrs.frozen
 class QuestionResolvedEvent:
@@ -350,6 +412,11 @@ class QuestionResolvedEvent:
     answered_at: float
     cancelled: bool
     seq: int = 0
+
+    @classmethod
+    def of(cls, q: Question) -> QuestionResolvedEvent:
+        assert q.answer is not None and q.answerer is not None and q.answered_at is not None
+        return cls(id=q.id, answer=q.answer, answerer=q.answerer, answered_at=q.answered_at, cancelled=q.cancelled)
 
 
 @attrs.frozen
@@ -833,6 +900,8 @@ def _make_converter() -> cattrs.Converter:
     for cls in (SentEvent, DeliveredEvent, Delivery, Message):
         fields = {a.name for a in attrs.fields(cls)}
         ov: dict[str, Any] = {k: v for k, v in renames.items() if k in fields}
+        if cls in (SentEvent, DeliveredEvent):
+            ov["id"] = override(omit_if_default=True)  # an event without an id reads as it always did
         conv.register_unstructure_hook(cls, make_dict_unstructure_fn(cls, conv, **ov))
         conv.register_structure_hook(cls, make_dict_structure_fn(cls, conv, **ov))
     configure_tagged_union(HelperEvent, conv, tag_generator=_tag_of, tag_name="event")

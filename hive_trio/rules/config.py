@@ -96,10 +96,6 @@ class Config:
         if self.restart_intensity < 0:
             raise ConfigError("restart_intensity must not be negative")
 
-    @property
-    def db_path(self) -> Path:
-        return self.state_dir / "hive.db"
-
 
 _FIELDS: Final = {a.name: a for a in attrs.fields(Config)}
 

@@ -8,12 +8,13 @@ broker and records (origin hive, origin id) in `federation_received` in the same
 redelivered message finds its key taken and changes nothing. What cannot be delivered goes back as a
 bounce, itself queued in this outbox, so it survives a crash just as a message does.
 
-Plain functions on an APSW connection, like every store: no sockets, no tasks, no events.
+Plain functions on an APSW connection, like every store, and `Outbox`, which routes them through the
+database's writer; the coordinator holds it. No sockets, no tasks, no events.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import apsw
@@ -38,6 +39,7 @@ from hive_trio.rules.federation import (
     msg_id,
 )
 from hive_trio.store import broker as broker_sql
+from hive_trio.store.database import Database
 
 _OUTBOX_COLUMNS = "id, message_id, kind, hive, sender, address, subject, nats_msg_id, payload, queued_at"
 
@@ -72,6 +74,7 @@ def queue_remote_tx(
 ) -> Message:
     """The sender's `messages` row (recipient `agent@hive`) and its outbox row, in the caller's transaction."""
     broker_sql.check_body(body, max_body_bytes=max_body_bytes)
+    # Not the broker's insert: `agent@hive` is no local inbox, so `is_known_recipient` would refuse it.
     row = conn.execute(
         "INSERT INTO messages (sender, recipient, body, sent_at) VALUES (?, ?, ?, ?) RETURNING id",
         (sender, str(address), body, now),
@@ -85,9 +88,7 @@ def queue_remote_tx(
         " VALUES (?, 'message', ?, ?, ?, ?, ?, ?, ?)",
         (mid, address.hive, sender, str(address), subject, msg_id(origin, mid), payload, now),
     )
-    message = broker_sql.get(conn, mid)
-    assert message is not None
-    return message
+    return Message(id=mid, sender=sender, recipient=str(address), body=body, sent_at=now)
 
 
 def queue_bounce_tx(
@@ -260,8 +261,117 @@ def vacuum_tx(conn: apsw.Connection, *, older_than: float) -> int:
     return dropped + conn.changes()
 
 
+@attrs.frozen
+class Arrival:
+    """One message consumed from the link: its parsed subject (the facts) and its payload."""
+
+    subject: MessageSubject
+    wire: WireMessage | WireBounce
+
+
+def accept_all_tx(
+    conn: apsw.Connection,
+    arrivals: Sequence[Arrival],
+    *,
+    me: str,
+    now: float,
+    max_body_bytes: int,
+    isolated: Collection[str],
+    allows_peer: Callable[[str], bool],
+) -> list[Accepted]:
+    """A fetched batch in one transaction: messages into inboxes (once), bounces to their senders."""
+    out = []
+    for a in arrivals:
+        if isinstance(a.wire, WireBounce):
+            notice = bounce_received_tx(
+                conn, from_hive=a.subject.origin, sender=a.subject.recipient_token, bounce=a.wire, now=now
+            )
+            out.append(Accepted(messages=[notice] if notice else []))
+        else:
+            out.append(
+                accept_tx(
+                    conn,
+                    me=me,
+                    subject=a.subject,
+                    wire=a.wire,
+                    now=now,
+                    max_body_bytes=max_body_bytes,
+                    isolated=isolated,
+                    peer_allowed=allows_peer(a.subject.origin),
+                )
+            )
+    return out
+
+
+class Outbox:
+    """Routes the functions above through the database's writer (and reader), as `Broker` does."""
+
+    def __init__(self, db: Database, *, clock: Callable[[], float], max_body_bytes: int) -> None:
+        self._db = db
+        self._clock = clock
+        self._max_body_bytes = max_body_bytes
+
+    async def queue(self, *, origin: str, sender: str, address: RemoteAddress, body: str) -> Message:
+        broker_sql.check_body(body, max_body_bytes=self._max_body_bytes)
+        now = self._clock()
+        return await self._db.write(
+            lambda c: queue_remote_tx(
+                c,
+                origin=origin,
+                sender=sender,
+                address=address,
+                body=body,
+                now=now,
+                max_body_bytes=self._max_body_bytes,
+            )
+        )
+
+    async def pending(self, *, limit: int) -> list[OutboxItem]:
+        return await self._db.read(lambda c: pending(c, limit=limit))
+
+    async def settle(self, *, forwarded: Sequence[int], failed: Sequence[tuple[int, str]]) -> list[Message]:
+        now = self._clock()
+
+        def tx(conn: apsw.Connection) -> list[Message]:
+            mark_forwarded_tx(conn, ids=forwarded, now=now)
+            notices = [fail_tx(conn, outbox_id=i, reason=r, now=now) for i, r in failed]
+            return [n for n in notices if n is not None]
+
+        return await self._db.write(tx)
+
+    async def accept(
+        self,
+        arrivals: Sequence[Arrival],
+        *,
+        me: str,
+        isolated: Collection[str],
+        allows_peer: Callable[[str], bool],
+    ) -> list[Accepted]:
+        now = self._clock()
+        return await self._db.write(
+            lambda c: accept_all_tx(
+                c,
+                arrivals,
+                me=me,
+                now=now,
+                max_body_bytes=self._max_body_bytes,
+                isolated=isolated,
+                allows_peer=allows_peer,
+            )
+        )
+
+    async def stats(self) -> OutboxStats:
+        return await self._db.read(stats)
+
+    async def vacuum(self, *, retention_seconds: float) -> int:
+        cutoff = self._clock() - retention_seconds
+        return await self._db.write(lambda c: vacuum_tx(c, older_than=cutoff))
+
+
 __all__ = [
     "Accepted",
+    "Arrival",
+    "Outbox",
     "OutboxItem",
     "OutboxStats",
     "accept_tx",

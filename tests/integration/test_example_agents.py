@@ -34,14 +34,14 @@ async def test_example_agents_talk_ask_and_propose(short_tmp: Path) -> None:
 
         await eventually(greeted_both_ways, within=15, what="alice and bob to talk")
         # alice (first by name) asked the operator, with a deadline and a default.
-        questions = await eventually(coord.questions.list_open, within=10, what="alice's question")
+        questions = await eventually(coord.list_questions, within=10, what="alice's question")
         question = questions[0]
         assert question.asker == "alice" and question.target is None and question.deadline_at is not None
 
         # The manager committed to alice's config repo and asked for it to be applied.
         async def fetched_proposals() -> list[Approval]:
             # The row exists (pending) a moment before its commit is fetched and its diff stored.
-            return [a for a in await coord.approvals.query(status=ApprovalStatus.PENDING) if a.fetched_sha]
+            return [a for a in await coord.list_approvals(status=ApprovalStatus.PENDING) if a.fetched_sha]
 
         proposal = (await eventually(fetched_proposals, within=10, what="the proposal"))[0]
         assert proposal.kind is ApprovalKind.APPLY_COMMIT and proposal.agent == "alice"

@@ -243,6 +243,12 @@ async def test_a_hive_down_for_a_while_drains_the_outbox_when_it_returns(short_t
         assert state is not None and state.outbox_depth == 40 and state.oldest_unforwarded_at is not None
         async with open_fed_hive(short_tmp / "b", fed_b, []) as hb:
             await wait_until(lambda: _depth_is(ha, 0), seconds=20)
+
+            async def all_in() -> bool:
+                return len(await bodies(hb, "bob")) >= 40
+
+            await wait_until(all_in, seconds=10)
+            await trio.sleep(0.3)
             got = [body for _, body in await bodies(hb, "bob")]
             assert got == [f"late {i}" for i in range(40)]
 

@@ -14,8 +14,8 @@ import trio
 from lifecycle_support import eventually, lifecycle_config, pid_alive
 
 from hive_trio.daemon import open_hive
+from hive_trio.lifecycle import Lifecycle
 from hive_trio.lifecycle.backends.process import read_boot_id
-from hive_trio.lifecycle.supervisor import Lifecycle
 
 # Each agent is a shell with a background child: the group, not just the leader, must be stopped.
 TEMPLATE = "sleep 3600 & exec sleep 3601"
@@ -35,7 +35,7 @@ async def main(root: str) -> None:
         pids = {}
         for name in ("alpha", "beta"):
             await coord.ops.spawn(name)
-            pids[name] = coord.lifecycle.run_of(name).pid
+            pids[name] = coord.ops.run_of(name).pid
         await coord.ops.stop("beta")
         print(json.dumps(pids), flush=True)
         await trio.sleep_forever()
@@ -87,7 +87,7 @@ async def test_reconcile_after_sigkill_stops_orphans_then_starts_fresh(short_tmp
     config = lifecycle_config(short_tmp, agent_command=TEMPLATE)
     async with open_hive(config) as hive:
         coord = hive.coordinator
-        lifecycle = coord.lifecycle
+        lifecycle = coord.ops
         assert isinstance(lifecycle, Lifecycle)
         # Reconcile stopped every process of the old group before starting a fresh alpha.
         assert not any(pid_alive(p) for p in orphans)

@@ -20,7 +20,6 @@ import trio
 from hive_trio.core.coordinator import Coordinator
 from hive_trio.core.event_hub import Resync
 from hive_trio.errors import HiveError, InvalidRequest
-from hive_trio.lifecycle.bare import add_bare_agent, remove_bare_agent
 from hive_trio.records import (
     BROADCAST,
     OPERATOR,
@@ -174,11 +173,7 @@ class HostCommands:
 
     # ------------------------------------------------------------------ ours
     async def _spawn(self, request: HostSpawn) -> Fields:
-        if self.coordinator.lifecycle is None:
-            # Fallback while no lifecycle backend is wired: a roster row and a socket, nothing started.
-            record = await add_bare_agent(self.coordinator, request.name)
-        else:
-            record = await self.coordinator.ops.spawn(request.name)
+        record = await self.coordinator.ops.spawn(request.name)
         return {"agent": unstructure(record)}
 
     async def _rebuild(self, request: HostRebuild) -> Fields:
@@ -186,10 +181,7 @@ class HostCommands:
         return {"name": request.name}
 
     async def _destroy(self, request: HostDestroy) -> Fields:
-        if self.coordinator.lifecycle is None:
-            await remove_bare_agent(self.coordinator, request.name, purge=request.purge)
-        else:
-            await self.coordinator.ops.destroy(request.name, purge=request.purge)
+        await self.coordinator.ops.destroy(request.name, purge=request.purge)
         return {"name": request.name, "purged": request.purge}
 
     async def _purge_tombstone(self, request: HostPurgeTombstone) -> Fields:
@@ -305,11 +297,11 @@ class HostConnection:
 
     async def _status_feed(self, done: trio.Event, *, task_status: trio.TaskStatus[None]) -> None:
         """Ack, then one response per changed agent, for as long as the client reads them."""
-        hub = self.coordinator.hub
+        coordinator = self.coordinator
         try:
             acked = False
             while True:
-                with hub.subscribe(buffer=STATUS_FEED_BUFFER) as sub:
+                with coordinator.subscribe(buffer=STATUS_FEED_BUFFER) as sub:
                     if not acked:
                         # Subscribed before the ack, so nothing after the ack is missed; written by this
                         # task, so no row can overtake it.
