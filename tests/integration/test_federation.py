@@ -311,3 +311,29 @@ async def test_a_rogue_server_with_a_peers_leaf_credentials_cannot_speak_for_ano
 
 async def _quiet(exc: Exception) -> None:
     pass
+
+
+async def test_a_redelivery_past_jetstreams_dedup_is_absorbed_by_the_origin_key(short_tmp: Path) -> None:
+    """The same origin message id under two Nats-Msg-Ids (a republish after JetStream's dedup window)
+    reaches the inbox once: the (origin hive, origin id) key is what makes it exactly-once."""
+    async with open_pair(short_tmp) as (ha, hb):
+        password = (ha.config.state_dir / "nats" / "daemon.password").read_text().strip()
+        url = "nats://" + json.loads((ha.config.state_dir / "nats" / "nats.conf").read_text())["listen"]
+        payload = to_json(WireMessage(id=4242, body="once", sent_at=0.0)).encode()
+
+        async def publish_twice() -> list[bool]:
+            nc = await nats.connect(url, user="hive-a", password=password, error_cb=_quiet)
+            js = nc.jetstream()
+            acks = [
+                await js.publish("fed.a.b.alice.bob", payload, headers={"Nats-Msg-Id": mid}) for mid in ("x1", "x2")
+            ]
+            await nc.close()
+            return [bool(a.duplicate) for a in acks]
+
+        assert await fed_of(ha).link.aio.run(publish_twice) == [False, False]  # JetStream stored both
+
+        async def absorbed() -> bool:
+            return fed_of(hb).duplicates >= 1
+
+        await wait_until(absorbed, seconds=10)
+        assert await bodies(hb, "bob") == [("alice@a", "once")]

@@ -1,6 +1,7 @@
 """Two real `hive-trio daemon` processes, each supervising its own nats-server, linked by leafnode.
 
-A burst of remote sends runs while SIGKILL hits the receiving daemon, then the sending daemon. Every
+A burst of remote sends runs while SIGKILL hits the receiving daemon, the sending daemon, then each
+nats-server on its own (its daemon restarts it). Every
 send the sender acknowledged arrives exactly once, in order; duplicates from redelivery are absorbed.
 """
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from federation_support import LEAF_PASSWORD, inbox, wait_until
+from federation_support import LEAF_PASSWORD, inbox, sigkill_nats, wait_until
 
 from hive_trio.clients.host import HostClientError, host_request
 from hive_trio.federation.server import free_port
@@ -115,6 +116,10 @@ async def test_sigkill_of_either_daemon_mid_burst_loses_no_acknowledged_message(
             await daemons.kill("a")  # the sender, with its nats-server and unforwarded outbox rows
             await daemons.start("a")
             await trio.sleep(0.6)
+            sigkill_nats(short_tmp / "b" / "state")  # each nats-server alone; its daemon restarts it
+            await trio.sleep(0.6)
+            sigkill_nats(short_tmp / "a" / "state")
+            await trio.sleep(0.6)
             stop.set()
 
         async def all_acked_arrived() -> bool:
@@ -129,4 +134,5 @@ async def test_sigkill_of_either_daemon_mid_burst_loses_no_acknowledged_message(
         # Per-recipient order is send order across the crashes too.
         assert got == sorted(got, key=lambda b: int(b[1:]))
         assert len(acked) > 50
+        print(f"sends tried {attempted}, acknowledged {len(acked)}, delivered {len(got)} (none twice)")
         daemons_nursery.cancel_scope.cancel()
