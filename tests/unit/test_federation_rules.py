@@ -164,3 +164,27 @@ def test_only_a_bounce_for_a_message_really_sent_there_reaches_the_sender(conn: 
         outbox.bounce_received_tx(conn, from_hive="c", sender="bob", bounce=WireBounce(id=m.id, reason="no x"), now=3.0)
         is None
     )
+
+
+def test_status_prints_remote_agents_and_the_link_state_line() -> None:
+    import time
+
+    from hive_trio.cli import _federation_lines
+
+    assert _federation_lines({"agent_statuses": []}) == ""  # not federated: nothing extra
+    now = time.time()
+    text = _federation_lines(
+        {
+            "remote_agents": [{"name": "bob", "hive": "b", "running": True, "status_text": "reviewing"}],
+            "link": {
+                "hive": "a",
+                "connected": False,
+                "outbox_depth": 3,
+                "oldest_unforwarded_at": now - 12,
+                "last_contact_at": now - 15,
+                "error": "no route",
+            },
+        }
+    )
+    assert "bob" in text and "reviewing" in text
+    assert "link a: DISCONNECTED, outbox 3 (oldest 12s ago), last contact 15s ago, error: no route" in text
