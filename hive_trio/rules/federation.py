@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import attrs
 
-from hive_trio.errors import InvalidRequest
+from hive_trio.errors import HiveError, InvalidRequest
 from hive_trio.records import BROADCAST, SYSTEM_SENDER
 from hive_trio.rules.names import AGENT_NAME_PATTERN, validate_agent_name
 
@@ -31,8 +31,8 @@ STREAM_PREFIX: Final = "FED_"
 CONSUMER_PREFIX: Final = "hive-"
 
 
-class FederationConfigError(ValueError):
-    """A federation setting that cannot be used; the message names it."""
+class FederationConfigError(HiveError, ValueError):
+    """A federation setting that cannot be used, or a server that cannot start; the message says which."""
 
 
 def validate_hive_name(name: object) -> str:

@@ -337,3 +337,23 @@ async def test_a_redelivery_past_jetstreams_dedup_is_absorbed_by_the_origin_key(
 
         await wait_until(absorbed, seconds=10)
         assert await bodies(hb, "bob") == [("alice@a", "once")]
+
+
+async def test_a_server_that_cannot_start_stops_the_hive_with_a_reason(short_tmp: Path) -> None:
+    import socket
+
+    from hive_trio.rules.federation import FederationConfigError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        fed = FederationConfig(enabled=True, hive="a", leaf_listen=f"127.0.0.1:{port}")
+        with pytest.RaisesGroup(
+            pytest.RaisesExc(FederationConfigError, match="nats-server exited"), flatten_subgroups=True
+        ):
+            async with open_fed_hive(short_tmp / "a", fed, []):
+                pass
+    with pytest.RaisesGroup(pytest.RaisesExc(FederationConfigError, match="not an executable"), flatten_subgroups=True):
+        async with open_fed_hive(short_tmp / "a", FederationConfig(enabled=True, hive="a", nats_server=short_tmp), []):
+            pass
