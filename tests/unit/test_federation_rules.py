@@ -188,3 +188,27 @@ def test_status_prints_remote_agents_and_the_link_state_line() -> None:
     )
     assert "bob" in text and "reviewing" in text
     assert "link a: DISCONNECTED, outbox 3 (oldest 12s ago), last contact 15s ago, error: no route" in text
+
+
+def test_vacuum_forgets_settled_rows_and_old_keys_but_never_a_pending_one(conn: apsw.Connection) -> None:
+    kept = outbox.queue_remote_tx(
+        conn, origin="a", sender="alice", address=RemoteAddress("bob", "b"), body="x", now=1.0, max_body_bytes=100
+    )
+    gone = outbox.queue_remote_tx(
+        conn, origin="a", sender="alice", address=RemoteAddress("bob", "b"), body="y", now=1.0, max_body_bytes=100
+    )
+    ids = {i.message_id: i.id for i in outbox.pending(conn, limit=10)}
+    outbox.mark_forwarded_tx(conn, ids=[ids[gone.id]], now=2.0)
+    subject = parse_message_subject("fed.c.a.x.bob")
+    outbox.accept_tx(
+        conn,
+        subject=subject,
+        wire=WireMessage(id=1, body="z", sent_at=0),
+        me="a",
+        now=2.0,
+        max_body_bytes=100,
+        isolated=(),
+        peer_allowed=True,
+    )
+    assert outbox.vacuum_tx(conn, older_than=10.0) == 2  # the forwarded row and the dedup key
+    assert [i.message_id for i in outbox.pending(conn, limit=10)] == [kept.id]
