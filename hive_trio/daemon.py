@@ -9,11 +9,12 @@ from __future__ import annotations
 import gc
 import logging
 import resource
-import signal
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
+from pathlib import Path
+from typing import NoReturn
 
 import attrs
 import trio
@@ -154,17 +155,30 @@ def lifecycle_factory(config: Config, lifecycle: bool | LifecycleFactory) -> Lif
     return lifecycle
 
 
-async def serve_daemon(config: Config, *, ready: trio.Event | None = None) -> None:
-    """Run the daemon in the foreground until SIGINT or SIGTERM, then shut down gracefully."""
+async def serve_daemon(config: Config, *, task_status: trio.TaskStatus[Path] = trio.TASK_STATUS_IGNORED) -> NoReturn:
+    """Run the daemon until cancelled; `task_status.started(host_socket)` once every socket is bound.
+
+    Cancellation is the stop request (the CLI cancels on SIGINT or SIGTERM). The hive runs in a
+    shielded scope that only this function's own `stop` ends, so a cancelled daemon still shuts down
+    gracefully: agents are stopped while their sockets answer, as `serve_dashboard` closes its streams.
+    """
     raise_open_file_limit()
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with open_hive(config) as hive:
-            tune_garbage_collection()
-            log.info("hive-trio is up: state %s, runtime %s", config.state_dir, config.runtime_dir)
-            if hive.dashboard_url:
-                log.info("dashboard: %s", hive.dashboard_url)
-            if ready is not None:
-                ready.set()
-            async for signum in signals:
-                log.info("received %s, shutting down", signal.Signals(signum).name)
-                break
+    stop = trio.Event()
+
+    async def run(*, task_status: trio.TaskStatus[Path]) -> None:
+        with trio.CancelScope(shield=True):
+            async with open_hive(config) as hive:
+                tune_garbage_collection()
+                log.info("hive-trio is up: state %s, runtime %s", config.state_dir, config.runtime_dir)
+                if hive.dashboard_url:
+                    log.info("dashboard: %s", hive.dashboard_url)
+                task_status.started(hive.coordinator.paths.host_socket)
+                await stop.wait()
+
+    async with trio.open_nursery() as nursery:
+        try:
+            task_status.started(await nursery.start(run))
+            await trio.sleep_forever()
+        finally:
+            stop.set()
+    raise AssertionError("serve_daemon only ends by cancellation")

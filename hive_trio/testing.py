@@ -204,7 +204,9 @@ class DaemonProcess:
 
     @property
     def host_socket(self) -> Path:
-        return self.runtime_dir / "host.sock"
+        from hive_trio.rules.paths import HivePaths
+
+        return HivePaths(self.state_dir, self.runtime_dir).host_socket
 
     def cli_command(self, *args: str) -> list[str]:
         """argv for a `hive-trio` operator command against this daemon."""

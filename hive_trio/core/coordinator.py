@@ -26,7 +26,7 @@ import trio
 
 from hive_trio.core.event_hub import EventHub, Subscription
 from hive_trio.core.inbox_bells import InboxBells
-from hive_trio.errors import Busy, Conflict, HiveError, InvalidRequest
+from hive_trio.errors import Busy, Conflict, HiveError, InvalidRequest, sole_error
 from hive_trio.records import (
     BROADCAST,
     MANAGER_AGENT,
@@ -258,7 +258,7 @@ class Coordinator:
                 except Exception as exc:
                     if not started:
                         # The socket could not be served at all: `register_agent` says why.
-                        raise _sole_exception(exc) from None
+                        raise (sole_error(exc) or exc) from None
                     # One agent's socket failing must never take down the daemon or its neighbours.
                     log.exception("socket for %s failed; it is unregistered", name)
         finally:
@@ -828,13 +828,6 @@ class Coordinator:
                 task_status.started()
                 started = True
             await trio.sleep(interval)
-
-
-def _sole_exception(exc: BaseException) -> BaseException:
-    """The one exception inside nested single-member groups (what a nursery wraps a lone error in)."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
 
 
 @asynccontextmanager

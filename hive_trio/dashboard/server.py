@@ -14,7 +14,6 @@ snapshot on every reconnect that cannot resume).
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 from collections import OrderedDict
@@ -60,7 +59,7 @@ from hive_trio.dashboard.routes import (
 from hive_trio.dashboard.token import ensure_token, http_url
 from hive_trio.dashboard.transport import ConnectionStream, receive_request, send_reply, serve_stall_watch
 from hive_trio.errors import HiveError
-from hive_trio.records import DashboardAction, DashboardEvent, RequestId, unstructure
+from hive_trio.records import DashboardAction, DashboardEvent, RequestId, to_json
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +226,7 @@ class DashboardServer:
             snapshot = await self.coord.snapshot()
         except HiveError as exc:
             return text_reply(503, str(exc))
-        body = json.dumps(unstructure(snapshot), ensure_ascii=False, separators=(",", ":")).encode()
+        body = to_json(snapshot).encode()
         return Reply(200, body, JSON)
 
     async def _serve_stream(self, stream: ConnectionStream, decision: OpenStream | RefuseStream) -> None:

@@ -480,3 +480,15 @@ async def test_an_error_in_the_client_block_comes_out_plain(hive: InProcessHive)
     with pytest.raises(KeyError):
         async with hive.open_agent("alpha"):
             raise KeyError("mine")
+
+
+class _BlockError(Exception):
+    pass
+
+
+async def test_an_error_raised_in_the_client_block_comes_out_as_itself(hive: InProcessHive) -> None:
+    # open_agent_client's nurseries would wrap it in an ExceptionGroup; the caller sees the error plain.
+    with pytest.raises(_BlockError, match=r"^from the block$"):
+        async with hive.open_agent("alpha") as client:
+            await client.call("whoami")
+            raise _BlockError("from the block")

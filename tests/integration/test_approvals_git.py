@@ -67,7 +67,7 @@ async def test_apply_commit_end_to_end(short_tmp: Path) -> None:
         assert (await coord.agent_statuses(["alpha"]))[0].deployed_sha == sha[:12]
         assert any(isinstance(e, ApprovalResolvedEvent) and e.status is ApprovalStatus.APPROVED for e in kinds)
         # The agent was restarted onto the new config.
-        env = await eventually(lambda: read_env(env_file), what="the rebuilt agent's env")
+        env = await eventually(lambda: read_env(env_file), watch=[env_file.parent], what="the rebuilt agent's env")
         assert env["GREETING"] == "hej"
         assert lifecycle.run_of("alpha").pid != old_pid  # type: ignore[union-attr]
         manager = await helper_events(coord, "manager")
@@ -271,7 +271,9 @@ async def test_a_build_cancelled_midway_leaves_the_approval_pending(
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(approve)
-            await eventually(lambda: "update h-alpha" in (short_tmp / "argv.log").read_text(), what="the build")
+            await eventually(
+                lambda: "update h-alpha" in (short_tmp / "argv.log").read_text(), watch=[short_tmp], what="the build"
+            )
             assert coord.transient_of("alpha") is TransientKind.REBUILDING
             assert coord.cancel_transient("alpha")
         assert outcome and "cancelled" in str(outcome[0])

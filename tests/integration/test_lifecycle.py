@@ -56,7 +56,11 @@ async def test_spawn_runs_the_agent_with_its_environment(short_tmp: Path) -> Non
             record = await coord.ops.spawn("alpha")
             assert record.desired == "running" and not record.failed
             paths = coord.paths
-            env = await eventually(lambda: read_env(paths.agent_notes("alpha") / "env.txt"), what="the env dump")
+            env = await eventually(
+                lambda: read_env(paths.agent_notes("alpha") / "env.txt"),
+                watch=[paths.agent_notes("alpha")],
+                what="the env dump",
+            )
             seen = drain(events)
         assert env["HIVE_AGENT"] == "alpha"
         assert env["HIVE_SOCKET"] == str(paths.agent_socket("alpha"))
@@ -109,10 +113,14 @@ async def test_a_killed_agent_is_restarted_and_its_unacked_messages_requeued(sho
         assert handed, "the message was handed out"
         old = pid_of(lifecycle, "alpha")
         os.kill(old, signal.SIGKILL)
-        new = await eventually(
-            lambda: (run := lifecycle.run_of("alpha")) is not None and run.pid != old and run.pid,
-            what="a restarted process",
-        )
+
+        async def restarted() -> int | None:
+            # The restart ends with its kick (the last step of a launch), which the hub announces.
+            run = lifecycle.run_of("alpha")
+            kicked = any("restarted after a crash" in k for k in await kicks(coord, "alpha"))
+            return run.pid if run is not None and run.pid != old and kicked else None
+
+        new = await eventually(restarted, coord=coord, what="a restarted process")
         assert pid_alive(new) and not pid_alive(old)
         crash = [e for e in await helper_events(coord, "manager") if e["event"] == "container_crash"]
         assert len(crash) == 1 and crash[0]["agent"] == "alpha"
@@ -150,7 +158,7 @@ async def test_past_the_restart_limit_the_agent_is_failed(short_tmp: Path) -> No
             crashes = [e for e in await helper_events(coord, "manager") if e["event"] == "container_crash"]
             return len(crashes) == 6 and (await coord.require_agent("crashy")).failed
 
-        await eventually(crashed_again, what="a second round of restarts")
+        await eventually(crashed_again, coord=coord, what="a second round of restarts")
 
 
 async def test_an_operator_stop_holds(short_tmp: Path) -> None:
@@ -197,8 +205,9 @@ async def test_restart_replaces_the_process(short_tmp: Path) -> None:
 
 @pytest.mark.timeout(30)
 async def test_a_second_action_is_refused_and_a_cancelled_one_clears(short_tmp: Path) -> None:
-    # The agent ignores SIGTERM, so a graceful stop waits out its (long) grace period.
-    config = lifecycle_config(short_tmp, agent_command="trap '' TERM; exec sleep 3600", stop_grace=30.0)
+    # The agent survives SIGTERM (noting it in got-term), so a graceful stop waits out its (long) grace period.
+    survivor = "trap 'echo TERM >> got-term' TERM; while :; do sleep 3600 & wait $!; done"
+    config = lifecycle_config(short_tmp, agent_command=survivor, stop_grace=30.0)
     async with open_hive(config) as hive:
         coord = hive.coordinator
         lifecycle = lifecycle_of(coord)
@@ -214,7 +223,15 @@ async def test_a_second_action_is_refused_and_a_cancelled_one_clears(short_tmp: 
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(stop)
-            await eventually(lambda: coord.transient_of("stubborn") is TransientKind.STOPPING, what="the spinner")
+            notes = coord.paths.agent_notes("stubborn")
+            # In its grace period: the spinner is up and the TERM has been delivered (so the stop is
+            # waiting, not still on its way to the signal).
+            await eventually(
+                lambda: coord.transient_of("stubborn") is TransientKind.STOPPING and (notes / "got-term").exists(),
+                coord=coord,
+                watch=[notes],
+                what="the spinner",
+            )
             for second in (coord.ops.restart, coord.ops.start, coord.ops.rebuild, coord.ops.destroy):
                 with pytest.raises(Busy, match="busy stopping"):
                     await second("stubborn")
@@ -255,7 +272,7 @@ async def test_rebuild_restarts_onto_the_applied_config(short_tmp: Path) -> None
         env_file.unlink()
         await coord.ops.rebuild("alpha")
         assert pid_of(lifecycle, "alpha") != old
-        env = await eventually(lambda: read_env(env_file), what="the new env dump")
+        env = await eventually(lambda: read_env(env_file), watch=[env_file.parent], what="the new env dump")
         assert env["GREETING"] == "hej"
         assert (await coord.require_agent("alpha")).deployed_sha == sha
         rebuilt = [e for e in await helper_events(coord, "manager") if e["event"] == "rebuilt"]
@@ -357,7 +374,9 @@ async def test_the_manager_runs_from_manager_command_and_is_restarted(short_tmp:
         coord = hive.coordinator
         lifecycle = lifecycle_of(coord)
         paths = coord.paths
-        env = await eventually(lambda: read_env(paths.manager_notes / "env.txt"), what="the manager's env")
+        env = await eventually(
+            lambda: read_env(paths.manager_notes / "env.txt"), watch=[paths.manager_notes], what="the manager's env"
+        )
         assert env["HIVE_AGENT"] == "manager"
         assert env["HIVE_SOCKET"] == str(paths.manager_socket)
         assert env["HIVE_AGENTS_DIR"] == str(paths.agents_state_root)
@@ -366,7 +385,9 @@ async def test_the_manager_runs_from_manager_command_and_is_restarted(short_tmp:
         old = pid_of(lifecycle, "manager")
         os.kill(old, signal.SIGKILL)
         await eventually(
-            lambda: (run := lifecycle.run_of("manager")) is not None and run.pid != old, what="a new manager"
+            lambda: (run := lifecycle.run_of("manager")) is not None and run.pid != old,
+            coord=coord,
+            what="a new manager",
         )
         # The manager is not an agent: it has no roster row and no status card.
         assert await coord.find_agent("manager") is None

@@ -169,7 +169,7 @@ def test_only_a_bounce_for_a_message_really_sent_there_reaches_the_sender(conn: 
 def test_status_prints_remote_agents_and_the_link_state_line() -> None:
     import time
 
-    from hive_trio.cli import _federation_lines
+    from hive_trio.cli.operator import federation_lines as _federation_lines
 
     assert _federation_lines({"agent_statuses": []}) == ""  # not federated: nothing extra
     now = time.time()
