@@ -184,16 +184,20 @@ class Federation:
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
         task_status.started()
-        backoff = 0.05
+        backoff, failures = 0.05, 0
         while True:
             try:
                 batch = await self.link.fetch(batch=FETCH_BATCH, wait=FETCH_WAIT)
             except Exception as exc:
-                log.debug("fetch failed: %s", exc)
+                failures += 1
+                # A restart of the server shows as a few failures; a steady stream means a real problem
+                # (permissions on the operator's server, a deleted consumer): say so, once per streak.
+                (log.warning if failures == 10 else log.debug)("federation: fetch failed: %s", exc)
+                self.link.last_error = str(exc) or type(exc).__name__
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
-            backoff = 0.05
+            backoff, failures = 0.05, 0
             if batch:
                 await self._take(batch)
 

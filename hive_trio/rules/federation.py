@@ -239,10 +239,26 @@ def msg_id(origin: str, message_id: int) -> str:
 
 # --------------------------------------------------------------------------- embedded server config
 def daemon_permissions(hive: str) -> dict[str, object]:
-    """The daemon's user on its own server: publish only as itself; its own JetStream API."""
+    """A hive daemon's NATS user: publish only as itself, and touch only its own stream and consumer.
+
+    The same list serves the embedded server and an operator's shared server or cluster, where a wider
+    `$JS.API.>` would let one hive delete another's stream (docs/FEDERATION.md prints it).
+    """
+    stream = stream_name(hive)
     return {
         "publish": {
-            "allow": [f"{SUBJECT_PREFIX}.{hive}.>", roster_subject(hive), "$JS.API.>", "$JS.ACK.>", "_INBOX.>"]
+            "allow": [
+                f"{SUBJECT_PREFIX}.{hive}.>",
+                roster_subject(hive),
+                "$JS.API.INFO",
+                f"$JS.API.STREAM.*.{stream}",
+                f"$JS.API.CONSUMER.*.{stream}",
+                f"$JS.API.CONSUMER.*.{stream}.>",
+                f"$JS.API.CONSUMER.MSG.NEXT.{stream}.>",
+                f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.>",
+                f"$JS.ACK.{stream}.>",
+                "_INBOX.>",
+            ]
         },
         "subscribe": {"allow": ["_INBOX.>", f"{ROSTER_PREFIX}.*"]},
     }

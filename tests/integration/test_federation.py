@@ -20,10 +20,10 @@ import trio
 from federation_support import LEAF_PASSWORD, inbox, linked_pair, sigkill_nats, wait_until
 
 from hive_trio.errors import InvalidRequest
-from hive_trio.federation.server import find_binary, free_port
+from hive_trio.federation.server import find_binary, free_port, wait_healthy
 from hive_trio.federation.service import Federation
 from hive_trio.records import SYSTEM_SENDER, WireMessage, to_json
-from hive_trio.rules.federation import FederationConfig
+from hive_trio.rules.federation import FederationConfig, daemon_permissions, daemon_user
 from hive_trio.testing import InProcessHive, open_test_hive
 
 pytestmark = pytest.mark.timeout(60)
@@ -357,3 +357,57 @@ async def test_a_server_that_cannot_start_stops_the_hive_with_a_reason(short_tmp
     with pytest.RaisesGroup(pytest.RaisesExc(FederationConfigError, match="not an executable"), flatten_subgroups=True):
         async with open_fed_hive(short_tmp / "a", FederationConfig(enabled=True, hive="a", nats_server=short_tmp), []):
             pass
+
+
+async def test_two_hives_on_the_operators_own_server_with_per_hive_users(short_tmp: Path) -> None:
+    """Production shape: no embedded server; both hives log in to one nats-server (a stand-in for the
+    operator's cluster) with the per-hive permissions docs/FEDERATION.md prints, and talk through it."""
+    port, monitor = free_port(), free_port()
+    store = short_tmp / "shared"
+    await trio.Path(store).mkdir()
+    users = [{"user": daemon_user(h), "password": f"pw-{h}", "permissions": daemon_permissions(h)} for h in ("a", "b")]
+    conf = {
+        "listen": f"127.0.0.1:{port}",
+        "http": f"127.0.0.1:{monitor}",
+        "jetstream": {"store_dir": str(store)},
+        "authorization": {"users": users},
+    }
+    await trio.Path(store / "nats.conf").write_text(json.dumps(conf))
+    binary = find_binary(FederationConfig())
+    proc = await trio.lowlevel.open_process(
+        [str(binary), "-c", str(store / "nats.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        with trio.fail_after(10):
+            await wait_healthy(monitor)
+        common = {"url": f"nats://127.0.0.1:{port}", "roster_interval": 0.2, "publish_timeout": 0.5, "ack_wait": 2.0}
+        fed_a = FederationConfig(enabled=True, hive="a", user="hive-a", password="pw-a", **common)  # type: ignore[arg-type]
+        fed_b = FederationConfig(enabled=True, hive="b", user="hive-b", password="pw-b", **common)  # type: ignore[arg-type]
+        async with (
+            open_fed_hive(short_tmp / "b", fed_b, ["bob"]) as hb,
+            open_fed_hive(short_tmp / "a", fed_a, ["alice"]) as ha,
+        ):
+            await wait_linked(ha, hb)
+            assert not (ha.config.state_dir / "nats").exists()  # nothing embedded was started
+            async with ha.open_agent("alice") as alice, hb.open_agent("bob") as bob:
+                await alice.call("send", to="bob@b", body="via the shared server")
+                got = await bob.call("recv", wait_seconds=10)
+                assert [(m["from"], m["body"]) for m in got["messages"]] == [("alice@a", "via the shared server")]
+                await bob.call("send", to="alice@a", body="and back")
+                back = await alice.call("recv", wait_seconds=10)
+                assert [m["from"] for m in back["messages"]] == ["bob@b"]
+
+            async def deletes_b() -> str:
+                nc = await nats.connect(f"nats://127.0.0.1:{port}", user="hive-a", password="pw-a", error_cb=_quiet)
+                try:
+                    await nc.jetstream().delete_stream("FED_b")
+                    return "deleted"
+                except Exception:
+                    return "refused"
+                finally:
+                    await nc.close()
+
+            assert await fed_of(ha).link.aio.run(deletes_b) == "refused"  # one hive cannot touch another's stream
+    finally:
+        proc.kill()
+        await proc.wait()
