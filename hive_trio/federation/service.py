@@ -304,7 +304,12 @@ async def serve_federation(
     coordinator: Coordinator, *, task_status: trio.TaskStatus[Federation] = trio.TASK_STATUS_IGNORED
 ) -> NoReturn:
     """Run this hive's federation: its embedded NATS server (unless `federation.url`), the loop thread,
-    the link, and the three services; `started` once the inbound stream is ready."""
+    the link, and the three services.
+
+    `started` as soon as remote sends can be committed (the embedded server, if any, is up): a hive
+    must stay usable while its link, or the operator's NATS, is down, so connecting, and everything
+    after it, carries on in the background; the outbox holds what is sent meanwhile.
+    """
     fed = coordinator.config.federation
     async with open_asyncio_loop() as aio, trio.open_nursery() as outer:
         if fed.embedded:
@@ -313,6 +318,9 @@ async def serve_federation(
         else:
             options = connect_options(fed)
         link = NatsLink(aio, hive=fed.hive_name, ack_wait=fed.ack_wait)
+        service = Federation(coordinator, fed, link)
+        coordinator.federation = service
+        task_status.started(service)
         try:
             backoff = 0.05
             while True:
@@ -324,13 +332,10 @@ async def serve_federation(
                     log.info("federation: cannot reach NATS at %s yet (%s)", options.url, link.last_error)
                     await trio.sleep(backoff)
                     backoff = min(backoff * 2, MAX_BACKOFF)
-            service = Federation(coordinator, fed, link)
             async with trio.open_nursery() as inner:
                 await inner.start(service.serve_consumer)
                 await inner.start(service.serve_forwarder)
                 await inner.start(service.serve_roster)
-                coordinator.federation = service
-                task_status.started(service)
                 await trio.sleep_forever()
         finally:
             coordinator.federation = None

@@ -411,3 +411,17 @@ async def test_two_hives_on_the_operators_own_server_with_per_hive_users(short_t
     finally:
         proc.kill()
         await proc.wait()
+
+
+async def test_a_hive_whose_nats_is_unreachable_still_starts_and_keeps_remote_sends(short_tmp: Path) -> None:
+    """The operator's NATS is down at boot: the hive comes up anyway, remote sends wait in the outbox,
+    the link line says why, and shutdown is prompt."""
+    fed = FederationConfig(enabled=True, hive="a", url=f"nats://127.0.0.1:{free_port()}")
+    with trio.fail_after(10):
+        async with open_fed_hive(short_tmp / "a", fed, ["alice"]) as ha:
+            await ha.coordinator.send("alice", "bob@b", "when the link is back")
+            await trio.sleep(0.3)
+            state = await ha.coordinator.link_state()
+            assert state is not None
+            assert (state.connected, state.outbox_depth) == (False, 1)
+            assert state.error is not None
