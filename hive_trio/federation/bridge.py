@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -50,6 +50,9 @@ class AsyncioLoop:
     async def run(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
         if self._closing:
             raise LoopClosed("the asyncio loop is shutting down")
+        return await self._cross(fn, *args)
+
+    async def _cross(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
         self.crossings += 1
         token = trio.lowlevel.current_trio_token()
         done = trio.Event()
@@ -87,11 +90,6 @@ class AsyncioLoop:
             raise LoopClosed("the asyncio loop was shut down while this ran")
         return task.result()
 
-    def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Schedule a plain callable on the loop thread (fire and forget)."""
-        if not self._closing:
-            self._loop.call_soon_threadsafe(fn, *args)
-
     async def _shutdown(self) -> None:
         self._closing = True
 
@@ -103,11 +101,7 @@ class AsyncioLoop:
             await asyncio.gather(*tasks, return_exceptions=True)
 
         with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_GRACE):
-            self._closing = False
-            try:
-                await self.run(cancel_all)
-            finally:
-                self._closing = True
+            await self._cross(cancel_all)
         self._loop.call_soon_threadsafe(self._loop.stop)
 
 
@@ -142,9 +136,4 @@ async def _serve_thread(loop: asyncio.AbstractEventLoop, limiter: trio.CapacityL
     await trio.to_thread.run_sync(_run_loop, loop, limiter=limiter)
 
 
-async def gather_limited(aws: list[Awaitable[T]]) -> list[T | BaseException]:
-    """asyncio-side helper: await many, keeping each outcome (used inside one crossing)."""
-    return list(await asyncio.gather(*aws, return_exceptions=True))
-
-
-__all__ = ["AsyncioLoop", "LoopClosed", "gather_limited", "open_asyncio_loop"]
+__all__ = ["AsyncioLoop", "LoopClosed", "open_asyncio_loop"]
