@@ -10,9 +10,55 @@ payload can never make a message look local or as if another hive sent it.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Final
 
 import attrs
+
+# The wire shape of an address: `fed.<origin>.<dest>.<sender>.<recipient>`; parsed and validated in
+# rules.federation. The names below are records' own copies (records imports nothing of ours).
+SUBJECT_PREFIX: Final = "fed"
+# The recipient token of a broadcast (`*@hive`): `*` is a NATS wildcard, and no agent name starts with `_`.
+BROADCAST_TOKEN: Final = "_all"
+_SYSTEM: Final = "system"
+_BROADCAST: Final = "*"
+
+
+@attrs.frozen
+class RemoteAddress:
+    """`agent@hive` (from `rules.federation.parse_address`)."""
+
+    agent: str  # an agent name, `manager`, `operator`, or BROADCAST
+    hive: str
+
+    @property
+    def token(self) -> str:
+        return BROADCAST_TOKEN if self.agent == _BROADCAST else self.agent
+
+    def __str__(self) -> str:
+        return f"{self.agent}@{self.hive}"
+
+
+@attrs.frozen
+class MessageSubject:
+    """A consumed subject, parsed: the origin and the sender are facts (NATS permissions tie them)."""
+
+    origin: str
+    dest: str
+    sender: str
+    recipient_token: str
+
+    @property
+    def is_bounce(self) -> bool:
+        return self.sender == _SYSTEM
+
+
+def message_subject(*, origin: str, dest: str, sender: str, recipient_token: str) -> str:
+    return f"{SUBJECT_PREFIX}.{origin}.{dest}.{sender}.{recipient_token}"
+
+
+def msg_id(origin: str, message_id: int) -> str:
+    """`Nats-Msg-Id`: unique per origin hive, so JetStream's dedup window drops a republished message."""
+    return f"{origin}:{message_id}"
 
 
 @attrs.frozen
@@ -96,11 +142,17 @@ class LinkState:
 
 
 __all__ = [
+    "BROADCAST_TOKEN",
+    "SUBJECT_PREFIX",
     "HelperUndeliverable",
     "LinkState",
+    "MessageSubject",
+    "RemoteAddress",
     "RemoteAgent",
     "RemoteAgentRow",
     "WireBounce",
     "WireMessage",
     "WireRoster",
+    "message_subject",
+    "msg_id",
 ]

@@ -21,12 +21,15 @@ import attrs
 
 from hive_trio.errors import HiveError, InvalidRequest
 from hive_trio.records import BROADCAST, SYSTEM_SENDER
+from hive_trio.records.federation import BROADCAST_TOKEN as BROADCAST_TOKEN
+from hive_trio.records.federation import SUBJECT_PREFIX as SUBJECT_PREFIX
+from hive_trio.records.federation import MessageSubject as MessageSubject
+from hive_trio.records.federation import RemoteAddress as RemoteAddress
+from hive_trio.records.federation import message_subject as message_subject
+from hive_trio.records.federation import msg_id as msg_id
 from hive_trio.rules.names import AGENT_NAME_PATTERN, validate_agent_name
 
-SUBJECT_PREFIX: Final = "fed"
 ROSTER_PREFIX: Final = "roster"
-# The recipient token of a broadcast (`*@hive`): `*` is a NATS wildcard, and no agent name starts with `_`.
-BROADCAST_TOKEN: Final = "_all"
 STREAM_PREFIX: Final = "FED_"
 CONSUMER_PREFIX: Final = "hive-"
 
@@ -145,19 +148,6 @@ def read_secret(*, value: str | None, file: Path | None, what: str) -> str | Non
 
 
 # ------------------------------------------------------------------------------------- addresses
-@attrs.frozen
-class RemoteAddress:
-    agent: str  # an agent name, `manager`, `operator`, or BROADCAST
-    hive: str
-
-    @property
-    def token(self) -> str:
-        return BROADCAST_TOKEN if self.agent == BROADCAST else self.agent
-
-    def __str__(self) -> str:
-        return f"{self.agent}@{self.hive}"
-
-
 def parse_address(to: str) -> RemoteAddress | None:
     """`agent@hive` (or `*@hive`) as a `RemoteAddress`; a bare name is local and gives None."""
     if "@" not in to:
@@ -175,22 +165,6 @@ def parse_address(to: str) -> RemoteAddress | None:
 
 
 # -------------------------------------------------------------------------------------- subjects
-def message_subject(*, origin: str, dest: str, sender: str, recipient_token: str) -> str:
-    return f"{SUBJECT_PREFIX}.{origin}.{dest}.{sender}.{recipient_token}"
-
-
-@attrs.frozen
-class MessageSubject:
-    origin: str
-    dest: str
-    sender: str
-    recipient_token: str
-
-    @property
-    def is_bounce(self) -> bool:
-        return self.sender == SYSTEM_SENDER
-
-
 def parse_message_subject(subject: str) -> MessageSubject:
     """The parts of a `fed.` subject; `ValueError` if it is not one (it never came from a hive)."""
     parts = subject.split(".")
@@ -230,11 +204,6 @@ def roster_origin(subject: str) -> str:
     if prefix != ROSTER_PREFIX:
         raise ValueError(f"not a roster subject: {subject!r}")
     return validate_hive_name(hive)
-
-
-def msg_id(origin: str, message_id: int) -> str:
-    """`Nats-Msg-Id`: unique per origin hive, so JetStream's dedup window drops a republished message."""
-    return f"{origin}:{message_id}"
 
 
 # --------------------------------------------------------------------------- embedded server config

@@ -31,13 +31,7 @@ from hive_trio.records import (
     WireMessage,
     to_json,
 )
-from hive_trio.rules.federation import (
-    BROADCAST_TOKEN,
-    MessageSubject,
-    RemoteAddress,
-    message_subject,
-    msg_id,
-)
+from hive_trio.records.federation import BROADCAST_TOKEN, MessageSubject, RemoteAddress, message_subject, msg_id
 from hive_trio.store import broker as broker_sql
 from hive_trio.store.database import Database
 
