@@ -16,7 +16,7 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager, suppress
 from pathlib import Path
 from typing import Any, NoReturn, Protocol
@@ -362,8 +362,8 @@ class Coordinator:
     # ================================================================== federation (docs/FEDERATION.md)
     # The federation service moves rows between hive.db and NATS only through these, so the coordinator
     # stays the one writer and announcer.
-    async def outbox_pending(self, *, limit: int) -> list[OutboxItem]:
-        return await self._outbox.pending(limit=limit)
+    async def outbox_pending(self, *, limit: int, skip_hives: Collection[str] = ()) -> list[OutboxItem]:
+        return await self._outbox.pending(limit=limit, skip_hives=skip_hives)
 
     async def settle_outbox(self, *, forwarded: Sequence[int], failed: Sequence[tuple[int, str]]) -> None:
         """JetStream acked `forwarded`; the link refused `failed` for good (each sender hears why)."""

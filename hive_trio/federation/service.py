@@ -121,20 +121,21 @@ class Federation:
         task_status.started()
         while True:
             bell = self._outbox_bell = trio.Event()
+            now = trio.current_time()
+            waiting = {hive for hive, at in retry_at.items() if at > now}
             try:
-                items = await self.coordinator.outbox_pending(limit=FORWARD_BATCH)
+                items = await self.coordinator.outbox_pending(limit=FORWARD_BATCH, skip_hives=waiting)
             except HiveError:
                 log.warning("forwarder could not read the outbox; retrying", exc_info=True)
                 await trio.sleep(1.0)
                 continue
-            now = trio.current_time()
             groups: dict[str, list[OutboxItem]] = {}
             for item in items:
-                if retry_at.get(item.hive, 0.0) <= now:
-                    groups.setdefault(item.hive, []).append(item)
+                groups.setdefault(item.hive, []).append(item)
             if not groups:
-                wake_at = min((retry_at[i.hive] for i in items if i.hive in retry_at), default=None)
-                with trio.move_on_at(wake_at if wake_at is not None else float("inf")):
+                # Nothing to do now: wake for a new row, or when the first hive in back-off is due.
+                wake_at = min((retry_at[h] for h in waiting), default=float("inf"))
+                with trio.move_on_at(wake_at):
                     await bell.wait()
                 continue
             done: list[int] = []

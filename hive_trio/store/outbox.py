@@ -106,10 +106,15 @@ def queue_bounce_tx(
     )
 
 
-def pending(conn: apsw.Connection, *, limit: int) -> list[OutboxItem]:
+def pending(conn: apsw.Connection, *, limit: int, skip_hives: Collection[str] = ()) -> list[OutboxItem]:
+    """The oldest unforwarded rows, in order; `skip_hives` (in back-off) are left out, so a hive that is
+    down with a long queue never hides the rows of the hives that are up."""
+    skip = sorted(skip_hives)
+    not_in = f" AND hive NOT IN ({', '.join('?' * len(skip))})" if skip else ""
     rows = conn.execute(
-        f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE forwarded_at IS NULL AND failed_at IS NULL ORDER BY id LIMIT ?",
-        (limit,),
+        f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE forwarded_at IS NULL AND failed_at IS NULL{not_in}"
+        " ORDER BY id LIMIT ?",
+        (*skip, limit),
     ).fetchall()
     return [_item(r) for r in rows]
 
@@ -320,8 +325,8 @@ class Outbox:
             )
         )
 
-    async def pending(self, *, limit: int) -> list[OutboxItem]:
-        return await self._db.read(lambda c: pending(c, limit=limit))
+    async def pending(self, *, limit: int, skip_hives: Collection[str] = ()) -> list[OutboxItem]:
+        return await self._db.read(lambda c: pending(c, limit=limit, skip_hives=skip_hives))
 
     async def settle(self, *, forwarded: Sequence[int], failed: Sequence[tuple[int, str]]) -> list[Message]:
         now = self._clock()

@@ -425,3 +425,16 @@ async def test_a_hive_whose_nats_is_unreachable_still_starts_and_keeps_remote_se
             assert state is not None
             assert (state.connected, state.outbox_depth) == (False, 1)
             assert state.error is not None
+
+
+async def test_a_hive_that_is_down_with_a_long_queue_does_not_hold_up_the_others(short_tmp: Path) -> None:
+    async with open_pair(short_tmp) as (ha, hb):
+        for i in range(300):  # more than one forwarder batch, for a hive that never answers
+            await ha.coordinator.send("alice", "ghost@c", f"lost {i}")
+        await ha.coordinator.send("alice", "bob@b", "still gets through")
+
+        async def arrived() -> bool:
+            return await bodies(hb, "bob") == [("alice@a", "still gets through")]
+
+        await wait_until(arrived, seconds=10)
+        assert await _depth_is(ha, 300)  # c's messages wait, in the outbox, for as long as it takes

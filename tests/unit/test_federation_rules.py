@@ -212,3 +212,12 @@ def test_vacuum_forgets_settled_rows_and_old_keys_but_never_a_pending_one(conn: 
     )
     assert outbox.vacuum_tx(conn, older_than=10.0) == 2  # the forwarded row and the dedup key
     assert [i.message_id for i in outbox.pending(conn, limit=10)] == [kept.id]
+
+
+def test_pending_leaves_out_hives_in_back_off(conn: apsw.Connection) -> None:
+    for hive in ("c", "c", "b"):
+        outbox.queue_remote_tx(
+            conn, origin="a", sender="alice", address=RemoteAddress("x", hive), body="m", now=1.0, max_body_bytes=10
+        )
+    assert [i.hive for i in outbox.pending(conn, limit=2)] == ["c", "c"]
+    assert [i.hive for i in outbox.pending(conn, limit=2, skip_hives={"c"})] == ["b"]
