@@ -40,6 +40,7 @@ from hive_trio.records import (
     from_json,
     to_json,
 )
+from hive_trio.records.federation import Arrival, OutboxItem
 from hive_trio.rules.federation import (
     FederationConfig,
     RemoteAddress,
@@ -47,7 +48,6 @@ from hive_trio.rules.federation import (
     read_secret,
     roster_origin,
 )
-from hive_trio.store.outbox import Arrival, OutboxItem
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,12 @@ payload can never make a message look local or as if another hive sent it.
 
 from __future__ import annotations
 
-from typing import ClassVar, Final
+from typing import TYPE_CHECKING, ClassVar, Final
 
 import attrs
+
+if TYPE_CHECKING:  # rows imports this module (the snapshot's link fields)
+    from hive_trio.records.rows import Message
 
 # The wire shape of an address: `fed.<origin>.<dest>.<sender>.<recipient>`; parsed and validated in
 # rules.federation. The names below are records' own copies (records imports nothing of ours).
@@ -141,12 +144,55 @@ class LinkState:
     error: str | None = None
 
 
+@attrs.frozen
+class OutboxItem:
+    """An `outbox` row: what the forwarder publishes, already encoded (subject, payload, Nats-Msg-Id)."""
+
+    id: int
+    message_id: int | None
+    kind: str
+    hive: str
+    sender: str
+    address: str
+    subject: str
+    nats_msg_id: str
+    payload: str
+    queued_at: float
+
+
+@attrs.frozen
+class OutboxStats:
+    depth: int
+    oldest_queued_at: float | None
+
+
+@attrs.frozen
+class Arrival:
+    """One message consumed from the link: its parsed subject (the facts) and its payload."""
+
+    subject: MessageSubject
+    wire: WireMessage | WireBounce
+
+
+@attrs.frozen
+class Accepted:
+    """What one consumed message did here: inbox rows, or a bounce queued, or nothing (a duplicate)."""
+
+    messages: list[Message] = attrs.field(factory=list)
+    bounced: str | None = None
+    duplicate: bool = False
+
+
 __all__ = [
     "BROADCAST_TOKEN",
     "SUBJECT_PREFIX",
+    "Accepted",
+    "Arrival",
     "HelperUndeliverable",
     "LinkState",
     "MessageSubject",
+    "OutboxItem",
+    "OutboxStats",
     "RemoteAddress",
     "RemoteAgent",
     "RemoteAgentRow",

@@ -18,7 +18,6 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import apsw
-import attrs
 
 from hive_trio.records import (
     MANAGER_AGENT,
@@ -31,25 +30,21 @@ from hive_trio.records import (
     WireMessage,
     to_json,
 )
-from hive_trio.records.federation import BROADCAST_TOKEN, MessageSubject, RemoteAddress, message_subject, msg_id
+from hive_trio.records.federation import (
+    BROADCAST_TOKEN,
+    Accepted,
+    Arrival,
+    MessageSubject,
+    OutboxItem,
+    OutboxStats,
+    RemoteAddress,
+    message_subject,
+    msg_id,
+)
 from hive_trio.store import broker as broker_sql
 from hive_trio.store.database import Database
 
 _OUTBOX_COLUMNS = "id, message_id, kind, hive, sender, address, subject, nats_msg_id, payload, queued_at"
-
-
-@attrs.frozen
-class OutboxItem:
-    id: int
-    message_id: int | None
-    kind: str
-    hive: str
-    sender: str
-    address: str
-    subject: str
-    nats_msg_id: str
-    payload: str
-    queued_at: float
 
 
 def _item(row: Sequence[Any]) -> OutboxItem:
@@ -181,15 +176,6 @@ def bounce_received_tx(
     return _undeliverable_notice(conn, message_id=row[0], sender=row[1], address=row[2], reason=reason, now=now)
 
 
-@attrs.frozen
-class Accepted:
-    """What one consumed message did here: inbox rows, or a bounce queued, or nothing (a duplicate)."""
-
-    messages: list[Message] = attrs.field(factory=list)
-    bounced: str | None = None
-    duplicate: bool = False
-
-
 def accept_tx(
     conn: apsw.Connection,
     *,
@@ -235,12 +221,6 @@ def accept_tx(
     return Accepted(messages=[m for m in inserted if m is not None])
 
 
-@attrs.frozen
-class OutboxStats:
-    depth: int
-    oldest_queued_at: float | None
-
-
 def stats(conn: apsw.Connection) -> OutboxStats:
     row = conn.execute(
         "SELECT count(*), min(queued_at) FROM outbox WHERE forwarded_at IS NULL AND failed_at IS NULL"
@@ -258,14 +238,6 @@ def vacuum_tx(conn: apsw.Connection, *, older_than: float) -> int:
     dropped = conn.changes()
     conn.execute("DELETE FROM federation_received WHERE received_at < ?", (older_than,))
     return dropped + conn.changes()
-
-
-@attrs.frozen
-class Arrival:
-    """One message consumed from the link: its parsed subject (the facts) and its payload."""
-
-    subject: MessageSubject
-    wire: WireMessage | WireBounce
 
 
 def accept_all_tx(
