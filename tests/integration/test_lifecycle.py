@@ -206,13 +206,16 @@ async def test_restart_replaces_the_process(short_tmp: Path) -> None:
 @pytest.mark.timeout(30)
 async def test_a_second_action_is_refused_and_a_cancelled_one_clears(short_tmp: Path) -> None:
     # The agent survives SIGTERM (noting it in got-term), so a graceful stop waits out its (long) grace period.
-    survivor = "trap 'echo TERM >> got-term' TERM; while :; do sleep 3600 & wait $!; done"
+    survivor = "trap 'echo TERM >> got-term' TERM; : > trapped; while :; do sleep 3600 & wait $!; done"
     config = lifecycle_config(short_tmp, agent_command=survivor, stop_grace=30.0)
     async with open_hive(config) as hive:
         coord = hive.coordinator
         lifecycle = lifecycle_of(coord)
         await coord.ops.spawn("stubborn")
         pid = pid_of(lifecycle, "stubborn")
+        # A TERM that lands before the shell has set its trap would simply kill it: wait for the trap.
+        notes = coord.paths.agent_notes("stubborn")
+        await eventually(lambda: (notes / "trapped").exists(), watch=[notes], what="the trap")
         outcome: list[BaseException] = []
 
         async def stop() -> None:
@@ -248,13 +251,16 @@ async def test_a_second_action_is_refused_and_a_cancelled_one_clears(short_tmp: 
 async def test_a_stop_cancelled_before_its_sigterm_still_stops_the_process(short_tmp: Path) -> None:
     # Cancelled as soon as the spinner is up, i.e. while the stop is still recording `stopped`, before the
     # SIGTERM: the process must go anyway (forced), since the roster says stopped. Before, it was left alive.
-    survivor = "trap 'echo TERM >> got-term' TERM; while :; do sleep 3600 & wait $!; done"
+    survivor = "trap 'echo TERM >> got-term' TERM; : > trapped; while :; do sleep 3600 & wait $!; done"
     config = lifecycle_config(short_tmp, agent_command=survivor, stop_grace=30.0)
     async with open_hive(config) as hive:
         coord = hive.coordinator
         lifecycle = lifecycle_of(coord)
         await coord.ops.spawn("stubborn")
         pid = pid_of(lifecycle, "stubborn")
+        # A TERM that lands before the shell has set its trap would simply kill it: wait for the trap.
+        notes = coord.paths.agent_notes("stubborn")
+        await eventually(lambda: (notes / "trapped").exists(), watch=[notes], what="the trap")
         with coord.subscribe() as events, trio.CancelScope() as scope:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(coord.ops.stop, "stubborn")
