@@ -9,6 +9,7 @@ from typing import Any, Final, TypeAlias
 
 import attrs
 
+from hive_trio.records.federation import HelperUndeliverable
 from hive_trio.records.rows import (
     AgentStatus,
     Approval,
@@ -101,6 +102,7 @@ HelperEvent: TypeAlias = (
     | HelperNeedsUpdate
     | HelperQuestionAsked
     | HelperQuestionAnswered
+    | HelperUndeliverable
 )
 HELPER_EVENT_TYPES: Final[tuple[type[Any], ...]] = HelperEvent.__args__
 

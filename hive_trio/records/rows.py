@@ -11,6 +11,8 @@ from typing import Any, Final
 
 import attrs
 
+from hive_trio.records.federation import LinkState, RemoteAgent
+
 SYSTEM_SENDER: Final = "system"
 MANAGER_AGENT: Final = "manager"
 OPERATOR: Final = "operator"
@@ -220,3 +222,6 @@ class Snapshot:
     # Per part ("approvals", "questions"): how many were left out to keep the snapshot under its budget
     # (rules.snapshot_budget); the full lists are host.sock's `approvals` and `questions`.
     omitted: dict[str, int] = attrs.field(factory=dict)
+    # Federation (docs/FEDERATION.md): agents on other hives, and this hive's link; empty when off.
+    remote_agents: list[RemoteAgent] = attrs.field(factory=list)
+    link: LinkState | None = None

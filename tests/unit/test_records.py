@@ -35,6 +35,7 @@ HELPER_EVENTS: list[Any] = [
     r.HelperNeedsUpdate(agent="alpha"),
     r.HelperQuestionAsked(id=2, asker="alpha", question="q?", options=["a"], multi=False, deadline_at=5.0),
     r.HelperQuestionAnswered(id=2, question="q?", answer="a", answerer="operator"),
+    r.HelperUndeliverable(id=3, to="bob@lab", reason="lab: no agent 'bob' on hive 'lab'"),
 ]
 
 DASHBOARD_EVENTS: list[Any] = [
