@@ -428,6 +428,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("socket", metavar="SOCKET", help="the agent's mcp.sock")
     p.set_defaults(run=cmd_mcp_bridge)
 
+    from hive_trio.agent import main as agent_main  # the harness (docs/AGENTS.md); imports no SDK until it runs
+
+    p = sub.add_parser("agent", help="the harness: run an agent CLI in a turn loop on $HIVE_SOCKET")
+    agent_main.add_arguments(p)
+    p.set_defaults(run=agent_main.run)
+
     def operator(name: str, help_text: str, run: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         hive_options(p, state=False)
