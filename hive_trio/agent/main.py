@@ -46,6 +46,8 @@ class HarnessOptions:
     model: str | None = None
     turn_timeout: float | None = None
     permission_ttl: float | None = None
+    retry_delay: float = 1.0
+    auth_retry_delay: float = 30.0
 
 
 def options_from(args: argparse.Namespace, environ: Mapping[str, str]) -> HarnessOptions:
@@ -57,8 +59,10 @@ def options_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Harnes
         )
     if args.runtime == "command" and not args.turn_command:
         raise HarnessConfigError("--runtime command needs --turn-command TEMPLATE (e.g. 'codex exec -')")
-    if args.turn_timeout is not None and args.turn_timeout <= 0:
-        raise HarnessConfigError("--turn-timeout must be a positive number of seconds")
+    for flag in ("turn_timeout", "retry_delay", "auth_retry_delay", "permission_ttl"):
+        value = getattr(args, flag)
+        if value is not None and not value > 0:
+            raise HarnessConfigError(f"--{flag.replace('_', '-')} must be a positive number of seconds")
     return HarnessOptions(
         agent=environ["HIVE_AGENT"],
         socket=Path(environ["HIVE_SOCKET"]),
@@ -68,6 +72,8 @@ def options_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Harnes
         model=args.model,
         turn_timeout=args.turn_timeout,
         permission_ttl=args.permission_ttl,
+        retry_delay=args.retry_delay,
+        auth_retry_delay=args.auth_retry_delay,
     )
 
 
@@ -82,6 +88,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--turn-timeout", type=float, help="seconds a turn may run before it is stopped")
     parser.add_argument(
         "--permission-ttl", type=float, help="seconds the operator has to answer a permission request (deny after)"
+    )
+    parser.add_argument(
+        "--retry-delay", type=float, default=1.0, help="first delay after a failed turn; doubles, capped at 60 s"
+    )
+    parser.add_argument(
+        "--auth-retry-delay",
+        type=float,
+        default=30.0,
+        help="first delay after an authentication failure; doubles, capped at 600 s",
     )
 
 
@@ -119,7 +134,11 @@ async def serve_harness(options: HarnessOptions) -> None:
     from hive_trio.clients.mcp import open_agent_client
 
     async with open_channel_from_env() as channel, open_runtime(options, channel) as runtime:
-        settings = LoopSettings(turn_timeout=options.turn_timeout)
+        settings = LoopSettings(
+            turn_timeout=options.turn_timeout,
+            backoff_first=options.retry_delay,
+            auth_backoff_first=options.auth_retry_delay,
+        )
         loop: TurnLoop | None = None
         delay = RECONNECT_FIRST
         while True:

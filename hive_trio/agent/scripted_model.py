@@ -202,6 +202,7 @@ class ScriptedModel:
         self.url = ""
         self._changed = trio.Condition()
         self._ids = itertools.count(1)
+        self._after_search: Reply | None = None
 
     # ------------------------------------------------------------------ for tests
     @property
@@ -226,17 +227,16 @@ class ScriptedModel:
     def _next_reply(self, request: RecordedRequest) -> Reply:
         if not request.is_main:
             return TextReply("Hive agent")
-        reply: Reply | ReplyFactory
-        if self.script:
-            reply = self.script[0]
-            wanted = reply.name if isinstance(reply, ToolUseReply) else None
-            if wanted is not None and wanted != TOOL_SEARCH and self._must_search(request, wanted):
-                # The tool is deferred: load it first, and keep the scripted use for the next request.
-                return ToolUseReply(TOOL_SEARCH, {"query": f"select:{wanted}", "max_results": 1})
-            self.script.pop(0)
-        else:
-            reply = self.default
-        return reply(request) if callable(reply) else reply
+        if self._after_search is not None:
+            reply, self._after_search = self._after_search, None
+            return reply
+        source: Reply | ReplyFactory = self.script.pop(0) if self.script else self.default
+        reply = source(request) if callable(source) else source
+        if isinstance(reply, ToolUseReply) and reply.name != TOOL_SEARCH and self._must_search(request, reply.name):
+            # The tool is deferred: load it first, and answer the next request with the scripted use.
+            self._after_search = reply
+            return ToolUseReply(TOOL_SEARCH, {"query": f"select:{reply.name}", "max_results": 1})
+        return reply
 
     @staticmethod
     def _must_search(request: RecordedRequest, name: str) -> bool:
