@@ -49,7 +49,8 @@ class TurnReporter:
         await self.channel.turn_event(self.turn_id, kind, text=text, tool=tool, input=input, is_error=is_error)
 
     async def model(self, model: str | None) -> None:
-        if model and model != self.active_model:
+        # `<synthetic>` is what the CLI calls its own stand-in reply to an API error, not a model.
+        if model and model != self.active_model and not model.startswith("<"):
             self.active_model = model
             await self.channel.report_state(active_model=model)
 
