@@ -50,9 +50,9 @@ def open_hive(root: Path, *extra: str) -> AsyncIterator[InProcessHive]:
     )
 
 
-async def eventually(check: Callable[[], object], *, timeout: float = TURN_TIMEOUT, what: str) -> None:
+async def eventually(check: Callable[[], object], *, what: str) -> None:
     """Poll an async check until it is truthy (real child processes: there is no event to wait on)."""
-    with trio.move_on_after(timeout):
+    with trio.move_on_after(TURN_TIMEOUT):
         while True:
             result = check()
             if hasattr(result, "__await__"):
