@@ -71,10 +71,10 @@ def process_name(pid: int) -> str:
     except OSError:
         return "?"
     text = " ".join(a.decode(errors="replace") for a in argv if a)
+    if "_bundled/claude" in argv[0].decode(errors="replace") or text.startswith("claude"):
+        return "claude CLI"
     if "mcp-bridge" in text:
         return "mcp-bridge"
-    if "_bundled/claude" in text or text.startswith("claude"):
-        return "claude CLI"
     return Path(argv[0].decode(errors="replace")).name if argv and argv[0] else "?"
 
 
