@@ -118,7 +118,7 @@ async def measure(hive: InProcessHive, model: sm.ScriptedModel, name: str, turns
             latencies.append(first.received_at - sent)
         mid = result.get("id") or result.get("ids", [None])[0]
         with trio.fail_after(60):
-            while mid is not None and not await acked(hive, int(mid)):
+            while mid is not None and not await acked(hive, int(mid)):  # noqa: ASYNC110 (no event for an ack)
                 await trio.sleep(0.01)
     return latencies
 
@@ -168,7 +168,7 @@ async def main(turns: int, cold_turns: int) -> None:
                 socket = str(hive.socket_path("cold"))
                 template = (
                     f"{shlex.quote(bundled_cli())} -p --continue --allowedTools mcp__hive "
-                    f"--mcp-config {shlex.quote(mcp.replace('{S}', socket))}"
+                    f"--mcp-config {shlex.quote(mcp)}"
                 )
                 command = [
                     *harness,
