@@ -96,7 +96,7 @@ async def start_agent(hive: InProcessHive, root: Path, name: str, argv: list[str
         "HIVE_STATE_DIR": str(state),
         "CLAUDE_CONFIG_DIR": str(state / "claude"),
     }
-    log = open(root / f"{name}.log", "wb")
+    log = await trio.to_thread.run_sync(lambda: (root / f"{name}.log").open("wb"))
     return await trio.lowlevel.open_process(argv, env=child_env, stdout=log, stderr=subprocess.STDOUT, cwd=str(state))
 
 
@@ -158,25 +158,15 @@ async def main(turns: int, cold_turns: int) -> None:
                 warm.terminate()
                 await warm.wait()
             if cold_turns:
-                mcp = json.dumps(
-                    {
-                        "mcpServers": {
-                            "hive": {"command": sys.executable, "args": ["-m", "hive_trio", "mcp-bridge", "{S}"]}
-                        }
-                    }
-                )
                 socket = str(hive.socket_path("cold"))
+                bridge = {"command": sys.executable, "args": ["-m", "hive_trio", "mcp-bridge", socket]}
+                mcp = json.dumps({"mcpServers": {"hive": bridge}})
                 template = (
                     f"{shlex.quote(bundled_cli())} -p --continue --allowedTools mcp__hive "
                     f"--mcp-config {shlex.quote(mcp)}"
                 )
-                command = [
-                    *harness,
-                    "--runtime",
-                    "command",
-                    "--turn-command",
-                    template.replace("{", "{{").replace("}", "}}"),
-                ]
+                escaped = template.replace("{", "{{").replace("}", "}}")
+                command = [*harness, "--runtime", "command", "--turn-command", escaped]
                 cold = await start_agent(hive, root, "cold", command, {**env, "ENABLE_TOOL_SEARCH": "false"})
                 try:
                     report("cold CLI per turn (claude -p --continue)", await measure(hive, model, "cold", cold_turns))
