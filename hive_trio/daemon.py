@@ -9,20 +9,23 @@ from __future__ import annotations
 import gc
 import logging
 import resource
-import signal
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
+from typing import NoReturn
 
 import attrs
 import trio
 
-from hive_trio.core.coordinator import Coordinator, WallClock, open_coordinator
+from hive_trio.core.coordinator import Coordinator, LifecycleFactory, WallClock, open_coordinator
 from hive_trio.dashboard.server import serve_dashboard
+from hive_trio.lifecycle.approvals import Lifecycle
 from hive_trio.lifecycle.backends import Backend
 from hive_trio.lifecycle.backends.nixos_container import NixosContainerBackend
 from hive_trio.lifecycle.backends.process import ProcessBackend
-from hive_trio.lifecycle.supervisor import Lifecycle
+from hive_trio.lifecycle.bare import BareLifecycle
 from hive_trio.rules.config import Config
 from hive_trio.rules.paths import HivePaths
 from hive_trio.sockets.host.server import serve_host_socket
@@ -100,56 +103,77 @@ def manages_manager(config: Config) -> bool:
 
 
 @asynccontextmanager
-async def open_hive(config: Config, *, clock: WallClock = time.time, lifecycle: bool = True) -> AsyncIterator[Hive]:
+async def open_hive(
+    config: Config, *, clock: WallClock = time.time, lifecycle: bool | LifecycleFactory = True
+) -> AsyncIterator[Hive]:
     """Run a whole hive for as long as the block lives; every socket is bound when it yields.
 
     Agents recorded as running are running again (reconcile) when it yields; on exit they are stopped
     gracefully, within `config.shutdown_grace`, while their sockets still answer.
 
-    `lifecycle=False` runs the hive without a backend: agents are bare (a roster row and a socket,
-    nothing supervised), as `hive_trio.testing` uses by default; lifecycle operations are refused.
+    `lifecycle=False` runs the hive without a backend (`BareLifecycle`): agents are bare (a roster row
+    and a socket, nothing supervised), as `hive_trio.testing` uses by default; lifecycle operations
+    that need a backend are refused. A factory builds whatever `LifecycleOps` it returns (a test double).
     """
-    async with open_coordinator(config, clock=clock, serve_socket=serve_agent_socket) as coord:
+    async with open_coordinator(
+        config, lifecycle=lifecycle_factory(config, lifecycle), clock=clock, serve_socket=serve_agent_socket
+    ) as coord:
         nursery = coord.root_nursery
         # Resolves deadlines that passed while the daemon was down before anything else can ask.
         await nursery.start(coord.serve_question_watchdog)
-        nursery.start_soon(coord.serve_vacuum)
+        await nursery.start(coord.serve_vacuum)
         await coord.register_manager()
-        supervisor: Lifecycle | None = None
-        if lifecycle:
-            supervisor = Lifecycle(coord, backend=make_backend(config), manage_manager=manages_manager(config))
-            coord.lifecycle = supervisor
-            # Reconcile: every agent in the roster gets its socket back (so its harness can reconnect),
-            # and what should run is started again.
-            await nursery.start(supervisor.serve)
-        else:
-            for record in await coord.roster.all():
-                await coord.register_agent(record.name)
+        # Reconcile: every agent in the roster gets its socket back (so its harness can reconnect),
+        # and what should run is started again.
+        await nursery.start(coord.ops.serve)
         if config.dashboard_enabled:
             # Bound before open_hive yields, so `hive.dashboard_url` is always usable (port 0 included).
-            await nursery.start(serve_dashboard, coord)
+            coord.set_dashboard_url(await nursery.start(serve_dashboard, coord))
         # host.sock last: once an operator can connect, every agent socket is already bound.
         await nursery.start(serve_host_socket, coord)
         try:
             yield Hive(coordinator=coord, config=config)
         finally:
-            if supervisor is not None:
-                with trio.CancelScope(shield=True) as cleanup:
-                    cleanup.deadline = trio.current_time() + config.shutdown_grace
-                    await supervisor.shutdown()
+            # First, so sockets still answer while agents stop (`serve`'s own shutdown then finds none).
+            with trio.CancelScope(shield=True) as cleanup:
+                cleanup.deadline = trio.current_time() + config.shutdown_grace
+                await coord.ops.shutdown()
+            coord.set_dashboard_url(None)  # rows published while the hive closes link nowhere
 
 
-async def serve_daemon(config: Config, *, ready: trio.Event | None = None) -> None:
-    """Run the daemon in the foreground until SIGINT or SIGTERM, then shut down gracefully."""
+def lifecycle_factory(config: Config, lifecycle: bool | LifecycleFactory) -> LifecycleFactory:
+    """What builds the hive's `LifecycleOps`: the real one on `config.backend`, the bare one, or the caller's."""
+    if lifecycle is True:
+        return partial(Lifecycle, backend=make_backend(config), manage_manager=manages_manager(config))
+    if lifecycle is False:
+        return BareLifecycle
+    return lifecycle
+
+
+async def serve_daemon(config: Config, *, task_status: trio.TaskStatus[Path] = trio.TASK_STATUS_IGNORED) -> NoReturn:
+    """Run the daemon until cancelled; `task_status.started(host_socket)` once every socket is bound.
+
+    Cancellation is the stop request (the CLI cancels on SIGINT or SIGTERM). The hive runs in a
+    shielded scope that only this function's own `stop` ends, so a cancelled daemon still shuts down
+    gracefully: agents are stopped while their sockets answer, as `serve_dashboard` closes its streams.
+    """
     raise_open_file_limit()
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with open_hive(config) as hive:
-            tune_garbage_collection()
-            log.info("hive-trio is up: state %s, runtime %s", config.state_dir, config.runtime_dir)
-            if hive.dashboard_url:
-                log.info("dashboard: %s", hive.dashboard_url)
-            if ready is not None:
-                ready.set()
-            async for signum in signals:
-                log.info("received %s, shutting down", signal.Signals(signum).name)
-                break
+    stop = trio.Event()
+
+    async def run(*, task_status: trio.TaskStatus[Path]) -> None:
+        with trio.CancelScope(shield=True):
+            async with open_hive(config) as hive:
+                tune_garbage_collection()
+                log.info("hive-trio is up: state %s, runtime %s", config.state_dir, config.runtime_dir)
+                if hive.dashboard_url:
+                    log.info("dashboard: %s", hive.dashboard_url)
+                task_status.started(hive.coordinator.paths.host_socket)
+                await stop.wait()
+
+    async with trio.open_nursery() as nursery:
+        try:
+            task_status.started(await nursery.start(run))
+            await trio.sleep_forever()
+        finally:
+            stop.set()
+    raise AssertionError("serve_daemon only ends by cancellation")

@@ -43,3 +43,22 @@ class StorageError(HiveError):
 
 class LifecycleFailed(HiveError):
     """A backend command failed; the message carries its reason."""
+
+
+# ------------------------------------------------------------------------------- exception groups
+# trio wraps whatever crosses a nursery in an ExceptionGroup. Like trio-websocket, our context managers
+# and the CLI do not leak those groups to their callers when one error is all there is.
+
+
+def leaves(exc: BaseException) -> list[BaseException]:
+    """Every exception inside `exc`, nested groups flattened; a lone exception is its own only leaf."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in leaves(sub)]
+    return [exc]
+
+
+def sole_error(exc: BaseException, *, ignoring: tuple[type[BaseException], ...] = ()) -> BaseException | None:
+    """The one exception inside `exc` once `ignoring` leaves are dropped (say `trio.Cancelled`), or None
+    when there are several or none: then the group itself is the honest report."""
+    found = [leaf for leaf in leaves(exc) if not isinstance(leaf, ignoring)]
+    return found[0] if len(found) == 1 else None

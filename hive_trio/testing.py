@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from hive_trio.agent.scripted_model import ScriptedModel
     from hive_trio.clients.host import HostClient
     from hive_trio.clients.mcp import AgentClient
-    from hive_trio.core.coordinator import Coordinator, WallClock
+    from hive_trio.core.coordinator import Coordinator, LifecycleFactory, WallClock
     from hive_trio.daemon import Hive
     from hive_trio.records import AgentRecord
     from hive_trio.rules.config import Config
@@ -160,7 +160,7 @@ async def open_test_hive(
     agents: Sequence[str] = (),
     directory: Path | None = None,
     clock: WallClock | None = None,
-    lifecycle: bool = False,
+    lifecycle: bool | LifecycleFactory = False,
     **settings: Any,
 ) -> AsyncIterator[InProcessHive]:
     """Run a whole hive (`hive_trio.daemon.open_hive`) in this trio run, in `directory` or a temp dir.
@@ -168,7 +168,8 @@ async def open_test_hive(
     `settings` override `Config` fields (the dashboard is off unless you turn it on). Every socket is
     bound when this yields, and `agents` are added, bare. The clock follows trio's, so `autojump_clock`
     drives question deadlines too. With `lifecycle=True` the hive also runs its lifecycle backend, so
-    `spawn` and friends start real agent processes (`agent_command`), as the daemon does.
+    `spawn` and friends start real agent processes (`agent_command`), as the daemon does; a factory
+    (`Coordinator -> LifecycleOps`) puts a double of your own in its place.
     """
     from hive_trio.daemon import open_hive
     from hive_trio.rules.config import Config
@@ -215,7 +216,9 @@ class DaemonProcess:
 
     @property
     def host_socket(self) -> Path:
-        return self.runtime_dir / "host.sock"
+        from hive_trio.rules.paths import HivePaths
+
+        return HivePaths(self.state_dir, self.runtime_dir).host_socket
 
     def cli_command(self, *args: str) -> list[str]:
         """argv for a `hive-trio` operator command against this daemon."""

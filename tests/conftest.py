@@ -1,26 +1,30 @@
+"""The project's own fixtures, built on the shipped `hive_trio.testing` plugin (loaded by its entry point).
+
+Nothing here re-implements the plugin: short temp dirs, the wall clock that follows trio's clock and
+the autojump clock with a real-idleness threshold are the plugin's, so this suite tests them too.
+"""
+
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import trio
 import trio.testing
 
 from hive_trio.core.coordinator import Coordinator, open_coordinator
+from hive_trio.lifecycle.bare import BareLifecycle
 from hive_trio.rules.config import Config
+from hive_trio.testing import TrioWallClock
+
+# Every test's wall clock starts here, so stored times are the same from run to run.
+WALL_CLOCK_START = 1_800_000_000.0
 
 
 @pytest.fixture
-def short_tmp() -> Iterator[Path]:
-    """A short directory: unix socket paths must stay under 108 bytes."""
-    path = Path(tempfile.mkdtemp(prefix="ht-", dir="/tmp"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
+def short_tmp(hive_dir: Path) -> Path:
+    """A short directory (the plugin's `hive_dir`): unix socket paths must stay under 108 bytes."""
+    return hive_dir
 
 
 @pytest.fixture
@@ -33,33 +37,19 @@ def config(short_tmp: Path) -> Config:
     )
 
 
-class FakeWallClock:
-    """Wall time that advances with trio's clock, so deadlines run under `autojump_clock`."""
-
-    def __init__(self, start: float = 1_800_000_000.0) -> None:
-        self.start = start
-
-    def __call__(self) -> float:
-        return self.start + trio.current_time()
+@pytest.fixture
+async def wall_clock() -> TrioWallClock:
+    # Async, so it is made inside the test's trio run: the clock counts from the run's start.
+    return TrioWallClock(start=WALL_CLOCK_START)
 
 
 @pytest.fixture
-def wall_clock() -> FakeWallClock:
-    return FakeWallClock()
-
-
-@pytest.fixture
-async def coordinator(config: Config, wall_clock: FakeWallClock) -> AsyncIterator[Coordinator]:
-    async with open_coordinator(config, clock=wall_clock) as coord:
+async def coordinator(config: Config, wall_clock: TrioWallClock) -> AsyncIterator[Coordinator]:
+    async with open_coordinator(config, lifecycle=BareLifecycle, clock=wall_clock) as coord:
         yield coord
 
 
 @pytest.fixture
-def autojump_clock() -> trio.testing.MockClock:
-    """pytest-trio's `autojump_clock`, but it waits 50 ms of real idleness before jumping.
-
-    A task waiting on `trio.to_thread` (every sqlite call) counts as blocked, so a zero threshold lets
-    virtual time leap past a deadline while a commit is still in its worker thread. A short real
-    threshold keeps jumps for when the hive is truly idle; timing stays fully virtual.
-    """
-    return trio.testing.MockClock(autojump_threshold=0.05)
+def autojump_clock(hive_autojump_clock: trio.testing.MockClock) -> trio.testing.MockClock:
+    """pytest-trio's `autojump_clock` name, served by the plugin's `hive_autojump_clock` (a 50 ms threshold)."""
+    return hive_autojump_clock

@@ -28,7 +28,7 @@ from trio_websocket import (
 
 from hive_trio.clients.live_state import LiveState
 from hive_trio.dashboard.protocol import SeqFilter, encode_action, parse_frame, stream_url
-from hive_trio.errors import HiveError
+from hive_trio.errors import HiveError, sole_error
 from hive_trio.records import DashboardEvent, EventFrame, RecordError, ResultFrame, ResumedFrame, Snapshot
 
 log = logging.getLogger(__name__)
@@ -310,8 +310,8 @@ async def open_dashboard_client(
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         # Like trio-websocket, do not leak the nursery's group: one error is raised as itself.
-        only = _single(group)
-        if only is None:
+        only = sole_error(group, ignoring=(trio.Cancelled,))
+        if not isinstance(only, Exception):
             raise
         raise only from None
 
@@ -324,19 +324,6 @@ def _reason(exc: BaseException) -> str:
         exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _single(group: BaseExceptionGroup[BaseException]) -> Exception | None:
-    errors = [e for e in _leaves(group) if not isinstance(e, trio.Cancelled)]
-    if len(errors) == 1 and isinstance(errors[0], Exception):
-        return errors[0]
-    return None
-
-
-def _leaves(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
-    return [exc]
 
 
 __all__ = [

@@ -77,6 +77,8 @@ class LogEntry:
     body: str
     at: float
     delivered: bool = False
+    # The message's id (a daemon that predates ids on events sends none; then content matches).
+    id: int | None = None
 
 
 @attrs.define
@@ -109,7 +111,7 @@ class LiveState:
         self.questions = {q.id: OpenQuestion.of(q) for q in snapshot.questions if q.target is None and q.is_open}
         self.log = deque(
             (
-                LogEntry(m.sender, m.recipient, m.body, m.sent_at, delivered=m.delivered_at is not None)
+                LogEntry(m.sender, m.recipient, m.body, m.sent_at, delivered=m.delivered_at is not None, id=m.id)
                 for m in snapshot.messages
             ),
             maxlen=LOG_LIMIT,
@@ -121,7 +123,7 @@ class LiveState:
         self.seq = max(self.seq, event.seq)
         match event:
             case SentEvent():
-                entry = LogEntry(event.sender, event.recipient, event.body, event.at)
+                entry = LogEntry(event.sender, event.recipient, event.body, event.at, id=event.id)
                 if self._find(entry) is None:
                     self.log.append(entry)
             case DeliveredEvent():
@@ -160,15 +162,14 @@ class LiveState:
     def _find(self, entry: LogEntry) -> int | None:
         # Newest first: a duplicate is an event racing the snapshot, so it is near the end.
         for i in range(len(self.log) - 1, -1, -1):
-            e = self.log[i]
-            if (e.sender, e.recipient, e.at, e.body) == (entry.sender, entry.recipient, entry.at, entry.body):
+            if _same_message(self.log[i], entry.id, entry.sender, entry.recipient, entry.body, entry.at):
                 return i
         return None
 
     def _mark_delivered(self, event: DeliveredEvent) -> None:
         for i in range(len(self.log) - 1, -1, -1):
             e = self.log[i]
-            if not e.delivered and (e.sender, e.recipient, e.body) == (event.sender, event.recipient, event.body):
+            if not e.delivered and _same_message(e, event.id, event.sender, event.recipient, event.body, None):
                 self.log[i] = attrs.evolve(e, delivered=True)
                 return
 
@@ -176,6 +177,13 @@ class LiveState:
         row = self.agents.get(name)
         if row is not None:
             self.agents[name] = attrs.evolve(row, transient=kind)
+
+
+def _same_message(e: LogEntry, mid: int | None, sender: str, recipient: str, body: str, at: float | None) -> bool:
+    """By id when both sides carry one; by content only for events from a daemon without ids."""
+    if mid is not None and e.id is not None:
+        return e.id == mid
+    return (e.sender, e.recipient, e.body) == (sender, recipient, body) and (at is None or e.at == at)
 
 
 __all__ = ["LOG_LIMIT", "LiveState", "LogEntry", "OpenQuestion", "PendingApproval"]

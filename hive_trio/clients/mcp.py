@@ -16,6 +16,7 @@ import mcp_types as types
 import trio
 from mcp.client.session import ClientSession
 
+from hive_trio.errors import sole_error
 from hive_trio.sockets.mcp.transport import open_mcp_streams
 
 DEFAULT_MAX_FRAME = 1024 * 1024
@@ -56,17 +57,17 @@ async def open_agent_client(
     """Connect, handshake, and yield a client; an error raised in the block comes out as itself.
 
     The transport and the SDK session each run tasks in a nursery, which would wrap an exception from
-    the block in an `ExceptionGroup`; like trio-websocket, we close them first and re-raise it plain.
+    the block in an `ExceptionGroup`; like trio-websocket, once they have closed we re-raise it plain.
     """
-    raised: Exception | None = None
     stream = await trio.open_unix_socket(str(socket_path))
-    async with stream, open_mcp_streams(stream, role="client", max_frame=max_frame) as (read, write):
-        info = types.Implementation(name=client_name, version="1")
-        async with ClientSession(read, write, client_info=info) as session:
-            await session.initialize()
-            try:
+    try:
+        async with stream, open_mcp_streams(stream, role="client", max_frame=max_frame) as (read, write):
+            info = types.Implementation(name=client_name, version="1")
+            async with ClientSession(read, write, client_info=info) as session:
+                await session.initialize()
                 yield AgentClient(session)
-            except Exception as exc:
-                raised = exc
-    if raised is not None:
-        raise raised
+    except BaseExceptionGroup as group:
+        only = sole_error(group, ignoring=(trio.Cancelled,))
+        if not isinstance(only, Exception):
+            raise
+        raise only from None

@@ -17,16 +17,16 @@ import math
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager, contextmanager, suppress
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager, suppress
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
-import apsw
 import attrs
 import trio
 
-from hive_trio.core.event_hub import EventHub
-from hive_trio.errors import Busy, Conflict, HiveError, InvalidRequest
+from hive_trio.core.event_hub import EventHub, Subscription
+from hive_trio.core.inbox_bells import InboxBells
+from hive_trio.errors import Busy, Conflict, HiveError, InvalidRequest, sole_error
 from hive_trio.records import (
     BROADCAST,
     MANAGER_AGENT,
@@ -36,14 +36,14 @@ from hive_trio.records import (
     AgentStatus,
     Approval,
     ApprovalAddedEvent,
+    ApprovalKind,
     ApprovalResolvedEvent,
     ApprovalStatus,
     ContainerRemovedEvent,
     ContainerStateChangedEvent,
+    DashboardEvent,
     DeliveredEvent,
-    HelperApprovalResolved,
     HelperEvent,
-    HelperQuestionAnswered,
     HelperQuestionAsked,
     Message,
     Question,
@@ -60,13 +60,10 @@ from hive_trio.records import (
 from hive_trio.rules.config import Config
 from hive_trio.rules.names import validate_agent_name
 from hive_trio.rules.paths import HivePaths
-from hive_trio.store import approvals as approvals_sql
-from hive_trio.store import broker as broker_sql
-from hive_trio.store import questions as questions_sql
-from hive_trio.store import roster as roster_sql
 from hive_trio.store.approvals import Approvals
 from hive_trio.store.broker import Broker
 from hive_trio.store.database import Database
+from hive_trio.store.notices import Resolutions, Resolved
 from hive_trio.store.questions import OperatorQuestions
 from hive_trio.store.roster import Roster
 from hive_trio.store.state_lock import StateLock
@@ -94,11 +91,17 @@ class ServeSocket(Protocol):
 
 
 class LifecycleOps(Protocol):
-    """What the lifecycle layer (`hive_trio.lifecycle.supervisor.Lifecycle`) offers the adapters, via `coord.lifecycle`.
+    """What the lifecycle layer offers the adapters, via `coord.ops`.
 
-    Every operation validates the name, runs under `coordinator.transient(...)`, and raises a
-    `HiveError` with a reason for a person when refused or failed.
+    `hive_trio.lifecycle.Lifecycle` runs agents on a backend; `hive_trio.lifecycle.bare.BareLifecycle`
+    is the hive without one. Every operation validates the name, runs under `coordinator.transient(...)`,
+    and raises a `HiveError` with a reason for a person when refused or failed. `serve` (reconcile, then
+    supervise) and `shutdown` (stop what runs, within the caller's deadline) are the assembly's.
     """
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None: ...
+
+    async def shutdown(self) -> None: ...
 
     async def spawn(self, name: str, *, parent: str | None = None) -> AgentRecord: ...
 
@@ -142,6 +145,10 @@ class Transient:
     scope: trio.CancelScope
 
 
+# Builds the lifecycle for a coordinator (the lifecycle needs the coordinator it serves).
+LifecycleFactory = Callable[["Coordinator"], LifecycleOps]
+
+
 class Coordinator:
     def __init__(
         self,
@@ -149,21 +156,24 @@ class Coordinator:
         config: Config,
         db: Database,
         nursery: trio.Nursery,
+        lifecycle: LifecycleFactory,
         clock: WallClock = time.time,
         serve_socket: ServeSocket | None = None,
     ) -> None:
         self.config = config
         self.paths = HivePaths(config.state_dir, config.runtime_dir)
         self.clock = clock
-        self.db = db
-        self.hub = EventHub(buffer=config.subscriber_buffer, ring=config.event_ring)
-        self.broker = Broker(db, clock=clock, max_body_bytes=config.max_body_bytes)
-        self.roster = Roster(db, clock=clock)
-        self.approvals = Approvals(db, clock=clock)
-        self.questions = OperatorQuestions(db, clock=clock)
+        self._db = db
+        self._hub = EventHub(buffer=config.subscriber_buffer, ring=config.event_ring)
+        self._bells = InboxBells()
+        self._broker = Broker(db, clock=clock, max_body_bytes=config.max_body_bytes)
+        self._roster = Roster(db, clock=clock)
+        self._approvals = Approvals(db, clock=clock)
+        self._questions = OperatorQuestions(db, clock=clock)
+        self._resolutions = Resolutions(db, clock=clock)
         # Distinguishes daemon runs: a dashboard resuming with a seq from another run must resnapshot.
         self.epoch = secrets.token_hex(8)
-        self.dashboard_url: str | None = None
+        self._dashboard_url: str | None = None
         self._root = nursery
         self._serve_socket = serve_socket
         self._slots: dict[str, AgentSlot] = {}
@@ -172,7 +182,7 @@ class Coordinator:
         # Mirrors the roster's `paused` column, so `recv` need not read it on every call.
         self._paused: set[str] = set()
         self._deadline_bell = trio.Event()
-        self.lifecycle: LifecycleOps | None = None
+        self._lifecycle = lifecycle(self)
 
     # ================================================================== registration
     @property
@@ -226,7 +236,7 @@ class Coordinator:
                 except Exception as exc:
                     if not started:
                         # The socket could not be served at all: `register_agent` says why.
-                        raise _sole_exception(exc) from None
+                        raise (sole_error(exc) or exc) from None
                     # One agent's socket failing must never take down the daemon or its neighbours.
                     log.exception("socket for %s failed; it is unregistered", name)
         finally:
@@ -248,14 +258,14 @@ class Coordinator:
             raise Busy(f"{name} is busy {current.kind.value}; wait for it to finish or cancel it")
         entry = Transient(kind=kind, since=self.clock(), scope=trio.CancelScope())
         self._transients[name] = entry
-        self.hub.emit(TransientSetEvent(name=name, transient_kind=kind, since_unix=entry.since))
+        self._hub.emit(TransientSetEvent(name=name, transient_kind=kind, since_unix=entry.since))
         try:
             with entry.scope:
                 yield entry.scope
         finally:
             if self._transients.get(name) is entry:
                 del self._transients[name]
-            self.hub.emit(TransientClearedEvent(name=name))
+            self._hub.emit(TransientClearedEvent(name=name))
 
     def transient_of(self, name: str) -> TransientKind | None:
         entry = self._transients.get(name)
@@ -293,37 +303,34 @@ class Coordinator:
             log.warning("could not read status of %s", name, exc_info=True)
             return
         if rows:
-            self.hub.emit(ContainerStateChangedEvent(row=rows[0]))
+            self._hub.emit(ContainerStateChangedEvent(row=rows[0]))
         else:
-            self.hub.emit(ContainerRemovedEvent(name=name))
+            self._hub.emit(ContainerRemovedEvent(name=name))
 
     # ================================================================== messages
     async def send(self, sender: str, to: str, body: str) -> list[Message]:
         """Commit a message (or a broadcast) and mirror it to the dashboard as `sent`."""
         if to == BROADCAST:
-            messages = await self.broker.broadcast(sender, body + BROADCAST_HINT)
+            messages = await self._broker.broadcast(sender, body + BROADCAST_HINT)
         else:
             if to == SYSTEM_SENDER:
                 raise InvalidRequest("'system' sends messages but never receives them")
             if to != MANAGER_AGENT and to != OPERATOR:
                 validate_agent_name(to)
-            messages = [await self.broker.send(sender, to, body)]
-        for m in messages:
-            self.hub.emit(SentEvent(sender=m.sender, recipient=m.recipient, body=m.body, at=m.sent_at))
+            messages = [await self._broker.send(sender, to, body)]
+        self._deliverable(messages)
         return messages
 
-    async def broadcast_send(self, sender: str, body: str) -> list[str]:
-        """hive-c0re's `broadcast_send`: every registered agent but the sender; per-agent errors back."""
-        try:
-            await self.send(sender, BROADCAST, body)
-        except HiveError as exc:
-            return [f"{n}: {exc}" for n in await self.agent_names() if n != sender]
-        return []
+    def _deliverable(self, messages: Sequence[Message]) -> None:
+        """Committed messages: mirror each to the dashboard as `sent`, and wake each recipient's parked `recv`."""
+        for m in messages:
+            self._hub.emit(SentEvent.of(m))
+            self._bells.ring(m.recipient)
 
     async def recv(self, name: str, *, wait_seconds: float = 0.0, limit: int = 1) -> list[Message]:
         """Hand out up to `limit` messages, parking up to `wait_seconds` for the first one.
 
-        Parking waits on the inbox bell the hub rings when a message for `name` commits, so an idle
+        Parking waits on the inbox bell the coordinator rings after a message for `name` commits, so an idle
         agent costs nothing; the database is read once per wake, never polled. A paused agent's turn
         loop is parked here (host.sock `set_paused`): nothing is handed out until it is un-paused.
         """
@@ -331,7 +338,7 @@ class Coordinator:
         wait = min(max(float(wait_seconds), 0.0), self.config.max_recv_wait)
         deadline = trio.current_time() + wait
         while True:
-            bell = self.hub.inbox_bell(name)
+            bell = self._bells.bell(name)
             # Shielded: once the batch holding this UPDATE runs, the rows are stamped delivered; a
             # cancellation now would lose the list (and with it the messages) until a requeue.
             # With the shield the caller always gets the list and no checkpoint follows before
@@ -340,10 +347,10 @@ class Coordinator:
             messages = []
             if name not in self._paused:
                 with trio.CancelScope(shield=True):
-                    messages = await self.broker.deliver(name, limit=limit, max_bytes=self.reply_body_budget)
+                    messages = await self._broker.deliver(name, limit=limit, max_bytes=self.reply_body_budget)
             if messages:
                 for m in messages:
-                    self.hub.emit(DeliveredEvent(sender=m.sender, recipient=m.recipient, body=m.body, at=self.clock()))
+                    self._hub.emit(DeliveredEvent.of(m))
                 return messages
             if trio.current_time() >= deadline:
                 return []
@@ -355,26 +362,26 @@ class Coordinator:
         if not messages:
             return 0
         with trio.CancelScope(shield=True):
-            count = await self.broker.release([m.id for m in messages])
+            count = await self._broker.release([m.id for m in messages])
         for recipient in {m.recipient for m in messages}:
-            self.hub.ring_inbox(recipient)
+            self._bells.ring(recipient)
         return count
 
     async def ack_turn(self, name: str) -> int:
-        return await self.broker.ack(name)
+        return await self._broker.ack(name)
 
     async def requeue_inflight(self, name: str) -> int:
-        count = await self.broker.requeue_inflight(name)
+        count = await self._broker.requeue_inflight(name)
         if count:
-            self.hub.ring_inbox(name)
+            self._bells.ring(name)
         return count
 
     async def inbox_depth(self, name: str) -> int:
-        return await self.broker.pending_count(name)
+        return await self._broker.pending_count(name)
 
     async def recent_messages(self, name: str | None, *, limit: int = 20) -> list[Message]:
         limit = max(1, min(limit, 500))
-        return await self.broker.recent(recipient=name, limit=limit, max_bytes=self.reply_body_budget)
+        return await self._broker.recent(recipient=name, limit=limit, max_bytes=self.reply_body_budget)
 
     @property
     def reply_body_budget(self) -> int:
@@ -401,14 +408,68 @@ class Coordinator:
     async def notify_manager(self, event: HelperEvent) -> None:
         await self.notify_agent(MANAGER_AGENT, event)
 
+    # ================================================================== events
+    def subscribe(self, *, buffer: int | None = None) -> AbstractContextManager[Subscription]:
+        """Subscribe to the dashboard events (adapters read the hub; only the coordinator emits)."""
+        return self._hub.subscribe(buffer=buffer)
+
+    def replay_since(self, seq: int) -> list[DashboardEvent] | None:
+        return self._hub.replay_since(seq)
+
+    def current_seq(self) -> int:
+        return self._hub.current_seq()
+
+    # ================================================================== agents: durable intent
+    # The lifecycle layer (and the bare one) change an agent's row only through these, so what is
+    # written and what is announced is decided here. The card itself is announced by `set_running`
+    # and `publish_status`; these announce only what they alone change.
+    async def record_spawn(self, name: str, *, parent: str | None = None) -> AgentRecord:
+        """Add `name`'s roster row (`Conflict` if it exists). Its card appears with its spinner."""
+        validate_agent_name(name)
+        return await self._roster.add(name, parent=parent)
+
+    async def set_desired(self, name: str, desired: str, *, deployed_sha: str | None = None) -> AgentRecord:
+        """Record what the operator wants of `name` (`running`/`stopped`); clears a failure."""
+        fields: dict[str, Any] = {"desired": desired, "failed": False, "failed_reason": None}
+        if deployed_sha is not None:
+            fields["deployed_sha"] = deployed_sha
+        return await self._roster.update(name, **fields)
+
+    async def record_deployed(self, name: str, sha: str) -> AgentRecord:
+        """A build of `sha` succeeded: it is what `name` runs now, and nothing waits for an update."""
+        return await self._roster.update(name, deployed_sha=sha, needs_update=False)
+
+    async def mark_failed(self, name: str, reason: str) -> None:
+        """Record that `name` failed, with a reason for a person, and show it on the card. Best-effort."""
+        try:
+            await self._roster.update(name, failed=True, failed_reason=reason)
+        except HiveError:
+            log.warning("could not record that %s failed (%s)", name, reason, exc_info=True)
+            return
+        await self.publish_status(name)
+
+    async def forget_agent(self, name: str, *, note: str) -> None:
+        """Drop `name`'s roster row and fail its pending approvals (each with the manager's notice).
+
+        Its card's removal is announced by `publish_status` once the action's spinner is gone.
+        """
+        await self._roster.remove(name)
+        await self.fail_pending_approvals(name, note=note)
+
+    async def find_agent(self, name: str) -> AgentRecord | None:
+        return await self._roster.get(name)
+
+    async def agent_records(self) -> list[AgentRecord]:
+        return await self._roster.all()
+
     # ================================================================== agents
     async def agent_names(self) -> list[str]:
         """Every agent the roster holds, running or not (the manager is not an agent row)."""
-        return [r.name for r in await self.roster.all()]
+        return [r.name for r in await self._roster.all()]
 
     async def require_agent(self, name: str) -> AgentRecord:
         validate_agent_name(name)
-        return await self.roster.require(name)
+        return await self._roster.require(name)
 
     def kept_state_names(self) -> list[str]:
         return self.paths.kept_state_names()
@@ -418,35 +479,35 @@ class Coordinator:
         return [n for n in self.kept_state_names() if n not in live]
 
     async def set_status_text(self, name: str, text: str | None) -> AgentRecord:
-        record = await self.roster.update(name, status_text=text or None, status_set_at=self.clock() if text else None)
+        record = await self._roster.update(name, status_text=text or None, status_set_at=self.clock() if text else None)
         await self.publish_status(name)
         return record
 
     async def set_paused(self, name: str, paused: bool) -> AgentRecord:
         await self.require_agent(name)
-        record = await self.roster.update(name, paused=paused)
+        record = await self._roster.update(name, paused=paused)
         if paused:
             self._paused.add(name)
         elif name in self._paused:
             self._paused.discard(name)
-            self.hub.ring_inbox(name)  # a parked recv picks up what waited meanwhile
+            self._bells.ring(name)  # a parked recv picks up what waited meanwhile
         await self.publish_status(name)
         return record
 
+    @property
+    def dashboard_url(self) -> str | None:
+        """The dashboard's address once it listens (given by the assembly, `daemon.open_hive`), else None."""
+        return self._dashboard_url
+
+    def set_dashboard_url(self, url: str | None) -> None:
+        self._dashboard_url = url
+
     def agent_url(self, name: str) -> str | None:
-        return None if self.dashboard_url is None else f"{self.dashboard_url}#agent={name}"
+        return None if self._dashboard_url is None else f"{self._dashboard_url}#agent={name}"
 
     async def agent_statuses(self, names: Sequence[str] | None = None) -> list[AgentStatus]:
-        if names is None:
-            # One read: the rows and the counts agree, and it costs one thread hop rather than two.
-            records, counts = await self.db.read(lambda c: (roster_sql.list_all(c), broker_sql.pending_counts(c)))
-        else:
-            # One agent's change is published per event: read its row only, not the whole roster
-            # (reading all of it per event made a 1,000-agent reconcile quadratic).
-            wanted = list(names)
-            records, counts = await self.db.read(
-                lambda c: (roster_sql.list_named(c, wanted), broker_sql.pending_counts_for(c, wanted))
-            )
+        # One read: the rows and the counts agree, and it costs one thread hop rather than two.
+        records, counts = await self._roster.with_pending_counts(names)
         rows = []
         for r in records:
             running = self.is_running(r.name)
@@ -473,18 +534,38 @@ class Coordinator:
         return rows
 
     # ================================================================== approvals
-    async def add_approval(self, approval: Approval) -> None:
-        """Announce a freshly recorded approval to the dashboard."""
-        self.hub.emit(
-            ApprovalAddedEvent(
-                id=approval.id,
-                agent=approval.agent,
-                approval_kind=approval.kind,
-                sha_short=_short(approval.fetched_sha),
-                diff=approval.diff,
-                description=approval.description,
-            )
+    async def propose_approval(
+        self,
+        agent: str,
+        kind: ApprovalKind,
+        *,
+        commit_ref: str | None = None,
+        description: str | None = None,
+        requested_by: str = OPERATOR,
+    ) -> Approval:
+        """Record a pending approval; a spawn is announced at once, a commit once `pin_proposal` pins it."""
+        approval = await self._approvals.add(
+            agent, kind, commit_ref=commit_ref, description=description, requested_by=requested_by
         )
+        if kind is ApprovalKind.SPAWN:
+            self._announce_approval(approval)
+        return approval
+
+    async def pin_proposal(self, approval_id: int, *, fetched_sha: str, diff: str, announce: bool) -> Approval:
+        """Record the commit a proposal was pinned to and its diff; `announce` shows it for review.
+
+        A proposal re-pinned after a daemon restart was already on the page (the snapshot lists it).
+        """
+        approval = await self._approvals.set_fetched(approval_id, fetched_sha=fetched_sha, diff=diff)
+        if announce:
+            self._announce_approval(approval)
+        return approval
+
+    async def get_approval(self, approval_id: int) -> Approval:
+        return await self._approvals.get(approval_id)
+
+    def _announce_approval(self, approval: Approval) -> None:
+        self._hub.emit(ApprovalAddedEvent.of(approval))
 
     async def resolve_approval(
         self,
@@ -500,77 +581,35 @@ class Coordinator:
         `roster_update` changes the agent's row in that transaction too (an approved deploy records its
         `deployed_sha` with its approval). `Conflict` if it was not pending; then nothing changes.
         """
-        (resolved,) = await self._resolve_approvals(
-            lambda c, now: [approvals_sql.resolve_tx(c, approval_id=approval_id, status=status, note=note, now=now)],
-            tag=tag,
-            roster_update=roster_update,
+        resolved, notice = await self._resolutions.resolve_approval(
+            approval_id, status, note=note, tag=tag, roster_update=roster_update
         )
+        await self._approvals_resolved([(resolved, notice)], roster_changed=bool(roster_update))
         return resolved
 
     async def fail_pending_approvals(self, agent: str, *, note: str) -> list[Approval]:
         """Fail every pending approval of `agent` (it is being destroyed), each with the manager's notice."""
-        return await self._resolve_approvals(
-            lambda c, now: approvals_sql.fail_pending_for_tx(c, agent=agent, note=note, now=now)
-        )
-
-    async def _resolve_approvals(
-        self,
-        resolve: Callable[[apsw.Connection, float], list[Approval]],
-        *,
-        tag: str | None = None,
-        roster_update: Mapping[str, Any] | None = None,
-    ) -> list[Approval]:
-        """hive-c0re notifies the manager after the resolution is stored; a crash in between would leave an
-        approval decided that the manager never hears of. Here the resolution, the notice (and the roster
-        change it implies) commit together, or not at all; the dashboard hears once they have."""
-        now = self.clock()
-
-        def tx(conn: apsw.Connection) -> list[tuple[Approval, Message | None]]:
-            resolved = resolve(conn, now)
-            out = []
-            for a in resolved:
-                if roster_update:
-                    roster_sql.update_tx(conn, name=a.agent, **roster_update)
-                event = HelperApprovalResolved(
-                    id=a.id, agent=a.agent, status=a.status, note=a.note, sha=a.fetched_sha, tag=tag
-                )
-                body = to_json(event, HelperEvent)
-                out.append(
-                    (a, broker_sql.notice_tx(conn, sender=SYSTEM_SENDER, recipient=MANAGER_AGENT, body=body, now=now))
-                )
-            return out
-
-        pairs = await self.db.write(tx)
-        for approval, notice in pairs:
-            self.hub.emit(
-                ApprovalResolvedEvent(
-                    id=approval.id,
-                    agent=approval.agent,
-                    approval_kind=approval.kind,
-                    sha_short=_short(approval.fetched_sha),
-                    status=approval.status,
-                    resolved_at=approval.resolved_at or now,
-                    note=approval.note,
-                    description=approval.description,
-                )
-            )
-            if notice is not None:
-                self.hub.emit(
-                    SentEvent(sender=notice.sender, recipient=notice.recipient, body=notice.body, at=notice.sent_at)
-                )
-            if roster_update:
-                await self.publish_status(approval.agent)
+        pairs = await self._resolutions.fail_pending_approvals(agent, note=note)
+        await self._approvals_resolved(pairs, roster_changed=False)
         return [a for a, _ in pairs]
+
+    async def _approvals_resolved(self, pairs: list[Resolved[Approval]], *, roster_changed: bool) -> None:
+        """Announce committed resolutions (`store.notices` wrote each with its notice): the dashboard's
+        event, the notice's `sent`, and the agent's card when its row changed with it."""
+        for approval, notice in pairs:
+            self._hub.emit(ApprovalResolvedEvent.of(approval))
+            if notice is not None:
+                self._deliverable([notice])
+            if roster_changed:
+                await self.publish_status(approval.agent)
 
     @property
     def ops(self) -> LifecycleOps:
         """The lifecycle operations; adapters call these rather than touching backends."""
-        if self.lifecycle is None:
-            raise HiveError("this hive runs without a lifecycle backend")
-        return self.lifecycle
+        return self._lifecycle
 
     async def list_approvals(self, *, status: ApprovalStatus | None = None) -> list[Approval]:
-        return await self.approvals.query(status=status)
+        return await self._approvals.query(status=status)
 
     # ================================================================== questions
     async def ask(
@@ -593,7 +632,7 @@ class Coordinator:
                 await self.require_agent(target)
         if ttl_seconds is not None and not math.isfinite(ttl_seconds):
             raise InvalidRequest("ttl_seconds must be a finite number")
-        q = await self.questions.ask(
+        q = await self._questions.ask(
             asker,
             question,
             options=list(options),
@@ -603,37 +642,16 @@ class Coordinator:
             target=target,
         )
         if q.target is None:
-            self.hub.emit(
-                QuestionAddedEvent(
-                    id=q.id,
-                    asker=q.asker,
-                    question=q.question,
-                    options=q.options,
-                    multi=q.multi,
-                    asked_at=q.asked_at,
-                    deadline_at=q.deadline_at,
-                    default_answer=q.default_answer,
-                )
-            )
+            self._hub.emit(QuestionAddedEvent.of(q))
         else:
-            await self.notify_agent(
-                q.target,
-                HelperQuestionAsked(
-                    id=q.id,
-                    asker=q.asker,
-                    question=q.question,
-                    options=q.options,
-                    multi=q.multi,
-                    deadline_at=q.deadline_at,
-                ),
-            )
+            await self.notify_agent(q.target, HelperQuestionAsked.of(q))
         if q.deadline_at is not None:
             self._deadline_bell.set()
         return q
 
     async def answer_question(self, question_id: int, answer: str | Sequence[str], *, answerer: str) -> Question:
         """Answer as `answerer`: the operator may answer anything; an agent only what was asked of it."""
-        q = await self.questions.get(question_id)
+        q = await self._questions.get(question_id)
         if answerer != OPERATOR and q.target != answerer:
             who = "the operator" if q.target is None else repr(q.target)
             raise Conflict(f"question #{question_id} was asked of {who}, not {answerer!r}")
@@ -641,76 +659,45 @@ class Coordinator:
             answer = ", ".join(answer)
         if not answer.strip():
             raise InvalidRequest("answer is empty")
-        text = answer
-        (resolved,) = await self._resolve_questions(
-            lambda c, now: [
-                questions_sql.answer_tx(c, question_id=question_id, answer=text, answerer=answerer, now=now)
-            ]
-        )
+        resolved, notice = await self._resolutions.answer_question(question_id, answer, answerer=answerer)
+        self._question_resolved(resolved, notice)
         return resolved
 
     async def cancel_question(self, question_id: int, *, by: str = OPERATOR) -> Question:
-        q = await self.questions.get(question_id)
+        q = await self._questions.get(question_id)
         if by not in (OPERATOR, q.asker):
             raise Conflict(f"only the operator or {q.asker!r} may cancel question #{question_id}")
-        (resolved,) = await self._resolve_questions(
-            lambda c, now: [questions_sql.cancel_tx(c, question_id=question_id, by=by, now=now)]
-        )
+        resolved, notice = await self._resolutions.cancel_question(question_id, by=by)
+        self._question_resolved(resolved, notice)
         return resolved
 
     async def expire_questions(self) -> list[Question]:
-        return await self._resolve_questions(lambda c, now: questions_sql.expire_tx(c, now=now))
-
-    async def _resolve_questions(self, resolve: Callable[[apsw.Connection, float], list[Question]]) -> list[Question]:
-        """Resolve questions and drop each asker's `question_answered` notice in the same transaction.
-
-        hive-c0re sends the notice after the answer is stored; a crash in between would leave a
-        question answered that its asker never hears of. Here both commit, or neither does.
-        """
-        now = self.clock()
-
-        def tx(conn: apsw.Connection) -> list[tuple[Question, Message | None]]:
-            resolved = resolve(conn, now)
-            return [(q, broker_sql.notice_tx(conn, **self._answered_notice(q), now=now)) for q in resolved]
-
-        pairs = await self.db.write(tx)
+        pairs = await self._resolutions.expire_questions()
         for q, notice in pairs:
             self._question_resolved(q, notice)
         return [q for q, _ in pairs]
 
-    @staticmethod
-    def _answered_notice(q: Question) -> dict[str, str]:
-        assert q.answer is not None and q.answerer is not None
-        event = HelperQuestionAnswered(id=q.id, question=q.question, answer=q.answer, answerer=q.answerer)
-        return {"sender": SYSTEM_SENDER, "recipient": q.asker, "body": to_json(event, HelperEvent)}
-
     def _question_resolved(self, q: Question, notice: Message | None) -> None:
-        """Mirror a committed resolution: the dashboard's event (operator questions), the notice's `sent`."""
-        assert q.answer is not None and q.answerer is not None
+        """Mirror a committed resolution: the dashboard's event (operator questions), the asker's notice."""
         if q.target is None:
-            self.hub.emit(
-                QuestionResolvedEvent(
-                    id=q.id,
-                    answer=q.answer,
-                    answerer=q.answerer,
-                    answered_at=q.answered_at or self.clock(),
-                    cancelled=q.cancelled,
-                )
-            )
+            self._hub.emit(QuestionResolvedEvent.of(q))
         if notice is None:
             log.warning("question #%d resolved, but its asker %s has no inbox any more", q.id, q.asker)
         else:
-            self.hub.emit(
-                SentEvent(sender=notice.sender, recipient=notice.recipient, body=notice.body, at=notice.sent_at)
-            )
+            self._deliverable([notice])
+
+    async def get_question(self, question_id: int) -> Question:
+        return await self._questions.get(question_id)
 
     async def list_questions(self, *, recent: int | None = None) -> list[Question]:
         """Open questions, or with `recent` the last that many, answered ones too."""
         if recent is None:
-            return await self.questions.list_open()
-        return await self.questions.list_recent(limit=recent)
+            return await self._questions.list_open()
+        return await self._questions.list_recent(limit=recent)
 
-    async def serve_question_watchdog(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def serve_question_watchdog(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> NoReturn:
         """Resolve questions at their deadlines. Sleeps until the next one; a new question wakes it.
 
         Deadlines that passed while the daemon was down are resolved on the first pass.
@@ -720,7 +707,7 @@ class Coordinator:
             bell = self._deadline_bell = trio.Event()
             try:
                 await self.expire_questions()
-                next_at = await self.questions.next_deadline()
+                next_at = await self._questions.next_deadline()
             except HiveError:
                 log.warning("question watchdog could not reach the database; retrying", exc_info=True)
                 next_at = self.clock() + 1.0
@@ -733,11 +720,11 @@ class Coordinator:
 
     # ================================================================== snapshot
     async def snapshot(self, *, message_limit: int = 100) -> Snapshot:
-        seq = self.hub.current_seq()  # before gathering: anything later has a larger seq
+        seq = self._hub.current_seq()  # before gathering: anything later has a larger seq
         agents = await self.agent_statuses()
-        approvals = await self.approvals.query(status=ApprovalStatus.PENDING)
-        questions = await self.questions.list_open(operator_only=True)
-        messages = await self.broker.recent(limit=message_limit)
+        approvals = await self._approvals.query(status=ApprovalStatus.PENDING)
+        questions = await self._questions.list_open(operator_only=True)
+        messages = await self._broker.recent(limit=message_limit)
         tombstones = await self.tombstones()
         return Snapshot(
             seq=seq,
@@ -751,9 +738,13 @@ class Coordinator:
 
     # ================================================================== maintenance
     async def vacuum(self) -> int:
-        return await self.broker.vacuum(retention_seconds=self.config.retention_days * 86400)
+        return await self._broker.vacuum(retention_seconds=self.config.retention_days * 86400)
 
-    async def serve_vacuum(self, *, interval: float = 3600.0) -> None:
+    async def serve_vacuum(
+        self, *, interval: float = 3600.0, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> NoReturn:
+        """Drop acked messages past retention, now and every `interval` seconds; ready after the first pass."""
+        started = False
         while True:
             try:
                 dropped = await self.vacuum()
@@ -761,28 +752,24 @@ class Coordinator:
                     log.info("vacuum dropped %d acked messages past retention", dropped)
             except HiveError:
                 log.warning("vacuum failed", exc_info=True)
+            if not started:
+                task_status.started()
+                started = True
             await trio.sleep(interval)
-
-
-def _sole_exception(exc: BaseException) -> BaseException:
-    """The one exception inside nested single-member groups (what a nursery wraps a lone error in)."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
-
-
-def _short(sha: str | None) -> str | None:
-    return sha[:12] if sha else None
 
 
 @asynccontextmanager
 async def open_coordinator(
     config: Config,
     *,
+    lifecycle: LifecycleFactory,
     clock: WallClock = time.time,
     serve_socket: ServeSocket | None = None,
 ) -> AsyncIterator[Coordinator]:
     """Lock `state_dir`, open `hive.db`, and run the root nursery for as long as the block lives.
+
+    `lifecycle` builds the coordinator's `LifecycleOps` (`Lifecycle` with a backend, or `BareLifecycle`);
+    the caller starts its `serve`.
 
     On exit every child nursery is cancelled; tasks clean up in their own shielded, time-boxed
     scopes. The database closes last, after any batch still in its thread, so no write is cut off.
@@ -795,8 +782,10 @@ async def open_coordinator(
         db = await Database.open(paths.db, synchronous=config.synchronous)
         try:
             async with trio.open_nursery() as nursery:
-                coord = Coordinator(config=config, db=db, nursery=nursery, clock=clock, serve_socket=serve_socket)
-                coord._paused = {r.name for r in await coord.roster.all() if r.paused}
+                coord = Coordinator(
+                    config=config, db=db, nursery=nursery, lifecycle=lifecycle, clock=clock, serve_socket=serve_socket
+                )
+                coord._paused = {r.name for r in await coord._roster.all() if r.paused}
                 try:
                     yield coord
                 finally:
@@ -809,4 +798,12 @@ async def open_coordinator(
         lock.release()
 
 
-__all__ = ["AgentSlot", "Coordinator", "LifecycleOps", "ServeSocket", "WallClock", "open_coordinator"]
+__all__ = [
+    "AgentSlot",
+    "Coordinator",
+    "LifecycleFactory",
+    "LifecycleOps",
+    "ServeSocket",
+    "WallClock",
+    "open_coordinator",
+]

@@ -3,8 +3,9 @@
 hive-c0re uses one tokio `broadcast` channel, where a lagging receiver silently loses frames. Here each
 subscriber has its own bounded trio memory channel; one that fills up is sent a `Resync` marker (one
 slot is kept free for it) and dropped, so `emit` never blocks and a slow subscriber never delays the
-others. The hub also rings per-agent inbox bells, which is how a parked `recv` wakes without polling.
-Everything here is synchronous and in memory; it never touches the database or a socket.
+others. It is pure fan-out: waking a parked `recv` is the coordinator's job (`core.inbox_bells`), rung
+after each commit, never a side effect of an event. Everything here is synchronous and in memory; it
+never touches the database or a socket.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Final
 import attrs
 import trio
 
-from hive_trio.records import DashboardEvent, SentEvent
+from hive_trio.records import DashboardEvent
 
 
 @attrs.frozen
@@ -57,7 +58,6 @@ class EventHub:
         self._buffer = buffer
         self._ring: deque[DashboardEvent] = deque(maxlen=ring)
         self._subscribers: set[Subscription] = set()
-        self._bells: dict[str, trio.Event] = {}
         self.dropped_subscribers = 0
 
     # ------------------------------------------------------------------ seq and fan-out
@@ -71,8 +71,6 @@ class EventHub:
         self._ring.append(stamped)
         for sub in list(self._subscribers):
             self._offer(sub, stamped)
-        if isinstance(stamped, SentEvent):
-            self.ring_inbox(stamped.recipient)
         return stamped
 
     def _offer(self, sub: Subscription, event: DashboardEvent) -> None:
@@ -121,16 +119,3 @@ class EventHub:
         if not self._ring or self._ring[0].seq > seq + 1:
             return None
         return [e for e in self._ring if e.seq > seq]
-
-    # ------------------------------------------------------------------ inbox bells
-    def inbox_bell(self, name: str) -> trio.Event:
-        """Take the bell *before* looking at the inbox; if a message lands after, the bell is already set."""
-        bell = self._bells.get(name)
-        if bell is None:
-            bell = self._bells[name] = trio.Event()
-        return bell
-
-    def ring_inbox(self, name: str) -> None:
-        bell = self._bells.pop(name, None)
-        if bell is not None:
-            bell.set()

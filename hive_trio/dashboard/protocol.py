@@ -21,6 +21,7 @@ from hive_trio.records import (
     CONVERTER,
     DASHBOARD_ACTION_TYPES,
     DASHBOARD_OPS,
+    FRAME_TYPES,
     DashboardAction,
     DashboardEvent,
     EventFrame,
@@ -31,7 +32,7 @@ from hive_trio.records import (
     Snapshot,
     StreamFrame,
     structure,
-    unstructure_frame,
+    to_json,
 )
 
 TOKEN_PARAM: Final = "token"
@@ -95,14 +96,14 @@ def encode_action(op: str, req: RequestId, fields: Mapping[str, Any]) -> str:
     if cls is None:
         raise ActionError(f"unknown op {op!r}; expected one of: {', '.join(DASHBOARD_OPS)}")
     action: DashboardAction = structure({**fields, "req": req}, cls)
-    return json.dumps(CONVERTER.unstructure(action, DashboardAction), ensure_ascii=False, separators=(",", ":"))
+    return to_json(action, DashboardAction)
 
 
 # ------------------------------------------------------------------------------------- frames out
 
 
 def _dump(frame: StreamFrame) -> str:
-    return json.dumps(unstructure_frame(frame), ensure_ascii=False, separators=(",", ":"))
+    return to_json(frame, StreamFrame)
 
 
 def encode_snapshot(snapshot: Snapshot) -> str:
@@ -129,7 +130,7 @@ def parse_frame(text: str | bytes) -> StreamFrame | None:
         raise RecordError(f"server sent invalid JSON: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
         raise RecordError("server sent a frame without a 'type'")
-    if data["type"] not in ("snapshot", "resumed", "event", "result"):
+    if data["type"] not in FRAME_TYPES:
         return None
     frame: StreamFrame = structure(data, StreamFrame)
     return frame

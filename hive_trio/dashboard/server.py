@@ -14,14 +14,13 @@ snapshot on every reconnect that cannot resume).
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 from collections import OrderedDict
 from contextlib import suppress
 from functools import partial
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 import h11
 import trio
@@ -60,7 +59,7 @@ from hive_trio.dashboard.routes import (
 from hive_trio.dashboard.token import ensure_token, http_url
 from hive_trio.dashboard.transport import ConnectionStream, receive_request, send_reply, serve_stall_watch
 from hive_trio.errors import HiveError
-from hive_trio.records import DashboardAction, DashboardEvent, RequestId, unstructure
+from hive_trio.records import DashboardAction, DashboardEvent, RequestId, to_json
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +226,7 @@ class DashboardServer:
             snapshot = await self.coord.snapshot()
         except HiveError as exc:
             return text_reply(503, str(exc))
-        body = json.dumps(unstructure(snapshot), ensure_ascii=False, separators=(",", ":")).encode()
+        body = to_json(snapshot).encode()
         return Reply(200, body, JSON)
 
     async def _serve_stream(self, stream: ConnectionStream, decision: OpenStream | RefuseStream) -> None:
@@ -356,11 +355,10 @@ class StreamConnection:
 
     # ------------------------------------------------------------------ events out
     async def _pump(self) -> None:
-        hub = self.coord.hub
         resume = self.resume
         while not self._finished:
             # Subscribe *before* the snapshot: every event after its seq is then in the subscription.
-            with hub.subscribe() as sub:
+            with self.coord.subscribe() as sub:
                 self._sub = sub
                 try:
                     last = await self._start_point(resume)
@@ -382,9 +380,8 @@ class StreamConnection:
             resume = None
 
     async def _start_point(self, resume: ResumePoint | None) -> int:
-        hub = self.coord.hub
         if resume is not None and resume.epoch == self.coord.epoch:
-            missed = hub.replay_since(resume.since)
+            missed = self.coord.replay_since(resume.since)
             if missed is not None:
                 await self._send(encode_resumed(resume.since, resume.epoch))
                 last = resume.since
@@ -503,11 +500,11 @@ async def serve_dashboard(
     *,
     stall_timeout: float = DEFAULT_STALL_TIMEOUT,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
-) -> None:
+) -> NoReturn:
     """Serve the dashboard until cancelled; `task_status.started(url)` once it accepts connections.
 
-    Sets `coord.dashboard_url` and writes it to `coord.paths.dashboard_url_file`. On cancellation it
-    closes every websocket with 1001 and gives everything `config.shutdown_grace` to finish; whatever
+    Writes the URL to `coord.paths.dashboard_url_file`; the assembly gives it to the coordinator.
+    On cancellation it closes every websocket with 1001 and gives everything `config.shutdown_grace` to finish; whatever
     is still running then (a write to a peer that reads nothing) is cancelled and its socket reset.
     """
     config = coord.config
@@ -537,7 +534,6 @@ async def serve_dashboard(
         try:
             await nursery.start(run)
             url = http_url(host, port)
-            coord.dashboard_url = url
             await trio.to_thread.run_sync(partial(_write_url, coord.paths.dashboard_url_file, url))
             log.info("dashboard on %s", url)
             task_status.started(url)
@@ -547,9 +543,9 @@ async def serve_dashboard(
                 server.closing.set()
                 server_scope.deadline = trio.current_time() + config.shutdown_grace
                 await stopped.wait()
-                coord.dashboard_url = None
                 if url is not None:
                     await trio.to_thread.run_sync(partial(_remove_url, coord.paths.dashboard_url_file, url))
+    raise AssertionError("unreachable: serve_dashboard ends only by cancellation")
 
 
 def _write_url(path: Path, url: str) -> None:

@@ -19,11 +19,17 @@ from typing import Final
 import attrs
 import trio
 
-from hive_trio.cli import UP_STATE_DIR, embedded_runtime_dir
+from hive_trio.cli.discovery import UP_STATE_DIR, embedded_runtime_dir
 from hive_trio.core.coordinator import Coordinator
 from hive_trio.daemon import open_hive, raise_open_file_limit, tune_garbage_collection
 from hive_trio.dashboard.token import dashboard_url
-from hive_trio.rules.config import Config, default_runtime_dir, default_state_dir, python_module_command
+from hive_trio.rules.config import (
+    DEFAULT_AGENT_COMMAND,
+    Config,
+    default_runtime_dir,
+    default_state_dir,
+    python_module_command,
+)
 
 EXAMPLE_AGENTS: Final = ("alice", "bob", "carol")
 
@@ -40,7 +46,7 @@ def up_config(config: Config) -> Config:
     """`config` with `up`'s defaults wherever the operator left the daemon's defaults in place.
 
     State goes to `./hive-state`, and the runtime dir follows the CLI's rule for `up`
-    (`cli.embedded_runtime_dir`: under the state dir, or a private /tmp dir when socket paths there
+    (`cli.discovery.embedded_runtime_dir`: under the state dir, or a private /tmp dir when socket paths there
     would be too long), so `run_up` called directly finds the same hive the `hive-trio` commands do,
     and never replaces the sockets of a `hive-trio daemon` running on the defaults. Agents and manager
     run the bundled examples, with this Python.
@@ -53,6 +59,10 @@ def up_config(config: Config) -> Config:
         config,
         state_dir=state_dir,
         runtime_dir=runtime_dir,
+        # The daemon's default is the real-agent harness; `up` asks for the examples by name.
+        agent_command=example_agent_command()
+        if config.agent_command == DEFAULT_AGENT_COMMAND
+        else config.agent_command,
         manager_command=config.manager_command or example_manager_command(),
     )
 
@@ -62,7 +72,7 @@ async def spawn_examples(coord: Coordinator, names: tuple[str, ...] = EXAMPLE_AG
     tombstones = set(await coord.tombstones())
     spawned = []
     for name in names:
-        if name in tombstones or await coord.roster.get(name) is not None:
+        if name in tombstones or await coord.find_agent(name) is not None:
             continue
         await coord.ops.spawn(name)
         spawned.append(name)
@@ -83,7 +93,7 @@ def cli_name() -> str:
 
 def banner(coord: Coordinator, config: Config) -> str:
     state = shlex.quote(str(config.state_dir))
-    # From this directory the commands find `up`'s hive on their own (cli.discovered_hive).
+    # From this directory the commands find `up`'s hive on their own (cli.discovery.discovered_hive).
     found = config.state_dir == UP_STATE_DIR.resolve() and config.runtime_dir == embedded_runtime_dir(config.state_dir)
     flags = "" if found else f" --runtime-dir {shlex.quote(str(config.runtime_dir))}"
     cli = cli_name()

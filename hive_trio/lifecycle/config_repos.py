@@ -250,8 +250,3 @@ async def fast_forward(repo: Path, commit: str) -> None:
     """Move the checked-out `main` (and its work tree) to `commit`; only a fast-forward is allowed."""
     await run_git(repo, ["checkout", "--quiet", MAIN], what=f"could not check out {MAIN}")
     await run_git(repo, ["merge", "--quiet", "--ff-only", commit], what=f"could not fast-forward {MAIN}")
-
-
-async def ensure_on_main(repo: Path) -> None:
-    """After a crash the work tree must match `main` again (a build never leaves it elsewhere, but be sure)."""
-    await run_git(repo, ["checkout", "--quiet", "--force", MAIN], what=f"could not check out {MAIN}")

@@ -1,59 +1,40 @@
-"""Agent lifecycle: spawn, start, stop, restart, rebuild, destroy, crash restarts, reconcile, approvals.
+"""Agent supervision: launch, watch, crash restarts, reconcile at daemon start, and shutdown.
 
-This is hive-c0re's `lifecycle`/`actions` layer. Every operator or manager action runs under
-`coordinator.transient(name, kind)`: the dashboard spinner shows for exactly as long as the action
-runs, a second action on the same agent is refused (`Busy`), and `cancel_transient` cancels it.
-The roster records intent (`desired`, `failed`, `deployed_sha`); the backend runs things; this
-module keeps the two honest with each other, and is the only place that decides to restart.
+This is hive-c0re's supervision half of `lifecycle`. The backend runs things; the roster (through the
+coordinator) records intent (`desired`, `failed`, `deployed_sha`); this module keeps the two honest with
+each other, and is the only place that decides to restart. Crash restarts follow an OTP-style
+intensity/period policy (hyperhive leaves restarts to systemd); requeueing unacked deliveries happens on
+every launch (SPEC §3). The operator's verbs are in `lifecycle.actions`, the approval flow in
+`lifecycle.approvals`; `hive_trio.lifecycle.Lifecycle` is the three composed.
 
-Kept from hyperhive: HelperEvents to the manager for every lifecycle change, `kick_agent` after each
-start, restart and rebuild, requeueing unacked deliveries when an agent (re)starts, and the
-apply_commit flow with its git tags. Changed: crash restarts follow an OTP-style intensity/period
-policy (hyperhive leaves restarts to systemd), approvals stay `pending` while their build runs and
-flip only once the outcome is known, and deadlines of reconcile are the daemon's, not systemd's.
-
-It never parses a wire or serves a socket; adapters call it through `coord.lifecycle`.
+Every action runs under `coordinator.transient(name, kind)`: the dashboard spinner shows for exactly as
+long as the action runs, a second action on the same agent is refused (`Busy`), and `cancel_transient`
+cancels it. It never parses a wire or serves a socket, and changes durable state only through the
+coordinator.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from functools import partial
-from pathlib import Path
 from typing import Final
 
 import trio
 
 from hive_trio.core.coordinator import Coordinator
-from hive_trio.errors import Busy, Conflict, HiveError, LifecycleFailed, NotFound
+from hive_trio.errors import Busy, HiveError, LifecycleFailed
 from hive_trio.lifecycle import config_repos
 from hive_trio.lifecycle.backends import Backend, Run, Unit
 from hive_trio.lifecycle.config_repos import MAIN
 from hive_trio.lifecycle.restart_policy import RestartPolicy
-from hive_trio.records import (
-    MANAGER_AGENT,
-    AgentRecord,
-    Approval,
-    ApprovalKind,
-    ApprovalStatus,
-    ContainerRemovedEvent,
-    HelperContainerCrash,
-    HelperDestroyed,
-    HelperKilled,
-    HelperRebuilt,
-    HelperSpawned,
-    TransientKind,
-)
-from hive_trio.rules.names import validate_agent_name
+from hive_trio.records import MANAGER_AGENT, AgentRecord, HelperContainerCrash, TransientKind
 
 log = logging.getLogger(__name__)
 
 RUNNING: Final = "running"
 STOPPED: Final = "stopped"
-DESTROYED_NOTE: Final = "agent destroyed"
 # How many agents reconcile starts at once after a daemon restart.
 RECONCILE_CONCURRENCY: Final = 16
 
@@ -62,8 +43,8 @@ class ActionCancelled(LifecycleFailed):
     """The operator cancelled the action (`cancel_transient`); whatever it finished stays done."""
 
 
-class Lifecycle:
-    """The `LifecycleOps` the coordinator hands to adapters; `serve` supervises what runs."""
+class Supervisor:
+    """What runs, and watching it; `serve` reconciles, then supervises until cancelled."""
 
     def __init__(self, coord: Coordinator, *, backend: Backend, manage_manager: bool = False) -> None:
         self.coord = coord
@@ -76,7 +57,6 @@ class Lifecycle:
         self._runs: dict[str, Run] = {}
         self._policies: dict[str, RestartPolicy] = {}
         self._repo_locks: dict[str, trio.Lock] = {}
-        self._approving: set[int] = set()
         # Runs stopped on purpose (by an action or shutdown): their exit is not a crash.
         self._deliberate: set[Run] = set()
         # Set when the action in flight on an agent ends; a crash is handled only after it.
@@ -172,13 +152,39 @@ class Lifecycle:
             raise LifecycleFailed("the daemon is shutting down")
         await self.coord.requeue_inflight(name)
         run = await self.backend.launch(self.unit(name), nursery=self.watchers)
-        self._runs[name] = run
-        self.watchers.start_soon(self._watch, name, run)
+        self._supervise(name, run)
         if name != MANAGER_AGENT:
             self.coord.set_running(name, True)
         if kick is not None:
             await self.coord.kick_agent(name, kick)
         return run
+
+    def _supervise(self, name: str, run: Run) -> None:
+        """Track `run` as `name`'s and watch it for exits (a launch or an adopted unit)."""
+        self._runs[name] = run
+        self.watchers.start_soon(self._watch, name, run)
+
+    async def _bring_up(self, name: str, *, kick: str) -> None:
+        """The start sequence every action shares: a fresh crash budget, the socket, then the launch."""
+        self._policy(name).reset()
+        if not self.coord.is_registered(name):
+            await self.coord.register_agent(name)
+        await self._launch(name, kick=kick)
+
+    @asynccontextmanager
+    async def _failure_recorded(self, name: str, what: str, *, interrupted: str | None = None) -> AsyncIterator[None]:
+        """Mark `name` failed (`what: reason`) if the block raises a `HiveError`, then re-raise; with
+        `interrupted`, a cancellation is recorded too (a spawn cut off half-way must not look healthy)."""
+        try:
+            yield
+        except (HiveError, trio.Cancelled) as exc:
+            if isinstance(exc, trio.Cancelled) and interrupted is None:
+                raise
+            reason = interrupted if isinstance(exc, trio.Cancelled) else f"{what}: {exc}"
+            assert reason is not None
+            with trio.CancelScope(shield=True):
+                await self._mark_failed(name, reason)
+            raise
 
     async def _halt(self, name: str, *, grace: float) -> None:
         run = self._runs.get(name)
@@ -212,7 +218,7 @@ class Lifecycle:
         is_manager = name == MANAGER_AGENT
         if not is_manager:
             self.coord.set_running(name, False)
-            record = await self.coord.roster.get(name)
+            record = await self.coord.find_agent(name)
             if record is None or record.desired != RUNNING:
                 return
         decision = self._policy(name).on_crash(trio.current_time())
@@ -240,12 +246,7 @@ class Lifecycle:
                 log.error("could not restart the manager: %s", exc)
 
     async def _mark_failed(self, name: str, reason: str) -> None:
-        try:
-            await self.coord.roster.update(name, failed=True, failed_reason=reason)
-        except HiveError:
-            log.warning("could not record that %s failed (%s)", name, reason, exc_info=True)
-            return
-        await self.coord.publish_status(name)
+        await self.coord.mark_failed(name, reason)
 
     @contextmanager
     def _action(self, name: str, kind: TransientKind) -> Iterator[trio.CancelScope]:
@@ -267,14 +268,17 @@ class Lifecycle:
             lock = self._repo_locks[name] = trio.Lock()
         return lock
 
+    async def _finish_interrupted(self) -> None:
+        """Reconcile's first step after the orphans: finish what a previous daemon cut off (approvals)."""
+
     # ================================================================== reconcile
     async def reconcile(self) -> None:
         """Daemon start: stop orphans, finish cut-off deploys, register every socket, adopt or restart."""
         stopped = await self.backend.reap_orphans(grace=self.config.stop_grace)
         if stopped:
             log.warning("stopped agents a previous daemon left running: %s", ", ".join(stopped))
-        await self.finish_interrupted_deploys()
-        records = await self.coord.roster.all()
+        await self._finish_interrupted()
+        records = await self.coord.agent_records()
         limiter = trio.CapacityLimiter(RECONCILE_CONCURRENCY)
         async with trio.open_nursery() as nursery:
             for record in records:
@@ -295,8 +299,7 @@ class Lifecycle:
                 with self._action(name, TransientKind.STARTING):
                     run = await self.backend.adopt(self.unit(name), nursery=self.watchers)
                     if run is not None:
-                        self._runs[name] = run
-                        self.watchers.start_soon(self._watch, name, run)
+                        self._supervise(name, run)
                         self.coord.set_running(name, True)
                         return
                     self.coord.set_running(name, False)
@@ -307,7 +310,7 @@ class Lifecycle:
                         # step is idempotent) rather than leave an agent without config.
                         sha = await self._prepare_repos(name)
                         await self.backend.build(self.unit(name), rev=sha)
-                        await self.coord.roster.update(name, deployed_sha=sha)
+                        await self.coord.record_deployed(name, sha)
                         log.warning("finished the spawn of %s, interrupted by the daemon's end", name)
                     await self._launch(name, kick="You were started again after the hive daemon restarted.")
             except HiveError as exc:
@@ -320,14 +323,13 @@ class Lifecycle:
         try:
             run = await self.backend.adopt(self.unit(MANAGER_AGENT), nursery=self.watchers)
             if run is not None:
-                self._runs[MANAGER_AGENT] = run
-                self.watchers.start_soon(self._watch, MANAGER_AGENT, run)
+                self._supervise(MANAGER_AGENT, run)
                 return
             await self._launch(MANAGER_AGENT, kick="The hive daemon started.")
         except HiveError as exc:
             log.error("could not start the manager: %s", exc)
 
-    # ================================================================== operator actions
+    # ================================================================== repos
     async def _prepare_repos(self, name: str) -> str:
         """Dirs, the config repo (starter commit) and the applied repo; keep what a tombstone left."""
         await trio.to_thread.run_sync(self.paths.ensure_agent_dirs, name)
@@ -341,318 +343,5 @@ class Lifecycle:
                 return await config_repos.init_applied_repo(applied, source=config_dir)
             return await config_repos.rev_parse(applied, MAIN)
 
-    async def spawn(self, name: str, *, parent: str | None = None) -> AgentRecord:
-        validate_agent_name(name)
-        self.backend.check_name(name)
-        if parent is not None and parent != MANAGER_AGENT:
-            validate_agent_name(parent)
-        if await self.coord.roster.get(name) is not None:
-            raise Conflict(f"agent {name!r} already exists")
-        with self._action(name, TransientKind.SPAWNING):
-            await self.coord.roster.add(name, parent=parent)
-            try:
-                sha = await self._prepare_repos(name)
-                await self.coord.roster.update(
-                    name, deployed_sha=sha, desired=RUNNING, failed=False, failed_reason=None
-                )
-                await self.coord.register_agent(name)
-                await self.backend.build(self.unit(name), rev=sha)
-                self._policy(name).reset()
-                await self._launch(name, kick=f"You were spawned as {name}.")
-            except (HiveError, trio.Cancelled) as exc:
-                reason = "spawn was interrupted" if isinstance(exc, trio.Cancelled) else f"spawn failed: {exc}"
-                with trio.CancelScope(shield=True):
-                    await self._mark_failed(name, reason)
-                raise
-        await self.coord.notify_manager(HelperSpawned(agent=name))
-        return await self.coord.roster.require(name)
 
-    async def start(self, name: str) -> None:
-        await self.coord.require_agent(name)
-        with self._action(name, TransientKind.STARTING):
-            await self.coord.roster.update(name, desired=RUNNING, failed=False, failed_reason=None)
-            self._policy(name).reset()
-            if self.run_of(name) is not None:
-                await self.coord.publish_status(name)
-                return  # already running: starting is idempotent, as `systemctl start` is
-            if not self.coord.is_registered(name):
-                await self.coord.register_agent(name)
-            try:
-                await self._launch(name, kick="You were started by the operator.")
-            except HiveError as exc:
-                await self._mark_failed(name, f"start failed: {exc}")
-                raise
-
-    async def stop(self, name: str, *, graceful: bool = True) -> None:
-        await self.coord.require_agent(name)
-        with self._action(name, TransientKind.STOPPING):
-            # Recorded first: an operator stop is never undone by a crash restart or a daemon restart.
-            await self.coord.roster.update(name, desired=STOPPED, failed=False, failed_reason=None)
-            await self._halt(name, grace=self.config.stop_grace if graceful else 0.0)
-        await self.coord.notify_manager(HelperKilled(agent=name))
-
-    async def restart(self, name: str) -> None:
-        await self.coord.require_agent(name)
-        with self._action(name, TransientKind.RESTARTING):
-            await self.coord.roster.update(name, desired=RUNNING, failed=False, failed_reason=None)
-            self._policy(name).reset()
-            await self._halt(name, grace=self.config.stop_grace)
-            if not self.coord.is_registered(name):
-                await self.coord.register_agent(name)
-            try:
-                await self._launch(name, kick="You were restarted by the operator.")
-            except HiveError as exc:
-                await self._mark_failed(name, f"restart failed: {exc}")
-                raise
-
-    async def rebuild(self, name: str) -> None:
-        """Rebuild from the applied repo's `main`; a running agent picks the result up (restarted if needed)."""
-        await self.coord.require_agent(name)
-        with self._action(name, TransientKind.REBUILDING):
-            sha = await config_repos.rev_parse(self.paths.agent_applied(name), MAIN)
-            await self.backend.build(self.unit(name), rev=sha)
-            await self.coord.roster.update(name, deployed_sha=sha, needs_update=False)
-            await self._refresh(name, kick="You were rebuilt from your applied config.")
-        await self._announce_rebuilt(HelperRebuilt(agent=name, sha=sha, tag=None))
-
-    async def _announce_rebuilt(self, event: HelperRebuilt) -> None:
-        """The manager hears of every rebuild; the agent too, since its own config changed."""
-        await self.coord.notify_manager(event)
-        await self.coord.notify_agent(event.agent, event)
-
-    async def _refresh(self, name: str, *, kick: str) -> None:
-        """After a successful build: a running agent is restarted onto it (or reloaded in place)."""
-        if self.run_of(name) is None:
-            return
-        if self.backend.applies_live:
-            await self.coord.kick_agent(name, kick)
-            return
-        await self._halt(name, grace=self.config.stop_grace)
-        try:
-            await self._launch(name, kick=kick)
-        except HiveError as exc:
-            await self._mark_failed(name, f"could not start after the rebuild: {exc}")
-            raise
-
-    async def destroy(self, name: str, *, purge: bool = False) -> None:
-        await self.coord.require_agent(name)
-        with self._action(name, TransientKind.DESTROYING):
-            await self._halt(name, grace=self.config.stop_grace)
-            await self.backend.remove(self.unit(name))
-            self.coord.unregister_agent(name)
-            await self.coord.roster.remove(name)
-            self._policies.pop(name, None)
-            await self.coord.fail_pending_approvals(name, note=DESTROYED_NOTE)
-            if purge:
-                await self._purge_dirs(name)
-        self.coord.hub.emit(ContainerRemovedEvent(name=name))
-        await self.coord.notify_manager(HelperDestroyed(agent=name))
-
-    async def purge_tombstone(self, name: str) -> None:
-        validate_agent_name(name)
-        if await self.coord.roster.get(name) is not None:
-            raise Conflict(f"{name!r} is a live agent; destroy it first")
-        if name not in self.coord.kept_state_names():
-            raise NotFound(f"there is no tombstone named {name!r}")
-        with self._action(name, TransientKind.DESTROYING):
-            await self._purge_dirs(name)
-
-    async def _purge_dirs(self, name: str) -> None:
-        dirs = [self.paths.agent_state_root(name), self.paths.agent_applied(name), self.paths.agent_runtime(name)]
-        logs = [self.paths.agent_log(name), Path(str(self.paths.agent_log(name)) + ".1")]
-
-        def purge() -> None:
-            for d in dirs:
-                shutil.rmtree(d, ignore_errors=True)
-            for f in logs:
-                f.unlink(missing_ok=True)
-
-        await trio.to_thread.run_sync(purge)
-
-    # ================================================================== approvals
-    async def request_spawn(self, name: str, description: str | None, *, requested_by: str) -> Approval:
-        validate_agent_name(name)
-        self.backend.check_name(name)
-        if await self.coord.roster.get(name) is not None:
-            raise Conflict(f"agent {name!r} already exists")
-        for pending in await self.coord.approvals.query(status=ApprovalStatus.PENDING):
-            if pending.kind is ApprovalKind.SPAWN and pending.agent == name:
-                raise Conflict(f"a spawn of {name!r} is already waiting for the operator as approval #{pending.id}")
-        approval = await self.coord.approvals.add(
-            name, ApprovalKind.SPAWN, description=description, requested_by=requested_by
-        )
-        await self.coord.add_approval(approval)
-        return approval
-
-    async def request_apply_commit(
-        self, agent: str, commit_ref: str, description: str | None, *, requested_by: str
-    ) -> Approval:
-        ref = config_repos.normalize_commit_ref(commit_ref)
-        await self.coord.require_agent(agent)
-        approval = await self.coord.approvals.add(
-            agent, ApprovalKind.APPLY_COMMIT, commit_ref=ref, description=description, requested_by=requested_by
-        )
-        try:
-            approval = await self._fetch_proposal(approval)
-        except HiveError as exc:
-            return await self.coord.resolve_approval(approval.id, ApprovalStatus.FAILED, note=str(exc))
-        await self.coord.add_approval(approval)
-        return approval
-
-    async def _fetch_proposal(self, approval: Approval) -> Approval:
-        """Pin the proposed commit in the applied repo as `proposal/<id>` and record the diff to review."""
-        assert approval.commit_ref is not None
-        applied = self.paths.agent_applied(approval.agent)
-        source = self.paths.agent_config(approval.agent)
-        async with self._repo_lock(approval.agent):
-            sha = await config_repos.fetch_commit(applied, source=source, commit_ref=approval.commit_ref)
-            await config_repos.tag(applied, f"proposal/{approval.id}", sha)
-            text = await config_repos.diff(applied, MAIN, sha)
-        return await self.coord.approvals.set_fetched(approval.id, fetched_sha=sha, diff=text)
-
-    @asynccontextmanager
-    async def _approval_guard(self, approval_id: int) -> AsyncIterator[None]:
-        # The row stays `pending` while its build runs (so a crash never leaves it half-resolved);
-        # this in-memory guard is what refuses a second approve or a deny meanwhile.
-        if approval_id in self._approving:
-            raise Busy(f"approval #{approval_id} is being applied right now")
-        self._approving.add(approval_id)
-        try:
-            yield
-        finally:
-            self._approving.discard(approval_id)
-
-    async def approve(self, approval_id: int, *, note: str | None = None) -> Approval:
-        async with self._approval_guard(approval_id):
-            approval = await self.coord.approvals.get(approval_id)
-            if approval.status is not ApprovalStatus.PENDING:
-                raise Conflict(f"approval #{approval_id} is already {approval.status.value}")
-            if approval.kind is ApprovalKind.SPAWN:
-                return await self._approve_spawn(approval, note)
-            return await self._approve_commit(approval, note)
-
-    async def _approve_spawn(self, approval: Approval, note: str | None) -> Approval:
-        try:
-            await self.spawn(approval.agent)
-        except Busy:
-            raise
-        except HiveError as exc:
-            return await self._resolve(approval, ApprovalStatus.FAILED, _note(f"spawn failed: {exc}", note))
-        return await self._resolve(approval, ApprovalStatus.APPROVED, note)
-
-    async def _approve_commit(self, approval: Approval, note: str | None) -> Approval:
-        name = approval.agent
-        await self.coord.require_agent(name)
-        if approval.fetched_sha is None:
-            # Recorded but never fetched (the daemon died in between): fetch it now.
-            try:
-                approval = await self._fetch_proposal(approval)
-            except HiveError as exc:
-                return await self._resolve(approval, ApprovalStatus.FAILED, _note(str(exc), note))
-        sha = approval.fetched_sha
-        assert sha is not None
-        applied = self.paths.agent_applied(name)
-        with self._action(name, TransientKind.REBUILDING):
-            async with self._repo_lock(name):
-                deployed = await config_repos.rev_parse(applied, MAIN)
-                reason: str | None = None
-                if not await config_repos.is_ancestor(applied, deployed, sha):
-                    reason = (
-                        f"{sha[:12]} does not build on the deployed config {deployed[:12]}; "
-                        "rebase the change onto it and propose again"
-                    )
-                else:
-                    try:
-                        await self.backend.build(self.unit(name), rev=sha, ref=f"refs/tags/proposal/{approval.id}")
-                    except LifecycleFailed as exc:
-                        reason = f"build failed: {exc}"
-                if reason is not None:
-                    failed_tag = f"failed/{approval.id}"
-                    with trio.CancelScope(shield=True):
-                        await config_repos.tag(applied, failed_tag, sha)
-                        return await self._resolve(approval, ApprovalStatus.FAILED, _note(reason, note), tag=failed_tag)
-                # The build is good, so the outcome is decided: finish recording it even if cancelled.
-                deployed_tag = f"deployed/{approval.id}"
-                with trio.CancelScope(shield=True):
-                    resolved = await self._deploy(name, approval, sha, note=note)
-            try:
-                await self._refresh(name, kick=f"You were rebuilt with approved config #{approval.id}.")
-            except HiveError as exc:
-                # The config is deployed; an agent that then fails to start is marked failed, not the approval.
-                log.warning("%s deployed approval #%d but did not start: %s", name, approval.id, exc)
-        await self._announce_rebuilt(HelperRebuilt(agent=name, sha=sha, tag=deployed_tag))
-        return resolved
-
-    async def _deploy(self, name: str, approval: Approval, sha: str, *, note: str | None) -> Approval:
-        """After a good build: move `main`, tag `deployed/<id>`, then record it all with the manager's notice.
-
-        Git goes first and the record last, in one transaction (approved, the roster's `deployed_sha`,
-        the notice). A daemon that dies in between leaves the approval pending with `main` already
-        moved; `finish_interrupted_deploys` completes it at the next start. Every step is idempotent.
-        """
-        applied = self.paths.agent_applied(name)
-        deployed_tag = f"deployed/{approval.id}"
-        await config_repos.fast_forward(applied, sha)
-        await config_repos.tag(applied, deployed_tag, sha)
-        return await self.coord.resolve_approval(
-            approval.id,
-            ApprovalStatus.APPROVED,
-            note=note,
-            tag=deployed_tag,
-            roster_update={"deployed_sha": sha, "needs_update": False},
-        )
-
-    async def finish_interrupted_deploys(self) -> list[int]:
-        """Daemon start: an approval still pending whose commit is already the applied `main`, while the
-        roster records an older deploy, was cut off between its git steps and its record. Finish it."""
-        finished = []
-        for approval in await self.coord.approvals.query(status=ApprovalStatus.PENDING):
-            if approval.kind is not ApprovalKind.APPLY_COMMIT or approval.fetched_sha is None:
-                continue
-            record = await self.coord.roster.get(approval.agent)
-            applied = self.paths.agent_applied(approval.agent)
-            if record is None or record.deployed_sha == approval.fetched_sha or not config_repos.is_repo(applied):
-                continue
-            try:
-                async with self._repo_lock(approval.agent):
-                    if await config_repos.rev_parse(applied, MAIN) != approval.fetched_sha:
-                        continue
-                    await self._deploy(approval.agent, approval, approval.fetched_sha, note=approval.note)
-            except HiveError:
-                log.exception("could not finish the interrupted deploy of approval #%d", approval.id)
-                continue
-            log.warning("finished approval #%d, interrupted by the daemon's end after its git steps", approval.id)
-            finished.append(approval.id)
-        return finished
-
-    async def deny(self, approval_id: int, *, note: str | None = None) -> Approval:
-        async with self._approval_guard(approval_id):
-            current = await self.coord.approvals.get(approval_id)
-            tag_name: str | None = None
-            if current.kind is ApprovalKind.APPLY_COMMIT and current.fetched_sha is not None:
-                tag_name = f"denied/{approval_id}"
-            # The decision and the manager's notice commit together; the tag follows. (A daemon that
-            # dies in between leaves the denial recorded and told, without its git tag.)
-            approval = await self.coord.resolve_approval(approval_id, ApprovalStatus.DENIED, note=note, tag=tag_name)
-            if tag_name is not None and approval.fetched_sha is not None:
-                message = f"denied by the operator: {note}" if note else "denied by the operator"
-                try:
-                    async with self._repo_lock(approval.agent):
-                        await config_repos.tag(
-                            self.paths.agent_applied(approval.agent), tag_name, approval.fetched_sha, message=message
-                        )
-                except HiveError:
-                    log.warning("could not tag denied approval #%d", approval.id, exc_info=True)
-            return approval
-
-    async def _resolve(
-        self, approval: Approval, status: ApprovalStatus, note: str | None, *, tag: str | None = None
-    ) -> Approval:
-        return await self.coord.resolve_approval(approval.id, status, note=note, tag=tag)
-
-
-def _note(reason: str, operator_note: str | None) -> str:
-    return reason if not operator_note else f"{reason} (operator's note: {operator_note})"
-
-
-__all__ = ["ActionCancelled", "Lifecycle"]
+__all__ = ["RECONCILE_CONCURRENCY", "RUNNING", "STOPPED", "ActionCancelled", "Supervisor"]

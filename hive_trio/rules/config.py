@@ -32,7 +32,10 @@ def python_module_command(module: str, python: str = sys.executable) -> str:
     return f"exec {shlex.quote(python)} -m {module}"
 
 
-DEFAULT_AGENT_COMMAND: Final = python_module_command("hive_trio.examples.agent")
+# What a plain `hive-trio daemon` runs for each agent: the real-agent harness (Claude), never an example
+# (docs/DECISIONS.md, "The default agent command"). `hive-trio up` and tests ask for the examples
+# explicitly (`hive_trio.examples.up.example_agent_command`).
+DEFAULT_AGENT_COMMAND: Final = f"{python_module_command('hive_trio')} agent --runtime claude"
 
 
 class ConfigError(ValueError):
@@ -92,10 +95,6 @@ class Config:
             raise ConfigError(f"dashboard_port {self.dashboard_port} is not a TCP port")
         if self.restart_intensity < 0:
             raise ConfigError("restart_intensity must not be negative")
-
-    @property
-    def db_path(self) -> Path:
-        return self.state_dir / "hive.db"
 
 
 _FIELDS: Final = {a.name: a for a in attrs.fields(Config)}

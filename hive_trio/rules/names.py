@@ -12,6 +12,8 @@ from typing import Final
 from hive_trio.errors import InvalidRequest
 from hive_trio.records import MANAGER_AGENT, OPERATOR, SYSTEM_SENDER
 
+# The longest agent name; it is a path component of every agent socket (see cli.discovery).
+MAX_NAME_LENGTH: Final = 31
 AGENT_NAME_PATTERN: Final = re.compile(r"[a-z][a-z0-9-]{0,30}")
 RESERVED_NAMES: Final = frozenset({MANAGER_AGENT, SYSTEM_SENDER, OPERATOR})
 
@@ -29,8 +31,8 @@ def validate_agent_name(name: object) -> str:
     shown = name if len(name) <= 40 else name[:37] + "..."
     if "\x00" in name:
         raise InvalidName(f"agent name {shown!r} contains a NUL byte")
-    if len(name) > 31:
-        raise InvalidName(f"agent name {shown!r} is longer than 31 characters")
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidName(f"agent name {shown!r} is longer than {MAX_NAME_LENGTH} characters")
     if name in RESERVED_NAMES:
         raise InvalidName(f"{name!r} is reserved and cannot be an agent name")
     if AGENT_NAME_PATTERN.fullmatch(name) is None:

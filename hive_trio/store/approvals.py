@@ -149,25 +149,8 @@ class Approvals:
             lambda c: set_fetched_tx(c, approval_id=approval_id, fetched_sha=fetched_sha, diff=diff)
         )
 
-    async def resolve(
-        self,
-        approval_id: int,
-        status: ApprovalStatus,
-        *,
-        note: str | None = None,
-        expect: ApprovalStatus = ApprovalStatus.PENDING,
-    ) -> Approval:
-        now = self.clock()
-        return await self.db.write(
-            lambda c: resolve_tx(c, approval_id=approval_id, status=status, note=note, now=now, expect=expect)
-        )
-
     async def get(self, approval_id: int) -> Approval:
         return await self.db.read(lambda c: require(c, approval_id))
 
     async def query(self, *, status: ApprovalStatus | None = None) -> list[Approval]:
         return await self.db.read(lambda c: list_tx(c, status=status))
-
-    async def fail_pending_for(self, agent: str, *, note: str) -> list[Approval]:
-        now = self.clock()
-        return await self.db.write(lambda c: fail_pending_for_tx(c, agent=agent, note=note, now=now))

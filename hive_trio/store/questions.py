@@ -162,16 +162,6 @@ class OperatorQuestions:
             )
         )
 
-    async def answer(self, question_id: int, answer: str, *, answerer: str) -> Question:
-        now = self.clock()
-        return await self.db.write(
-            lambda c: answer_tx(c, question_id=question_id, answer=answer, answerer=answerer, now=now)
-        )
-
-    async def cancel(self, question_id: int, *, by: str) -> Question:
-        now = self.clock()
-        return await self.db.write(lambda c: cancel_tx(c, question_id=question_id, by=by, now=now))
-
     async def get(self, question_id: int) -> Question:
         return await self.db.read(lambda c: require(c, question_id))
 
@@ -183,7 +173,3 @@ class OperatorQuestions:
 
     async def next_deadline(self) -> float | None:
         return await self.db.read(next_deadline)
-
-    async def expire(self) -> list[Question]:
-        now = self.clock()
-        return await self.db.write(lambda c: expire_tx(c, now=now))

@@ -13,6 +13,7 @@ import apsw
 
 from hive_trio.errors import Conflict, UnknownAgent
 from hive_trio.records import AgentRecord
+from hive_trio.store import broker
 from hive_trio.store.database import Database
 
 _COLUMNS: Final = (
@@ -121,6 +122,17 @@ class Roster:
         if record is None:
             raise UnknownAgent(name)
         return record
+
+    async def with_pending_counts(self, names: Sequence[str] | None = None) -> tuple[list[AgentRecord], dict[str, int]]:
+        """Rows (all, or those of `names`) and their inbox depths, in one read so the two agree.
+
+        One agent's change is published per event: with `names` only those rows are read (reading
+        the whole roster per event made a 1,000-agent reconcile quadratic).
+        """
+        if names is None:
+            return await self.db.read(lambda c: (list_all(c), broker.pending_counts(c)))
+        wanted = list(names)
+        return await self.db.read(lambda c: (list_named(c, wanted), broker.pending_counts_for(c, wanted)))
 
     async def all(self) -> list[AgentRecord]:
         return await self.db.read(list_all)

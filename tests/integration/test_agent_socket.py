@@ -175,7 +175,7 @@ async def test_a_recv_cancelled_while_delivering_puts_its_messages_back_at_once(
     hive: InProcessHive, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     [message] = await hive.coordinator.send("alpha", "beta", "must not be acked unseen")
-    broker = hive.coordinator.broker
+    broker = hive.coordinator._broker
     deliver = broker.deliver
     delivering, proceed, delivered = trio.Event(), trio.Event(), trio.Event()
 
@@ -213,7 +213,7 @@ async def test_a_recv_cancelled_while_delivering_puts_its_messages_back_at_once(
     # Same connection, still open: the cancelled call's messages go back at once, not at disconnect.
     with trio.fail_after(5):
         await released.wait()
-    assert await broker.get(message.id) == message
+    assert await hive.coordinator.recent_messages("beta", limit=1) == [message]  # back, as it was sent
     ack = {"name": "ack_turn", "arguments": {}}
     await raw.send({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": ack})
     reply = await raw.read()
@@ -428,7 +428,7 @@ async def test_a_client_that_leaves_between_request_and_reply_loses_nothing(hive
 
 
 async def test_a_stale_socket_file_is_replaced_but_a_live_one_is_not(hive: InProcessHive) -> None:
-    await hive.coordinator.roster.add("gamma")
+    await hive.coordinator.record_spawn("gamma")
     path = hive.coordinator.paths.agent_socket("gamma")
     path.parent.mkdir(parents=True, exist_ok=True)
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -480,3 +480,15 @@ async def test_an_error_in_the_client_block_comes_out_plain(hive: InProcessHive)
     with pytest.raises(KeyError):
         async with hive.open_agent("alpha"):
             raise KeyError("mine")
+
+
+class _BlockError(Exception):
+    pass
+
+
+async def test_an_error_raised_in_the_client_block_comes_out_as_itself(hive: InProcessHive) -> None:
+    # open_agent_client's nurseries would wrap it in an ExceptionGroup; the caller sees the error plain.
+    with pytest.raises(_BlockError, match=r"^from the block$"):
+        async with hive.open_agent("alpha") as client:
+            await client.call("whoami")
+            raise _BlockError("from the block")

@@ -103,7 +103,7 @@ def ignore(_: object) -> None:
 
 async def test_toolbox_calls_are_made_as_the_socket_owner(coordinator: Coordinator) -> None:
     for name in ("alpha", "beta"):
-        await coordinator.roster.add(name)
+        await coordinator.record_spawn(name)
     alpha, beta = Toolbox(coordinator, "alpha"), Toolbox(coordinator, "beta")
     sent = await alpha.call("send", {"to": "beta", "body": "hi"}, on_delivered=ignore)
     handed: list[list[Message]] = []
@@ -128,7 +128,7 @@ async def test_toolbox_calls_are_made_as_the_socket_owner(coordinator: Coordinat
 
 
 async def test_recv_argument_bounds(coordinator: Coordinator) -> None:
-    await coordinator.roster.add("alpha")
+    await coordinator.record_spawn("alpha")
     alpha = Toolbox(coordinator, "alpha")
     with pytest.raises(InvalidRequest, match="wait_seconds must not be negative"):
         await alpha.call("recv", {"wait_seconds": -1}, on_delivered=ignore)
@@ -187,10 +187,10 @@ def test_lease_book_queues_a_reused_id() -> None:
 
 async def test_recv_cancelled_while_its_deliver_commits_still_returns_the_messages(coordinator: Coordinator) -> None:
     """The delivering UPDATE is running when the caller is cancelled: the list must still come back."""
-    await coordinator.roster.add("alpha")
+    await coordinator.record_spawn("alpha")
     await coordinator.send("operator", "alpha", "precious")
     entered, release = threading.Event(), threading.Event()
-    db = coordinator.db
+    db = coordinator._db
 
     async def slow_deliver(recipient: str, *, limit: int, max_bytes: int | None = None) -> list[Message]:
         def work(conn: Any) -> list[Message]:
@@ -200,7 +200,7 @@ async def test_recv_cancelled_while_its_deliver_commits_still_returns_the_messag
 
         return await db.write(work)
 
-    coordinator.broker.deliver = slow_deliver  # type: ignore[method-assign]
+    coordinator._broker.deliver = slow_deliver  # type: ignore[method-assign]
     got: list[Message] = []
     with trio.CancelScope() as scope:
 
@@ -218,7 +218,7 @@ async def test_recv_cancelled_while_its_deliver_commits_still_returns_the_messag
 
 async def test_a_reply_that_cannot_be_written_puts_its_messages_back(coordinator: Coordinator) -> None:
     """Deterministic: the socket accepts every write except the one carrying the recv reply."""
-    await coordinator.roster.add("alpha")
+    await coordinator.record_spawn("alpha")
     sent = (await coordinator.send("operator", "alpha", "keep me"))[0]
     client_to_server = trio.testing.MemoryReceiveStream()
     server_to_client = trio.testing.MemorySendStream()
@@ -245,6 +245,6 @@ async def test_a_reply_that_cannot_be_written_puts_its_messages_back(coordinator
         client_to_server.put_data(json.dumps(request).encode() + b"\n")
     await serve_mcp_connection(Toolbox(coordinator, "alpha"), stream, max_frame=1 << 20)
     assert [r["id"] for r in written] == [1]
-    row = await coordinator.broker.get(sent.id)
-    assert row is not None and row.delivered_at is None and not row.redelivered
+    [row] = await coordinator.recent_messages("alpha", limit=1)
+    assert row.id == sent.id and row.delivered_at is None and not row.redelivered
     assert await coordinator.inbox_depth("alpha") == 1

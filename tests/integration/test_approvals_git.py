@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -13,9 +14,9 @@ from lifecycle_support import commit_file, drain, eventually, helper_events, lif
 from hive_trio.core.coordinator import open_coordinator
 from hive_trio.daemon import open_hive
 from hive_trio.errors import Busy, Conflict, InvalidRequest, UnknownAgent
+from hive_trio.lifecycle import Lifecycle, config_repos
 from hive_trio.lifecycle.backends.nixos_container import NixosContainerBackend
 from hive_trio.lifecycle.config_repos import rev_parse, run_git
-from hive_trio.lifecycle.supervisor import Lifecycle, config_repos
 from hive_trio.records import (
     ApprovalAddedEvent,
     ApprovalKind,
@@ -33,7 +34,7 @@ async def test_apply_commit_end_to_end(short_tmp: Path) -> None:
     async with open_hive(lifecycle_config(short_tmp)) as hive:
         coord = hive.coordinator
         await coord.ops.spawn("alpha")
-        lifecycle = coord.lifecycle
+        lifecycle = coord.ops
         assert isinstance(lifecycle, Lifecycle)
         old_pid = lifecycle.run_of("alpha").pid  # type: ignore[union-attr]
         config = coord.paths.agent_config("alpha")
@@ -41,7 +42,7 @@ async def test_apply_commit_end_to_end(short_tmp: Path) -> None:
         deployed = await rev_parse(applied, "main")
         sha = await commit_file(config, "agent.toml", '[env]\nGREETING = "hej"\n', "say hej")
 
-        with coord.hub.subscribe() as events:
+        with coord.subscribe() as events:
             approval = await coord.ops.request_apply_commit("alpha", sha[:10].upper(), "greet", requested_by="manager")
             added = [e for e in drain(events) if isinstance(e, ApprovalAddedEvent)]
         assert approval.status is ApprovalStatus.PENDING
@@ -56,17 +57,17 @@ async def test_apply_commit_end_to_end(short_tmp: Path) -> None:
 
         env_file = coord.paths.agent_notes("alpha") / "env.txt"
         env_file.unlink()
-        with coord.hub.subscribe() as events:
+        with coord.subscribe() as events:
             resolved = await coord.ops.approve(approval.id, note="looks good")
             kinds = drain(events)
         assert resolved.status is ApprovalStatus.APPROVED and resolved.note == "looks good"
         assert await rev_parse(applied, "main") == sha
         assert await tag_target(applied, f"deployed/{approval.id}") == sha
-        assert (await coord.roster.require("alpha")).deployed_sha == sha
+        assert (await coord.require_agent("alpha")).deployed_sha == sha
         assert (await coord.agent_statuses(["alpha"]))[0].deployed_sha == sha[:12]
         assert any(isinstance(e, ApprovalResolvedEvent) and e.status is ApprovalStatus.APPROVED for e in kinds)
         # The agent was restarted onto the new config.
-        env = await eventually(lambda: read_env(env_file), what="the rebuilt agent's env")
+        env = await eventually(lambda: read_env(env_file), watch=[env_file.parent], what="the rebuilt agent's env")
         assert env["GREETING"] == "hej"
         assert lifecycle.run_of("alpha").pid != old_pid  # type: ignore[union-attr]
         manager = await helper_events(coord, "manager")
@@ -100,7 +101,7 @@ async def test_deny_leaves_the_applied_repo_alone_and_an_annotated_tag(short_tmp
         assert denied.status is ApprovalStatus.DENIED and denied.note == "not this week"
         assert await rev_parse(applied, "main") == deployed
         assert (applied / "agent.toml").read_text() == before
-        assert (await coord.roster.require("alpha")).deployed_sha == deployed
+        assert (await coord.require_agent("alpha")).deployed_sha == deployed
         kind = await run_git(applied, ["cat-file", "-t", f"denied/{approval.id}"], what="cat-file")
         assert kind.stdout.strip() == b"tag", "an annotated tag"
         message = await config_repos.tag_message(applied, f"denied/{approval.id}")
@@ -115,7 +116,7 @@ async def test_deny_leaves_the_applied_repo_alone_and_an_annotated_tag(short_tmp
 async def test_a_failed_build_tags_failed_and_keeps_main(short_tmp: Path) -> None:
     async with open_hive(lifecycle_config(short_tmp)) as hive:
         coord = hive.coordinator
-        lifecycle = coord.lifecycle
+        lifecycle = coord.ops
         assert isinstance(lifecycle, Lifecycle)
         await coord.ops.spawn("alpha")
         pid = lifecycle.run_of("alpha").pid  # type: ignore[union-attr]
@@ -129,7 +130,7 @@ async def test_a_failed_build_tags_failed_and_keeps_main(short_tmp: Path) -> Non
         assert "try it" in failed.note
         assert await tag_target(applied, f"failed/{approval.id}") == sha
         assert await rev_parse(applied, "main") == deployed
-        assert (await coord.roster.require("alpha")).deployed_sha == deployed
+        assert (await coord.require_agent("alpha")).deployed_sha == deployed
         assert lifecycle.run_of("alpha").pid == pid, "the running agent was not touched"  # type: ignore[union-attr]
         assert coord.transients() == {}
         resolved = [e for e in await helper_events(coord, "manager") if e["event"] == "approval_resolved"]
@@ -158,7 +159,7 @@ async def test_a_commit_that_cannot_be_fetched_fails_at_once(short_tmp: Path) ->
     async with open_hive(lifecycle_config(short_tmp)) as hive:
         coord = hive.coordinator
         await coord.ops.spawn("alpha")
-        with coord.hub.subscribe() as events:
+        with coord.subscribe() as events:
             approval = await coord.ops.request_apply_commit("alpha", "deadbeef12", "nope", requested_by="manager")
             seen = drain(events)
         assert approval.status is ApprovalStatus.FAILED
@@ -169,7 +170,7 @@ async def test_a_commit_that_cannot_be_fetched_fails_at_once(short_tmp: Path) ->
             await coord.ops.request_apply_commit("alpha", "HEAD~1", None, requested_by="manager")
         with pytest.raises(UnknownAgent):
             await coord.ops.request_apply_commit("ghost", "abcdef1", None, requested_by="manager")
-        assert len(await coord.approvals.query()) == 1
+        assert len(await coord.list_approvals()) == 1
 
 
 async def test_spawn_approvals(short_tmp: Path) -> None:
@@ -179,15 +180,15 @@ async def test_spawn_approvals(short_tmp: Path) -> None:
         assert approval.kind is ApprovalKind.SPAWN and approval.status is ApprovalStatus.PENDING
         with pytest.raises(Conflict, match="already waiting"):
             await coord.ops.request_spawn("beta", None, requested_by="manager")
-        assert await coord.roster.get("beta") is None, "nothing is spawned before the approval"
+        assert await coord.find_agent("beta") is None, "nothing is spawned before the approval"
         resolved = await coord.ops.approve(approval.id)
         assert resolved.status is ApprovalStatus.APPROVED
-        assert (await coord.roster.require("beta")).desired == "running"
+        assert (await coord.require_agent("beta")).desired == "running"
         assert coord.is_running("beta")
         with pytest.raises(Conflict, match="already exists"):
             await coord.ops.request_spawn("beta", None, requested_by="manager")
         # A spawn approval whose agent appeared meanwhile fails with the reason, not half-done.
-        again = await coord.approvals.add("gamma", ApprovalKind.SPAWN)
+        again = await coord.propose_approval("gamma", ApprovalKind.SPAWN)
         await coord.ops.spawn("gamma")
         failed = await coord.ops.approve(again.id)
         assert failed.status is ApprovalStatus.FAILED and "already exists" in (failed.note or "")
@@ -196,7 +197,7 @@ async def test_spawn_approvals(short_tmp: Path) -> None:
 async def test_one_approval_is_applied_once_at_a_time(short_tmp: Path) -> None:
     async with open_hive(lifecycle_config(short_tmp)) as hive:
         coord = hive.coordinator
-        lifecycle = coord.lifecycle
+        lifecycle = coord.ops
         assert isinstance(lifecycle, Lifecycle)
         await coord.ops.spawn("alpha")
         sha = await commit_file(coord.paths.agent_config("alpha"), "n.txt", "1\n", "n")
@@ -206,12 +207,12 @@ async def test_one_approval_is_applied_once_at_a_time(short_tmp: Path) -> None:
                 await coord.ops.approve(approval.id)
             with pytest.raises(Busy, match="being applied"):
                 await coord.ops.deny(approval.id)
-        assert (await coord.approvals.get(approval.id)).status is ApprovalStatus.PENDING
+        assert (await coord.get_approval(approval.id)).status is ApprovalStatus.PENDING
         # An agent busy with another action refuses the rebuild; the approval stays pending.
         with coord.transient("alpha", TransientKind.STOPPING):
             with pytest.raises(Busy):
                 await coord.ops.approve(approval.id)
-        assert (await coord.approvals.get(approval.id)).status is ApprovalStatus.PENDING
+        assert (await coord.get_approval(approval.id)).status is ApprovalStatus.PENDING
         assert (await coord.ops.approve(approval.id)).status is ApprovalStatus.APPROVED
 
 
@@ -249,9 +250,9 @@ async def test_a_build_cancelled_midway_leaves_the_approval_pending(
         poll_interval=0.05,
     )
     (short_tmp / "conf").mkdir()
-    async with open_coordinator(config) as coord:
-        lifecycle = Lifecycle(coord, backend=backend)
-        coord.lifecycle = lifecycle
+    async with open_coordinator(config, lifecycle=partial(Lifecycle, backend=backend)) as coord:
+        lifecycle = coord.ops
+        assert isinstance(lifecycle, Lifecycle)
         await coord.root_nursery.start(lifecycle.serve)
         await lifecycle.spawn("alpha")
         assert "--bind=" in (short_tmp / "conf" / "h-alpha.conf").read_text()
@@ -270,11 +271,13 @@ async def test_a_build_cancelled_midway_leaves_the_approval_pending(
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(approve)
-            await eventually(lambda: "update h-alpha" in (short_tmp / "argv.log").read_text(), what="the build")
+            await eventually(
+                lambda: "update h-alpha" in (short_tmp / "argv.log").read_text(), watch=[short_tmp], what="the build"
+            )
             assert coord.transient_of("alpha") is TransientKind.REBUILDING
             assert coord.cancel_transient("alpha")
         assert outcome and "cancelled" in str(outcome[0])
-        assert (await coord.approvals.get(approval.id)).status is ApprovalStatus.PENDING
+        assert (await coord.get_approval(approval.id)).status is ApprovalStatus.PENDING
         assert await rev_parse(applied, "main") == deployed
         assert coord.transients() == {}
         calls = (short_tmp / "argv.log").read_text()

@@ -8,9 +8,12 @@ import trio
 import trio.testing
 
 from hive_trio.core.coordinator import Coordinator, open_coordinator
-from hive_trio.errors import Busy, Conflict, InvalidRequest, UnknownAgent
+from hive_trio.errors import Busy, Conflict, InvalidRequest, TooLarge, UnknownAgent
+from hive_trio.lifecycle.bare import BareLifecycle
 from hive_trio.records import (
+    BROADCAST,
     DashboardEvent,
+    DeliveredEvent,
     QuestionAddedEvent,
     QuestionResolvedEvent,
     SentEvent,
@@ -32,16 +35,16 @@ def kinds(events: list[DashboardEvent]) -> list[str]:
 
 
 def transient_events(coord: Coordinator) -> list[DashboardEvent]:
-    ring = coord.hub.replay_since(0) or []
+    ring = coord.replay_since(0) or []
     return [e for e in ring if isinstance(e, TransientSetEvent | TransientClearedEvent)]
 
 
 async def test_second_open_of_the_same_state_dir_fails(config: Config) -> None:
-    async with open_coordinator(config):
+    async with open_coordinator(config, lifecycle=BareLifecycle):
         with pytest.raises(AlreadyRunning, match="already using"):
-            async with open_coordinator(config):
+            async with open_coordinator(config, lifecycle=BareLifecycle):
                 pass  # pragma: no cover
-    async with open_coordinator(config):  # released on exit
+    async with open_coordinator(config, lifecycle=BareLifecycle):  # released on exit
         pass
 
 
@@ -146,12 +149,12 @@ async def test_a_crashing_socket_is_contained(coordinator: Coordinator) -> None:
     await coordinator.register_agent("alpha")
     await trio.testing.wait_all_tasks_blocked()
     assert not coordinator.is_registered("alpha")
-    await coordinator.roster.add("beta")
+    await coordinator.record_spawn("beta")
     await coordinator.send("operator", "beta", "the daemon is still fine")
 
 
 async def test_recv_wakes_on_a_new_message(coordinator: Coordinator, autojump_clock: trio.abc.Clock) -> None:
-    await coordinator.roster.add("alpha")
+    await coordinator.record_spawn("alpha")
     got: list[str] = []
 
     async def receiver() -> None:
@@ -168,7 +171,7 @@ async def test_recv_wakes_on_a_new_message(coordinator: Coordinator, autojump_cl
 
 
 async def test_recv_times_out_empty(coordinator: Coordinator, autojump_clock: trio.abc.Clock) -> None:
-    await coordinator.roster.add("alpha")
+    await coordinator.record_spawn("alpha")
     start = trio.current_time()
     assert await coordinator.recv("alpha", wait_seconds=10) == []
     assert trio.current_time() - start == pytest.approx(10)
@@ -179,8 +182,8 @@ async def test_recv_times_out_empty(coordinator: Coordinator, autojump_clock: tr
 
 
 async def test_send_and_recv_are_mirrored_to_the_dashboard(coordinator: Coordinator) -> None:
-    await coordinator.roster.add("alpha")
-    with coordinator.hub.subscribe() as sub:
+    await coordinator.record_spawn("alpha")
+    with coordinator.subscribe() as sub:
         await coordinator.send("operator", "alpha", "hello")
         await coordinator.recv("alpha")
         first = await sub.receive.receive()
@@ -202,18 +205,19 @@ async def test_unknown_recipient_is_refused(coordinator: Coordinator) -> None:
 
 async def test_broadcast_send_appends_the_hint(coordinator: Coordinator) -> None:
     for name in ("alpha", "beta", "gamma"):
-        await coordinator.roster.add(name)
-    assert await coordinator.broadcast_send("alpha", "standup") == []
+        await coordinator.record_spawn(name)
+    assert [m.recipient for m in await coordinator.send("alpha", BROADCAST, "standup")] == ["beta", "gamma"]
     for name in ("beta", "gamma"):
         [m] = await coordinator.recv(name)
         assert m.body.startswith("standup") and "broadcast" in m.body and m.sender == "alpha"
     assert await coordinator.inbox_depth("alpha") == 0
-    errors = await coordinator.broadcast_send("alpha", "x" * (coordinator.config.max_body_bytes + 1))
-    assert sorted(e.split(":")[0] for e in errors) == ["beta", "gamma"]
+    with pytest.raises(TooLarge):  # refused for every recipient at once: nothing lands
+        await coordinator.send("alpha", BROADCAST, "x" * (coordinator.config.max_body_bytes + 1))
+    assert [await coordinator.inbox_depth(n) for n in ("beta", "gamma")] == [0, 0]
 
 
 async def test_kick_and_notify_come_from_system(coordinator: Coordinator) -> None:
-    await coordinator.roster.add("alpha")
+    await coordinator.record_spawn("alpha")
     await coordinator.kick_agent("alpha", "restarted by the operator")
     [kick] = await coordinator.recv("alpha")
     assert kick.sender == "system" and "restarted by the operator" in kick.body
@@ -227,7 +231,7 @@ async def test_kick_and_notify_come_from_system(coordinator: Coordinator) -> Non
 
 
 async def test_kept_state_names_and_tombstones(coordinator: Coordinator) -> None:
-    await coordinator.roster.add("alpha")
+    await coordinator.record_spawn("alpha")
     coordinator.paths.ensure_agent_dirs("alpha")
     coordinator.paths.ensure_agent_dirs("ghost")
     assert coordinator.kept_state_names() == ["alpha", "ghost"]
@@ -237,14 +241,14 @@ async def test_kept_state_names_and_tombstones(coordinator: Coordinator) -> None
 async def test_question_deadline_gives_the_default_to_the_asker(
     coordinator: Coordinator, autojump_clock: trio.abc.Clock
 ) -> None:
-    await coordinator.roster.add("alpha")
+    await coordinator.record_spawn("alpha")
     await coordinator.root_nursery.start(coordinator.serve_question_watchdog)
     q = await coordinator.ask("alpha", "deploy friday?", options=["yes", "no"], default_answer="no", ttl_seconds=300)
     await coordinator.ask("alpha", "no deadline")
     await trio.sleep(299)
-    assert (await coordinator.questions.get(q.id)).answer is None
+    assert (await coordinator.get_question(q.id)).answer is None
     await trio.sleep(2)
-    resolved = await coordinator.questions.get(q.id)
+    resolved = await coordinator.get_question(q.id)
     assert (resolved.answer, resolved.answerer) == ("no", "ttl")
     [note] = await coordinator.recv("alpha")
     assert json.loads(note.body) == {
@@ -254,7 +258,7 @@ async def test_question_deadline_gives_the_default_to_the_asker(
         "answer": "no",
         "answerer": "ttl",
     }
-    ring = coordinator.hub.replay_since(0) or []
+    ring = coordinator.replay_since(0) or []
     assert [type(e) for e in ring if isinstance(e, QuestionAddedEvent | QuestionResolvedEvent)] == [
         QuestionAddedEvent,
         QuestionAddedEvent,
@@ -264,7 +268,7 @@ async def test_question_deadline_gives_the_default_to_the_asker(
 
 async def test_peer_questions_go_to_the_target_and_only_it_may_answer(coordinator: Coordinator) -> None:
     for name in ("alpha", "beta", "gamma"):
-        await coordinator.roster.add(name)
+        await coordinator.record_spawn(name)
     q = await coordinator.ask("alpha", "which branch?", target="beta", options=["main", "dev"], multi=True)
     [asked] = await coordinator.recv("beta")
     assert json.loads(asked.body)["event"] == "question_asked"
@@ -275,23 +279,23 @@ async def test_peer_questions_go_to_the_target_and_only_it_may_answer(coordinato
     [answered] = await coordinator.recv("alpha")
     assert json.loads(answered.body)["answer"] == "main, dev"
     # Peer questions never reach the dashboard.
-    ring = coordinator.hub.replay_since(0) or []
+    ring = coordinator.replay_since(0) or []
     assert not [e for e in ring if isinstance(e, QuestionAddedEvent | QuestionResolvedEvent)]
 
 
 async def test_operator_may_override_a_peer_question(coordinator: Coordinator) -> None:
     for name in ("alpha", "beta"):
-        await coordinator.roster.add(name)
+        await coordinator.record_spawn(name)
     q = await coordinator.ask("alpha", "?", target="beta")
     done = await coordinator.answer_question(q.id, "operator says no", answerer="operator")
     assert done.answerer == "operator"
 
 
 async def test_snapshot_reads_seq_before_gathering(coordinator: Coordinator) -> None:
-    await coordinator.roster.add("alpha")
+    await coordinator.record_spawn("alpha")
     await coordinator.send("operator", "alpha", "one")
     snap = await coordinator.snapshot()
-    assert snap.seq == coordinator.hub.current_seq() == 1
+    assert snap.seq == coordinator.current_seq() == 1
     assert [a.name for a in snap.agents] == ["alpha"] and snap.agents[0].pending_messages == 1
     assert [m.body for m in snap.messages] == ["one"]
 
@@ -299,7 +303,7 @@ async def test_snapshot_reads_seq_before_gathering(coordinator: Coordinator) -> 
 async def test_a_paused_agent_is_handed_nothing_until_unpaused(
     coordinator: Coordinator, autojump_clock: trio.abc.Clock
 ) -> None:
-    await coordinator.roster.add("alpha")
+    await coordinator.record_spawn("alpha")
     await coordinator.set_paused("alpha", True)
     await coordinator.send("operator", "alpha", "waits for you")
     assert await coordinator.recv("alpha", wait_seconds=30) == []
@@ -318,11 +322,45 @@ async def test_a_paused_agent_is_handed_nothing_until_unpaused(
 
 
 async def test_paused_survives_a_daemon_restart(config: Config) -> None:
-    async with open_coordinator(config) as coord:
-        await coord.roster.add("alpha")
+    async with open_coordinator(config, lifecycle=BareLifecycle) as coord:
+        await coord.record_spawn("alpha")
         await coord.set_paused("alpha", True)
         await coord.send("operator", "alpha", "x")
-    async with open_coordinator(config) as coord:
+    async with open_coordinator(config, lifecycle=BareLifecycle) as coord:
         assert await coord.recv("alpha") == []
         await coord.set_paused("alpha", False)
         assert [m.body for m in await coord.recv("alpha")] == ["x"]
+
+
+async def test_sent_and_delivered_carry_the_message_id_and_the_rows_times(coordinator: Coordinator) -> None:
+    await coordinator.record_spawn("alpha")
+    with coordinator.subscribe() as sub:
+        [message] = await coordinator.send("operator", "alpha", "same words")
+        [delivered] = await coordinator.recv("alpha")
+        sent_event = await sub.receive.receive()
+        delivered_event = await sub.receive.receive()
+    assert isinstance(sent_event, SentEvent) and isinstance(delivered_event, DeliveredEvent)
+    assert sent_event.id == delivered_event.id == message.id
+    assert sent_event.at == message.sent_at
+    assert delivered.delivered_at is not None and delivered_event.at == delivered.delivered_at  # the row's stamp
+
+
+async def test_a_resolution_notice_wakes_a_parked_recv(
+    coordinator: Coordinator, autojump_clock: trio.abc.Clock
+) -> None:
+    # The bell is rung by the coordinator after the commit, not by the hub seeing the `sent` event.
+    await coordinator.record_spawn("alpha")
+    q = await coordinator.ask("alpha", "ship it?")
+    got: list[str] = []
+
+    async def receiver() -> None:
+        got.extend(m.body for m in await coordinator.recv("alpha", wait_seconds=120))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(receiver)
+        await trio.sleep(30)
+        assert got == []
+        start = trio.current_time()
+        await coordinator.answer_question(q.id, "yes", answerer="operator")
+    assert len(got) == 1 and json.loads(got[0])["event"] == "question_answered"
+    assert trio.current_time() == start

@@ -40,11 +40,10 @@ index 3b18e51..a9c2f04 100644
 
 
 async def test_operator_approves_answers_and_sends_from_the_page(config: Config) -> None:
-    async with running_hive(config) as hive:
+    async with running_hive(config, lifecycle=RecordingLifecycle) as hive:
         coord = hive.coordinator
-        coord.lifecycle = RecordingLifecycle(coord)  # stands in for the lifecycle branch's Lifecycle
         for name in ("alpha", "beta", "gamma"):
-            await coord.roster.add(name)
+            await coord.record_spawn(name)
         await coord.set_paused("gamma", False)
         coord.set_running("alpha", True)
         coord.set_running("beta", True)
@@ -104,7 +103,7 @@ async def test_operator_approves_answers_and_sends_from_the_page(config: Config)
                 await page.wait_for("document.querySelector('#log').textContent.includes('while the page was away')")
                 assert await page.evaluate("[hive.stats.snapshots, hive.stats.resumes]") == [1, 1]
 
-                lifecycle = coord.lifecycle
+                lifecycle = coord.ops
                 assert isinstance(lifecycle, RecordingLifecycle)
                 await page.click('[data-agent="beta"] button[data-op="stop"]')
                 with trio.fail_after(5):
@@ -117,9 +116,9 @@ async def test_operator_approves_answers_and_sends_from_the_page(config: Config)
                 await page.screenshot(ARTIFACTS / "dashboard-after.png")
                 assert page.console_errors == [], json.dumps(page.console_errors, indent=2)
 
-        stored = await coord.approvals.get(approval.id)
+        stored = await coord.get_approval(approval.id)
         assert stored.status is ApprovalStatus.APPROVED and stored.note == "ship it"
-        answered = await coord.questions.get(question.id)
+        answered = await coord.get_question(question.id)
         assert answered.answer == "quarantine" and answered.answerer == OPERATOR
         assert [m.body for m in await coord.recent_messages("alpha")][-1] == "thanks, merging now"
 

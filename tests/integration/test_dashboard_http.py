@@ -198,7 +198,7 @@ async def test_methods_bodies_and_a_plain_get_of_the_stream(config: Config) -> N
 async def test_a_client_leaving_mid_reply_harms_nothing(config: Config) -> None:
     async with running_hive(config) as hive:
         coord = hive.coordinator
-        await coord.roster.add("alpha")
+        await coord.record_spawn("alpha")
         for i in range(30):  # a state of ~1.8 MB, so the reply is still being written when they go
             await coord.send("alpha", OPERATOR, f"{i} " + "m" * 60_000)
         token = token_of(hive)

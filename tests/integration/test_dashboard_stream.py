@@ -40,6 +40,7 @@ from hive_trio.dashboard.protocol import ResumePoint, stream_url
 from hive_trio.dashboard.server import serve_dashboard
 from hive_trio.dashboard.token import dashboard_url
 from hive_trio.errors import HiveError
+from hive_trio.lifecycle.bare import BareLifecycle
 from hive_trio.records import (
     OPERATOR,
     ApprovalResolvedEvent,
@@ -59,7 +60,7 @@ pytestmark = pytest.mark.timeout(30)
 async def test_snapshot_then_strictly_increasing_events_while_the_hive_is_busy(config: Config) -> None:
     async with running_hive(config) as hive:
         coord = hive.coordinator
-        await coord.roster.add("alpha")
+        await coord.record_spawn("alpha")
         for i in range(5):
             await coord.send(OPERATOR, "alpha", f"before {i}")
         stop = trio.Event()
@@ -103,7 +104,7 @@ async def test_snapshot_then_strictly_increasing_events_while_the_hive_is_busy(c
 async def test_snapshot_carries_the_state_and_api_state_matches(config: Config) -> None:
     async with running_hive(config) as hive:
         coord = hive.coordinator
-        await coord.roster.add("alpha")
+        await coord.record_spawn("alpha")
         approval = await add_pending_approval(coord, "alpha")
         question = await coord.ask("alpha", "Deploy on Friday?", options=["yes", "no"], ttl_seconds=600)
         await coord.send("alpha", OPERATOR, "hello operator")
@@ -120,7 +121,7 @@ async def test_snapshot_carries_the_state_and_api_state_matches(config: Config) 
         response = await http_get(f"{base}api/state", params={"token": token_of(hive)})
         assert response.status == 200
         state = response.json()
-        assert state["seq"] == coord.hub.current_seq()
+        assert state["seq"] == coord.current_seq()
         assert state["epoch"] == coord.epoch
         assert [a["id"] for a in state["approvals"]] == [approval.id]
         assert (await http_get(f"{base}api/state", params={"token": "nope"})).status == 401
@@ -130,7 +131,7 @@ async def test_snapshot_carries_the_state_and_api_state_matches(config: Config) 
 async def test_resume_replays_exactly_the_missed_events(config: Config) -> None:
     async with running_hive(config) as hive:
         coord = hive.coordinator
-        await coord.roster.add("alpha")
+        await coord.record_spawn("alpha")
         async with raw_stream(hive, token=token_of(hive)) as ws:
             snap = await next_frame(ws)
             await coord.send(OPERATOR, "alpha", "seen")
@@ -151,7 +152,7 @@ async def test_resume_replays_exactly_the_missed_events(config: Config) -> None:
 async def test_client_reconnects_and_resumes_without_gaps_or_duplicates(config: Config) -> None:
     async with running_hive(config) as hive:
         coord = hive.coordinator
-        await coord.roster.add("alpha")
+        await coord.record_spawn("alpha")
         async with open_dashboard_client(url_of(hive)) as client:
             assert isinstance(await client.next_update(), Snapshot)
             await coord.send(OPERATOR, "alpha", "one")
@@ -173,7 +174,7 @@ async def test_client_reconnects_and_resumes_without_gaps_or_duplicates(config: 
 async def test_resume_that_cannot_be_honoured_gets_a_fresh_snapshot(config: Config, why: str) -> None:
     async with running_hive(config, event_ring=8) as hive:
         coord = hive.coordinator
-        await coord.roster.add("alpha")
+        await coord.record_spawn("alpha")
         await coord.send(OPERATOR, "alpha", "first")
         point = ResumePoint(1, coord.epoch)
         if why == "ring overflowed":
@@ -186,7 +187,7 @@ async def test_resume_that_cannot_be_honoured_gets_a_fresh_snapshot(config: Conf
         async with raw_stream(hive, token=token_of(hive), resume=point) as ws:
             frame = await next_frame(ws)
             assert frame["type"] == "snapshot"
-            assert frame["seq"] == coord.hub.current_seq()
+            assert frame["seq"] == coord.current_seq()
 
 
 @pytest.mark.slow
@@ -210,15 +211,15 @@ async def test_a_slow_client_is_resynced_while_a_fast_client_keeps_up(config: Co
                 nursery.start_soon(read_fast)
                 batches = 0
                 # Emit in batches the fast client keeps up with, until the stalled one overflows.
-                while coord.hub.dropped_subscribers == 0:
+                while coord._hub.dropped_subscribers == 0:
                     batches += 1
                     assert batches < 400, "the stalled client was never dropped"
                     for _ in range(8):
-                        coord.hub.emit(SentEvent(sender="alpha", recipient="beta", body=body, at=time.time()))
-                    target = coord.hub.current_seq()
+                        coord._hub.emit(SentEvent(sender="alpha", recipient="beta", body=body, at=time.time()))
+                    target = coord.current_seq()
                     with trio.fail_after(10):
                         await fast.wait_until(lambda s, target=target: s.seq >= target)
-                dropped_at = coord.hub.current_seq()
+                dropped_at = coord.current_seq()
                 # Now let the slow client read: it catches up through a fresh snapshot.
                 slow_updates = []
                 with trio.fail_after(10):
@@ -279,12 +280,11 @@ async def test_wrong_or_missing_token_and_foreign_origin_are_refused(config: Con
 
 
 async def test_approve_answer_and_send_over_the_socket(config: Config) -> None:
-    async with running_hive(config) as hive:
+    # The double resolves an apply_commit approval without a git history; the real Lifecycle is
+    # exercised in test_approve_deny_and_lifecycle_with_the_real_lifecycle.
+    async with running_hive(config, lifecycle=RecordingLifecycle) as hive:
         coord = hive.coordinator
-        # The double resolves an apply_commit approval without a git history; the real Lifecycle is
-        # exercised in test_approve_deny_and_lifecycle_with_the_real_lifecycle.
-        coord.lifecycle = RecordingLifecycle(coord)
-        await coord.roster.add("alpha")
+        await coord.record_spawn("alpha")
         approval = await add_pending_approval(coord, "alpha")
         question = await coord.ask("alpha", "Which region?", options=["eu", "us", "ap"], multi=True)
         async with open_dashboard_client(url_of(hive), buffer=float("inf")) as client:
@@ -310,9 +310,9 @@ async def test_approve_answer_and_send_over_the_socket(config: Config) -> None:
             with pytest.raises(ActionFailed, match="no question #999"):
                 await client.action("answer", id=999, answer="x")
 
-        kinds = [type(e) for e in coord.hub.replay_since(0) or []]
+        kinds = [type(e) for e in coord.replay_since(0) or []]
         assert ApprovalResolvedEvent in kinds and QuestionResolvedEvent in kinds and SentEvent in kinds
-        stored = await coord.approvals.get(approval.id)
+        stored = await coord.get_approval(approval.id)
         assert stored.status is ApprovalStatus.APPROVED and stored.note == "looks right"
         inbox = await coord.recent_messages("alpha")
         bodies = [m.body for m in inbox]
@@ -347,18 +347,18 @@ async def test_approve_deny_and_lifecycle_with_the_real_lifecycle(config: Config
                 await client.wait_until(lambda s: s.agents["beta"].running and "beta" not in s.transients)
                 with pytest.raises(ActionFailed, match="gamma"):
                     await client.action("restart", name="gamma")
-        kinds = [type(e).tag_value for e in coord.hub.replay_since(0) or []]
+        kinds = [type(e).tag_value for e in coord.replay_since(0) or []]
         for kind in ("approval_resolved", "transient_set", "transient_cleared", "container_state_changed"):
             assert kind in kinds, kind
-        assert (await coord.approvals.get(unwanted.id)).note == "one is enough"
+        assert (await coord.get_approval(unwanted.id)).note == "one is enough"
 
 
 async def test_lifecycle_buttons_spin_and_survive_the_operator_leaving(config: Config) -> None:
-    async with running_hive(config) as hive:
+    async with running_hive(config, lifecycle=partial(RecordingLifecycle, gate=trio.Event())) as hive:
         coord = hive.coordinator
-        lifecycle = RecordingLifecycle(coord, gate=trio.Event())
-        coord.lifecycle = lifecycle
-        await coord.roster.add("alpha")
+        lifecycle = coord.ops
+        assert isinstance(lifecycle, RecordingLifecycle)
+        await coord.record_spawn("alpha")
         async with open_dashboard_client(url_of(hive), buffer=float("inf")) as client:
             with trio.fail_after(5):
                 async with trio.open_nursery() as nursery:
@@ -375,27 +375,46 @@ async def test_lifecycle_buttons_spin_and_survive_the_operator_leaving(config: C
                     client.close()
                     await client.reconnect()
             assert lifecycle.calls == [("restart", "alpha")]
-        with coord.hub.subscribe() as sub, trio.fail_after(5):
+        with coord.subscribe() as sub, trio.fail_after(5):
             lifecycle.gate.set()  # type: ignore[union-attr]
             async for event in sub:
                 if isinstance(event, TransientClearedEvent):
                     break
         assert lifecycle.finished == [("restart", "alpha")]
-        kinds = [type(e) for e in coord.hub.replay_since(0) or []]
+        kinds = [type(e) for e in coord.replay_since(0) or []]
         assert kinds.count(TransientSetEvent) == 1 and kinds.count(TransientClearedEvent) == 1
 
 
+async def test_dashboard_spawn_and_destroy_in_a_bare_hive_work_as_host_sock_does(config: Config) -> None:
+    # One BareLifecycle behind both surfaces: a bare spawn is a roster row and a live socket.
+    async with running_hive(config) as hive, open_dashboard_client(url_of(hive), buffer=float("inf")) as client:
+        coord = hive.coordinator
+        spawned = await client.action("spawn", name="gamma")
+        assert spawned["name"] == "gamma"
+        assert coord.is_registered("gamma") and coord.paths.agent_socket("gamma").exists()
+        await client.wait_until(lambda s: "gamma" in s.agents)
+        with pytest.raises(ActionFailed, match="already exists"):
+            await client.action("spawn", name="gamma")
+        assert await client.action("destroy", name="gamma") is None
+        await client.wait_until(lambda s: "gamma" not in s.agents)
+        assert not coord.is_registered("gamma") and not coord.paths.agent_socket("gamma").exists()
+        assert await coord.tombstones() == ["gamma"]
+        with pytest.raises(ActionFailed, match="unknown agent 'gamma'"):
+            await client.action("destroy", name="gamma")
+        with pytest.raises(ActionFailed, match="lifecycle backend"):
+            await client.action("destroy", name="gamma", purge=True)
+
+
 async def test_cancel_transient_and_lifecycle_errors_are_results_not_crashes(config: Config) -> None:
-    async with running_hive(config) as hive:
+    async with running_hive(config) as hive, open_dashboard_client(url_of(hive), buffer=float("inf")) as client:
+        with pytest.raises(ActionFailed, match="without a lifecycle backend"):
+            await client.action("start", name="alpha")
+        with pytest.raises(ActionFailed, match="nothing is in flight"):
+            await client.action("cancel_transient", name="alpha")
+    async with running_hive(config, lifecycle=partial(RecordingLifecycle, gate=trio.Event())) as hive:
         coord = hive.coordinator
         async with open_dashboard_client(url_of(hive), buffer=float("inf")) as client:
-            with pytest.raises(ActionFailed, match="without a lifecycle backend"):
-                await client.action("start", name="alpha")
-            with pytest.raises(ActionFailed, match="nothing is in flight"):
-                await client.action("cancel_transient", name="alpha")
-            lifecycle = RecordingLifecycle(coord, gate=trio.Event())
-            coord.lifecycle = lifecycle
-            await coord.roster.add("alpha")
+            await coord.record_spawn("alpha")
             async with trio.open_nursery() as nursery:
 
                 async def start() -> None:
@@ -529,7 +548,7 @@ async def test_a_stalled_client_is_cut_by_the_send_timeout_and_never_holds_other
     """A peer that reads nothing holds only its own task: its write is cut after `stall_timeout`."""
     cfg = dashboard_config(config, subscriber_buffer=8, shutdown_grace=0.5)
     async with trio.open_nursery() as outer:
-        async with open_coordinator(cfg) as coord:
+        async with open_coordinator(cfg, lifecycle=BareLifecycle) as coord:
             base = await coord.root_nursery.start(partial(serve_dashboard, coord, stall_timeout=stall_timeout))
             url = f"{base}?token={coord.paths.dashboard_token.read_text().strip()}"
             # Connected from outside the daemon's scope and never read: a hung browser tab.
@@ -537,13 +556,13 @@ async def test_a_stalled_client_is_cut_by_the_send_timeout_and_never_holds_other
             async with open_dashboard_client(url, buffer=float("inf")) as healthy:
                 body = "y" * 64 * 1024
                 with trio.fail_after(20):
-                    while coord.hub.dropped_subscribers == 0:
-                        coord.hub.emit(SentEvent(sender="alpha", recipient="beta", body=body, at=time.time()))
-                        await healthy.wait_until(lambda s: s.seq == coord.hub.current_seq())
+                    while coord._hub.dropped_subscribers == 0:
+                        coord._hub.emit(SentEvent(sender="alpha", recipient="beta", body=body, at=time.time()))
+                        await healthy.wait_until(lambda s: s.seq == coord.current_seq())
                 # The hub let go of it at once; its task is stuck in a write until the send timeout.
                 await trio.sleep(2.0)
-                coord.hub.emit(SentEvent(sender="alpha", recipient="beta", body="after", at=time.time()))
-                await healthy.wait_until(lambda s: s.seq == coord.hub.current_seq())
+                coord._hub.emit(SentEvent(sender="alpha", recipient="beta", body="after", at=time.time()))
+                await healthy.wait_until(lambda s: s.seq == coord.current_seq())
                 assert healthy.snapshots == 1
             cut_before_shutdown = any("read nothing" in r.getMessage() for r in caplog.records)
             started = trio.current_time()
@@ -575,7 +594,7 @@ async def test_an_ipv6_loopback_dashboard(config: Config) -> None:
 async def test_clients_vanishing_mid_snapshot_leave_nothing_behind(config: Config) -> None:
     async with running_hive(config) as hive:
         coord = hive.coordinator
-        await coord.roster.add("alpha")
+        await coord.record_spawn("alpha")
         for i in range(40):  # a snapshot of ~2.4 MB, so clients leave while it is being written
             await coord.send("alpha", OPERATOR, f"{i} " + "b" * 60_000)
         for i in range(10):
@@ -586,10 +605,10 @@ async def test_clients_vanishing_mid_snapshot_leave_nothing_behind(config: Confi
                     scope.cancel()  # gone without a close handshake
         with trio.fail_after(5):
             for _ in range(500):
-                if coord.hub.subscriber_count == 0:
+                if coord._hub.subscriber_count == 0:
                     break
                 await trio.sleep(0.01)
-        assert coord.hub.subscriber_count == 0
+        assert coord._hub.subscriber_count == 0
         async with open_dashboard_client(url_of(hive)) as client:
             assert len(client.state.log) == 40
             assert (await client.action("send", to="alpha", body="still fine"))["ids"]
@@ -603,7 +622,7 @@ async def test_shutdown_finishes_the_frame_in_flight_then_sends_1001(config: Con
 
     async def run_hive() -> None:
         async with running_hive(config, shutdown_grace=10.0) as hive:
-            await hive.coordinator.roster.add("alpha")
+            await hive.coordinator.record_spawn("alpha")
             for i in range(40):  # a snapshot of ~2.4 MB
                 await hive.coordinator.send("alpha", OPERATOR, f"{i} " + "s" * 60_000)
             hive_box.append(hive)

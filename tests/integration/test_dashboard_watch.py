@@ -110,7 +110,7 @@ async def test_watch_prints_the_hive_live_and_rides_out_a_restart(config: Config
     async with trio.open_nursery() as nursery:
         async with running_hive(config, dashboard_port=port) as hive:
             coord = hive.coordinator
-            await coord.roster.add("alpha")
+            await coord.record_spawn("alpha")
             await add_pending_approval(coord, "alpha")
             nursery.start_soon(partial(run_watch, url_of(hive), out=out))
             with trio.fail_after(10):

@@ -32,18 +32,18 @@ async def test_example_agents_talk_ask_and_propose(short_tmp: Path) -> None:
                 s == "bob" and r == "alice" and b.startswith("re: ") for s, r, b in seen
             )
 
-        await eventually(greeted_both_ways, within=15, what="alice and bob to talk")
+        await eventually(greeted_both_ways, coord=coord, within=15, what="alice and bob to talk")
         # alice (first by name) asked the operator, with a deadline and a default.
-        questions = await eventually(coord.questions.list_open, within=10, what="alice's question")
+        questions = await eventually(coord.list_questions, coord=coord, within=10, what="alice's question")
         question = questions[0]
         assert question.asker == "alice" and question.target is None and question.deadline_at is not None
 
         # The manager committed to alice's config repo and asked for it to be applied.
         async def fetched_proposals() -> list[Approval]:
             # The row exists (pending) a moment before its commit is fetched and its diff stored.
-            return [a for a in await coord.approvals.query(status=ApprovalStatus.PENDING) if a.fetched_sha]
+            return [a for a in await coord.list_approvals(status=ApprovalStatus.PENDING) if a.fetched_sha]
 
-        proposal = (await eventually(fetched_proposals, within=10, what="the proposal"))[0]
+        proposal = (await eventually(fetched_proposals, coord=coord, within=10, what="the proposal"))[0]
         assert proposal.kind is ApprovalKind.APPLY_COMMIT and proposal.agent == "alice"
         assert proposal.requested_by == "manager"
         assert proposal.diff is not None and "EXAMPLE_GREETING" in proposal.diff
@@ -55,10 +55,10 @@ async def test_example_agents_talk_ask_and_propose(short_tmp: Path) -> None:
         async def greets_in_swedish() -> bool:
             return any(s == "alice" and b.startswith("hej from alice") for s, _, b in await bodies())
 
-        await eventually(greets_in_swedish, within=15, what="alice's new greeting")
+        await eventually(greets_in_swedish, coord=coord, within=15, what="alice's new greeting")
 
         async def working_on_the_answer() -> bool:
             rows = await coord.agent_statuses(["alice"])
             return bool(rows) and rows[0].status_text == "working on the docs"
 
-        await eventually(working_on_the_answer, within=15, what="alice to read the answer")
+        await eventually(working_on_the_answer, coord=coord, within=15, what="alice to read the answer")

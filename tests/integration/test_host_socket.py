@@ -10,6 +10,7 @@ import re
 import stat
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +18,9 @@ import trio
 import trio.testing
 
 from hive_trio.clients.host import HostClient, HostRefused
+from hive_trio.core.coordinator import Coordinator
 from hive_trio.errors import Busy, UnknownAgent
+from hive_trio.lifecycle.bare import BareLifecycle
 from hive_trio.records import AgentRecord, Approval, ApprovalKind, ApprovalStatus, TransientKind
 from hive_trio.testing import InProcessHive, open_test_hive
 
@@ -96,10 +99,10 @@ async def test_messages_and_questions_as_the_operator(hive: InProcessHive) -> No
 
 
 async def test_approvals_are_listed_by_status(hive: InProcessHive) -> None:
-    approvals = hive.coordinator.approvals
-    first = await approvals.add("alpha", ApprovalKind.SPAWN, description="a helper")
-    second = await approvals.add("beta", ApprovalKind.APPLY_COMMIT, commit_ref="abc1234")
-    await approvals.resolve(second.id, ApprovalStatus.DENIED, note="no")
+    coordinator = hive.coordinator
+    first = await coordinator.propose_approval("alpha", ApprovalKind.SPAWN, description="a helper")
+    second = await coordinator.propose_approval("beta", ApprovalKind.APPLY_COMMIT, commit_ref="abc1234")
+    await coordinator.resolve_approval(second.id, ApprovalStatus.DENIED, note="no")
     async with hive.open_host() as host:
         assert [a["id"] for a in ok(await line(host, b'{"cmd":"pending"}'))["approvals"]] == [first.id]
         every = ok(await line(host, b'{"cmd":"approvals"}'))["approvals"]
@@ -137,10 +140,11 @@ async def test_spawn_and_destroy_fall_back_to_bare_agents_without_a_lifecycle(hi
         refused(await line(host, b'{"cmd":"start","scope":{}}'), "scope names no agents")  # whatever the backend
 
 
-class RecordingLifecycle:
+class RecordingLifecycle(BareLifecycle):
     """A lifecycle backend that records what host.sock asked of it (protocol routing only)."""
 
-    def __init__(self) -> None:
+    def __init__(self, coord: Coordinator) -> None:
+        super().__init__(coord)
         self.calls: list[tuple[Any, ...]] = []
 
     async def spawn(self, name: str, *, parent: str | None = None) -> AgentRecord:
@@ -191,10 +195,14 @@ class RecordingLifecycle:
         return self._approval(approval_id, ApprovalStatus.DENIED, note)
 
 
-async def test_lifecycle_verbs_go_through_coordinator_ops(hive: InProcessHive) -> None:
-    ops = RecordingLifecycle()
-    hive.coordinator.lifecycle = ops
-    async with hive.open_host() as host, hive.open_manager() as manager:
+async def test_lifecycle_verbs_go_through_coordinator_ops(hive_dir: Path) -> None:
+    async with (
+        open_test_hive(agents=("alpha", "beta"), directory=hive_dir, lifecycle=RecordingLifecycle) as hive,
+        hive.open_host() as host,
+        hive.open_manager() as manager,
+    ):
+        ops = hive.coordinator.ops
+        assert isinstance(ops, RecordingLifecycle)
         ok(await line(host, b'{"cmd":"restart","name":"alpha"}'))
         ok(await line(host, b'{"cmd":"rebuild","name":"alpha"}'))
         ok(await line(host, b'{"cmd":"kill","name":"alpha"}'))
@@ -232,10 +240,14 @@ async def test_lifecycle_verbs_go_through_coordinator_ops(hive: InProcessHive) -
 
 async def test_approval_rows_carry_hyperhive_rfc3339_times(hive: InProcessHive) -> None:
     # hyperhive's clients read `requested_at` as a string; a number fails their whole `pending` response.
-    approvals = hive.coordinator.approvals
-    first = await approvals.add("alpha", ApprovalKind.SPAWN, description="a reviewer", requested_by="manager")
-    second = await approvals.add("beta", ApprovalKind.APPLY_COMMIT, commit_ref="abcdef1", requested_by="manager")
-    await approvals.resolve(second.id, ApprovalStatus.DENIED, note="not now")
+    coordinator = hive.coordinator
+    first = await coordinator.propose_approval(
+        "alpha", ApprovalKind.SPAWN, description="a reviewer", requested_by="manager"
+    )
+    second = await coordinator.propose_approval(
+        "beta", ApprovalKind.APPLY_COMMIT, commit_ref="abcdef1", requested_by="manager"
+    )
+    await coordinator.resolve_approval(second.id, ApprovalStatus.DENIED, note="not now")
     stamp = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
     (row,) = (await hive.host("pending"))["approvals"]
     assert (row["id"], row["kind"], row["status"], row["resolved_at"]) == (first.id, "spawn", "pending", None)
@@ -284,9 +296,9 @@ async def test_a_subscriber_that_never_reads_does_not_hold_up_the_daemon(
         with trio.fail_after(60):  # virtual; a daemon waiting on the idle reader would never get there
             for i in range(1000):
                 await hive.host("set_paused", name="alpha", paused=i % 2 == 0)
-                if hive.coordinator.hub.dropped_subscribers:
+                if hive.coordinator._hub.dropped_subscribers:
                     break
-        assert hive.coordinator.hub.dropped_subscribers == 1  # told to catch up, never waited for
+        assert hive.coordinator._hub.dropped_subscribers == 1  # told to catch up, never waited for
         assert ok(await hive.host("agent_status"))["agent_statuses"][0]["name"] == "alpha"
     # It leaves with a full, unread buffer (the daemon sees a reset): an ordinary goodbye, not an error.
     await trio.testing.wait_all_tasks_blocked()
@@ -362,7 +374,7 @@ async def test_host_sock_goes_to_the_admin_group_where_it_exists() -> None:
 
 async def test_refusal_text_reaches_the_client_as_host_refused(hive: InProcessHive) -> None:
     with pytest.raises(HostRefused, match="unknown agent 'nobody'") as caught:
-        await hive.host("restart", name="nobody") if hive.coordinator.lifecycle else await hive.host(
-            "set_paused", name="nobody", paused=False
-        )
+        await hive.host("restart", name="nobody") if not isinstance(
+            hive.coordinator.ops, BareLifecycle
+        ) else await hive.host("set_paused", name="nobody", paused=False)
     assert caught.value.response["ok"] is False

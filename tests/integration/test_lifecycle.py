@@ -22,8 +22,8 @@ from lifecycle_support import (
 
 from hive_trio.daemon import open_hive
 from hive_trio.errors import Busy, Conflict, InvalidRequest, LifecycleFailed, NotFound
+from hive_trio.lifecycle import ActionCancelled, Lifecycle
 from hive_trio.lifecycle.config_repos import rev_parse
-from hive_trio.lifecycle.supervisor import ActionCancelled, Lifecycle
 from hive_trio.records import (
     ApprovalKind,
     ApprovalStatus,
@@ -36,7 +36,7 @@ from hive_trio.records import (
 
 
 def lifecycle_of(hive_coord: object) -> Lifecycle:
-    lifecycle = getattr(hive_coord, "lifecycle", None)
+    lifecycle = getattr(hive_coord, "ops", None)
     assert isinstance(lifecycle, Lifecycle)
     return lifecycle
 
@@ -52,11 +52,15 @@ async def test_spawn_runs_the_agent_with_its_environment(short_tmp: Path) -> Non
     async with open_hive(config) as hive:
         coord = hive.coordinator
         lifecycle = lifecycle_of(coord)
-        with coord.hub.subscribe() as events:
+        with coord.subscribe() as events:
             record = await coord.ops.spawn("alpha")
             assert record.desired == "running" and not record.failed
             paths = coord.paths
-            env = await eventually(lambda: read_env(paths.agent_notes("alpha") / "env.txt"), what="the env dump")
+            env = await eventually(
+                lambda: read_env(paths.agent_notes("alpha") / "env.txt"),
+                watch=[paths.agent_notes("alpha")],
+                what="the env dump",
+            )
             seen = drain(events)
         assert env["HIVE_AGENT"] == "alpha"
         assert env["HIVE_SOCKET"] == str(paths.agent_socket("alpha"))
@@ -109,10 +113,14 @@ async def test_a_killed_agent_is_restarted_and_its_unacked_messages_requeued(sho
         assert handed, "the message was handed out"
         old = pid_of(lifecycle, "alpha")
         os.kill(old, signal.SIGKILL)
-        new = await eventually(
-            lambda: (run := lifecycle.run_of("alpha")) is not None and run.pid != old and run.pid,
-            what="a restarted process",
-        )
+
+        async def restarted() -> int | None:
+            # The restart ends with its kick (the last step of a launch), which the hub announces.
+            run = lifecycle.run_of("alpha")
+            kicked = any("restarted after a crash" in k for k in await kicks(coord, "alpha"))
+            return run.pid if run is not None and run.pid != old and kicked else None
+
+        new = await eventually(restarted, coord=coord, what="a restarted process")
         assert pid_alive(new) and not pid_alive(old)
         crash = [e for e in await helper_events(coord, "manager") if e["event"] == "container_crash"]
         assert len(crash) == 1 and crash[0]["agent"] == "alpha"
@@ -120,7 +128,7 @@ async def test_a_killed_agent_is_restarted_and_its_unacked_messages_requeued(sho
         assert any("restarted after a crash" in k for k in await kicks(coord, "alpha"))
         again = [m for m in await coord.recv("alpha", limit=32) if m.body == "work item"]
         assert again and again[0].redelivered
-        record = await coord.roster.require("alpha")
+        record = await coord.require_agent("alpha")
         assert record.desired == "running" and not record.failed
 
 
@@ -128,7 +136,7 @@ async def test_past_the_restart_limit_the_agent_is_failed(short_tmp: Path) -> No
     config = lifecycle_config(short_tmp, agent_command="echo boom; exit 3", restart_intensity=2)
     async with open_hive(config) as hive:
         coord = hive.coordinator
-        with coord.hub.subscribe(buffer=4096) as events:
+        with coord.subscribe(buffer=4096) as events:
             await coord.ops.spawn("crashy")
             with trio.fail_after(15):
                 async for item in events:
@@ -148,9 +156,9 @@ async def test_past_the_restart_limit_the_agent_is_failed(short_tmp: Path) -> No
 
         async def crashed_again() -> bool:
             crashes = [e for e in await helper_events(coord, "manager") if e["event"] == "container_crash"]
-            return len(crashes) == 6 and (await coord.roster.require("crashy")).failed
+            return len(crashes) == 6 and (await coord.require_agent("crashy")).failed
 
-        await eventually(crashed_again, what="a second round of restarts")
+        await eventually(crashed_again, coord=coord, what="a second round of restarts")
 
 
 async def test_an_operator_stop_holds(short_tmp: Path) -> None:
@@ -163,7 +171,7 @@ async def test_an_operator_stop_holds(short_tmp: Path) -> None:
         await coord.ops.stop("alpha")
         assert not pid_alive(pid)
         assert lifecycle.run_of("alpha") is None and not coord.is_running("alpha")
-        record = await coord.roster.require("alpha")
+        record = await coord.require_agent("alpha")
         assert record.desired == "stopped"
         assert {"event": "killed", "agent": "alpha"} in await helper_events(coord, "manager")
         crashes = [e for e in await helper_events(coord, "manager") if e["event"] == "container_crash"]
@@ -175,7 +183,7 @@ async def test_an_operator_stop_holds(short_tmp: Path) -> None:
         assert lifecycle_of(coord).run_of("alpha") is None
         await coord.ops.start("alpha")
         assert lifecycle_of(coord).run_of("alpha") is not None
-        assert (await coord.roster.require("alpha")).desired == "running"
+        assert (await coord.require_agent("alpha")).desired == "running"
         # Starting a running agent is a no-op, not an error.
         pid = pid_of(lifecycle_of(coord), "alpha")
         await coord.ops.start("alpha")
@@ -197,8 +205,9 @@ async def test_restart_replaces_the_process(short_tmp: Path) -> None:
 
 @pytest.mark.timeout(30)
 async def test_a_second_action_is_refused_and_a_cancelled_one_clears(short_tmp: Path) -> None:
-    # The agent ignores SIGTERM, so a graceful stop waits out its (long) grace period.
-    config = lifecycle_config(short_tmp, agent_command="trap '' TERM; exec sleep 3600", stop_grace=30.0)
+    # The agent survives SIGTERM (noting it in got-term), so a graceful stop waits out its (long) grace period.
+    survivor = "trap 'echo TERM >> got-term' TERM; while :; do sleep 3600 & wait $!; done"
+    config = lifecycle_config(short_tmp, agent_command=survivor, stop_grace=30.0)
     async with open_hive(config) as hive:
         coord = hive.coordinator
         lifecycle = lifecycle_of(coord)
@@ -214,7 +223,15 @@ async def test_a_second_action_is_refused_and_a_cancelled_one_clears(short_tmp: 
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(stop)
-            await eventually(lambda: coord.transient_of("stubborn") is TransientKind.STOPPING, what="the spinner")
+            notes = coord.paths.agent_notes("stubborn")
+            # In its grace period: the spinner is up and the TERM has been delivered (so the stop is
+            # waiting, not still on its way to the signal).
+            await eventually(
+                lambda: coord.transient_of("stubborn") is TransientKind.STOPPING and (notes / "got-term").exists(),
+                coord=coord,
+                watch=[notes],
+                what="the spinner",
+            )
             for second in (coord.ops.restart, coord.ops.start, coord.ops.rebuild, coord.ops.destroy):
                 with pytest.raises(Busy, match="busy stopping"):
                     await second("stubborn")
@@ -224,7 +241,7 @@ async def test_a_second_action_is_refused_and_a_cancelled_one_clears(short_tmp: 
         assert coord.transients() == {}
         # Cancelling the stop forced it: the process is gone, not left half-stopped.
         assert not pid_alive(pid)
-        assert (await coord.roster.require("stubborn")).desired == "stopped"
+        assert (await coord.require_agent("stubborn")).desired == "stopped"
 
 
 async def test_the_transient_clears_after_a_failure(short_tmp: Path) -> None:
@@ -234,7 +251,7 @@ async def test_the_transient_clears_after_a_failure(short_tmp: Path) -> None:
         # Break the applied config behind the daemon's back; rebuild must fail and say why.
         applied = coord.paths.agent_applied("alpha")
         await commit_file(applied, "agent.toml", "[agent\n", "broken")
-        with coord.hub.subscribe() as events:
+        with coord.subscribe() as events:
             with pytest.raises(LifecycleFailed, match="not valid TOML"):
                 await coord.ops.rebuild("alpha")
             kinds = [type(item).__name__ for item in drain(events)]
@@ -255,9 +272,9 @@ async def test_rebuild_restarts_onto_the_applied_config(short_tmp: Path) -> None
         env_file.unlink()
         await coord.ops.rebuild("alpha")
         assert pid_of(lifecycle, "alpha") != old
-        env = await eventually(lambda: read_env(env_file), what="the new env dump")
+        env = await eventually(lambda: read_env(env_file), watch=[env_file.parent], what="the new env dump")
         assert env["GREETING"] == "hej"
-        assert (await coord.roster.require("alpha")).deployed_sha == sha
+        assert (await coord.require_agent("alpha")).deployed_sha == sha
         rebuilt = [e for e in await helper_events(coord, "manager") if e["event"] == "rebuilt"]
         assert rebuilt == [{"event": "rebuilt", "agent": "alpha", "sha": sha, "tag": None}]
         assert rebuilt[0] in await helper_events(coord, "alpha"), "the agent hears of its own rebuild"
@@ -271,21 +288,21 @@ async def test_destroy_keeps_a_tombstone_and_purge_removes_it(short_tmp: Path) -
         pid = pid_of(lifecycle, "alpha")
         (coord.paths.agent_notes("alpha") / "notes.md").write_text("remember this")
         pending = await coord.ops.request_spawn("beta", "helper", requested_by="manager")
-        apply = await coord.approvals.add("alpha", ApprovalKind.APPLY_COMMIT, commit_ref="abcdef1")
+        apply = await coord.propose_approval("alpha", ApprovalKind.APPLY_COMMIT, commit_ref="abcdef1")
         with pytest.raises(Conflict, match="live agent"):
             await coord.ops.purge_tombstone("alpha")
-        with coord.hub.subscribe() as events:
+        with coord.subscribe() as events:
             await coord.ops.destroy("alpha")
             removed = [e for e in drain(events) if isinstance(e, ContainerRemovedEvent) and e.name == "alpha"]
         assert removed
         assert not pid_alive(pid)
-        assert await coord.roster.get("alpha") is None
+        assert await coord.find_agent("alpha") is None
         assert not coord.is_registered("alpha")
         assert await coord.tombstones() == ["alpha"]
         assert (coord.paths.agent_notes("alpha") / "notes.md").read_text() == "remember this"
-        failed = await coord.approvals.get(apply.id)
+        failed = await coord.get_approval(apply.id)
         assert failed.status is ApprovalStatus.FAILED and failed.note == "agent destroyed"
-        assert (await coord.approvals.get(pending.id)).status is ApprovalStatus.PENDING
+        assert (await coord.get_approval(pending.id)).status is ApprovalStatus.PENDING
         events_to_manager = await helper_events(coord, "manager")
         assert {"event": "destroyed", "agent": "alpha"} in events_to_manager
         assert any(e["event"] == "approval_resolved" and e["id"] == apply.id for e in events_to_manager)
@@ -320,7 +337,7 @@ async def test_reconcile_restarts_what_should_run(short_tmp: Path) -> None:
         for name in ("alpha", "beta", "gamma"):
             await coord.ops.spawn(name)
         await coord.ops.stop("beta")
-        await coord.roster.update("gamma", failed=True, failed_reason="it broke")
+        await coord.mark_failed("gamma", "it broke")
         old = pid_of(lifecycle_of(coord), "alpha")
     assert not pid_alive(old)
     async with open_hive(config) as hive:
@@ -357,7 +374,9 @@ async def test_the_manager_runs_from_manager_command_and_is_restarted(short_tmp:
         coord = hive.coordinator
         lifecycle = lifecycle_of(coord)
         paths = coord.paths
-        env = await eventually(lambda: read_env(paths.manager_notes / "env.txt"), what="the manager's env")
+        env = await eventually(
+            lambda: read_env(paths.manager_notes / "env.txt"), watch=[paths.manager_notes], what="the manager's env"
+        )
         assert env["HIVE_AGENT"] == "manager"
         assert env["HIVE_SOCKET"] == str(paths.manager_socket)
         assert env["HIVE_AGENTS_DIR"] == str(paths.agents_state_root)
@@ -366,10 +385,12 @@ async def test_the_manager_runs_from_manager_command_and_is_restarted(short_tmp:
         old = pid_of(lifecycle, "manager")
         os.kill(old, signal.SIGKILL)
         await eventually(
-            lambda: (run := lifecycle.run_of("manager")) is not None and run.pid != old, what="a new manager"
+            lambda: (run := lifecycle.run_of("manager")) is not None and run.pid != old,
+            coord=coord,
+            what="a new manager",
         )
         # The manager is not an agent: it has no roster row and no status card.
-        assert await coord.roster.get("manager") is None
+        assert await coord.find_agent("manager") is None
         assert [r.name for r in await coord.agent_statuses()] == []
     assert not pid_alive(old)
 

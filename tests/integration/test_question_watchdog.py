@@ -14,6 +14,7 @@ from lifecycle_support import drain
 from hive_trio.core.coordinator import Coordinator, open_coordinator
 from hive_trio.core.event_hub import Subscription
 from hive_trio.errors import Conflict
+from hive_trio.lifecycle.bare import BareLifecycle
 from hive_trio.records import (
     EXPIRED_ANSWER,
     SYSTEM_SENDER,
@@ -58,8 +59,8 @@ async def test_a_deadline_gives_the_default_answer_to_the_asker(
     coordinator: Coordinator, autojump_clock: trio.testing.MockClock
 ) -> None:
     coord = coordinator
-    await coord.roster.add("alpha")
-    with coord.hub.subscribe() as events:
+    await coord.record_spawn("alpha")
+    with coord.subscribe() as events:
         async with watchdog(coord):
             q = await coord.ask("alpha", "deploy now?", options=["yes", "no"], ttl_seconds=30, default_answer="no")
             assert isinstance(await next_event(events, lambda e: isinstance(e, QuestionAddedEvent)), QuestionAddedEvent)
@@ -69,7 +70,7 @@ async def test_a_deadline_gives_the_default_answer_to_the_asker(
     assert q.deadline_at == q.asked_at + 30
     # Resolved at its deadline, not before (SQL `deadline_at <= now`) and not noticeably after.
     assert q.deadline_at <= event.answered_at < q.deadline_at + 1
-    stored = await coord.questions.get(q.id)
+    stored = await coord.get_question(q.id)
     assert stored.answer == "no" and stored.answerer == TTL_ANSWERER
     assert {
         "event": "question_answered",
@@ -84,8 +85,8 @@ async def test_without_a_default_the_answer_is_the_expired_sentinel(
     coordinator: Coordinator, autojump_clock: trio.testing.MockClock
 ) -> None:
     coord = coordinator
-    await coord.roster.add("alpha")
-    with coord.hub.subscribe() as events:
+    await coord.record_spawn("alpha")
+    with coord.subscribe() as events:
         async with watchdog(coord):
             q = await coord.ask("alpha", "anyone there?", ttl_seconds=5)
             event = await next_event(events, resolved(q.id))
@@ -97,8 +98,8 @@ async def test_a_sooner_question_wakes_the_watchdog(
     coordinator: Coordinator, autojump_clock: trio.testing.MockClock
 ) -> None:
     coord = coordinator
-    await coord.roster.add("alpha")
-    with coord.hub.subscribe() as events:
+    await coord.record_spawn("alpha")
+    with coord.subscribe() as events:
         async with watchdog(coord):
             late = await coord.ask("alpha", "later?", ttl_seconds=1000)
             soon = await coord.ask("alpha", "sooner?", ttl_seconds=10, default_answer="ok")
@@ -106,24 +107,24 @@ async def test_a_sooner_question_wakes_the_watchdog(
     assert isinstance(first, QuestionResolvedEvent)
     assert first.id == soon.id and first.answer == "ok"
     assert soon.deadline_at is not None and first.answered_at < soon.deadline_at + 1
-    assert (await coord.questions.get(late.id)).is_open
+    assert (await coord.get_question(late.id)).is_open
 
 
 async def test_deadlines_that_passed_while_down_are_resolved_at_start(config: Config) -> None:
     clock_value = [1_800_000_000.0]
-    async with open_coordinator(config, clock=lambda: clock_value[0]) as coord:
-        await coord.roster.add("alpha")
+    async with open_coordinator(config, lifecycle=BareLifecycle, clock=lambda: clock_value[0]) as coord:
+        await coord.record_spawn("alpha")
         q = await coord.ask("alpha", "still there?", ttl_seconds=10, default_answer="assumed yes")
         operator_q = await coord.ask("alpha", "no deadline", ttl_seconds=None)
     clock_value[0] += 3600  # the daemon was down for an hour
-    async with open_coordinator(config, clock=lambda: clock_value[0]) as coord:
-        with coord.hub.subscribe() as events:
+    async with open_coordinator(config, lifecycle=BareLifecycle, clock=lambda: clock_value[0]) as coord:
+        with coord.subscribe() as events:
             await coord.root_nursery.start(coord.serve_question_watchdog)
             # Resolved before the watchdog reports started, i.e. before anything else can ask.
-            resolved = await coord.questions.get(q.id)
+            resolved = await coord.get_question(q.id)
             seen = drain(events)
         assert resolved.answer == "assumed yes" and resolved.answerer == TTL_ANSWERER
-        assert (await coord.questions.get(operator_q.id)).is_open
+        assert (await coord.get_question(operator_q.id)).is_open
         assert any(isinstance(e, QuestionResolvedEvent) and e.id == q.id for e in seen)
         answered = [e for e in await system_events(coord, "alpha") if e["event"] == "question_answered"]
         assert answered and answered[0]["answer"] == "assumed yes"
@@ -134,8 +135,8 @@ async def test_peer_questions_reach_their_target_and_only_it_or_the_operator_ans
 ) -> None:
     coord = coordinator
     for name in ("alpha", "beta", "gamma"):
-        await coord.roster.add(name)
-    with coord.hub.subscribe() as events:
+        await coord.record_spawn(name)
+    with coord.subscribe() as events:
         q = await coord.ask("alpha", "which branch?", options=["main", "dev"], multi=True, target="beta")
         assert not any(isinstance(e, QuestionAddedEvent) for e in drain(events)), (
             "peer questions stay off the dashboard"
@@ -175,9 +176,9 @@ async def test_a_peer_question_past_its_deadline_answers_the_asker(
     coordinator: Coordinator, autojump_clock: trio.testing.MockClock
 ) -> None:
     coord = coordinator
-    await coord.roster.add("alpha")
-    await coord.roster.add("beta")
-    with coord.hub.subscribe() as events:
+    await coord.record_spawn("alpha")
+    await coord.record_spawn("beta")
+    with coord.subscribe() as events:
         async with watchdog(coord):
             q = await coord.ask("alpha", "review?", target="beta", ttl_seconds=60, default_answer="skip review")
             # Peer questions never reach the dashboard; the asker's answer arrives as a system message.
@@ -187,5 +188,5 @@ async def test_a_peer_question_past_its_deadline_answers_the_asker(
         assert not any(isinstance(e, QuestionResolvedEvent | QuestionAddedEvent) for e in drain(events))
     assert isinstance(sent, SentEvent) and sent.sender == SYSTEM_SENDER
     assert json.loads(sent.body)["answer"] == "skip review"
-    stored = await coord.questions.get(q.id)
+    stored = await coord.get_question(q.id)
     assert stored.answer == "skip review" and stored.answerer == TTL_ANSWERER

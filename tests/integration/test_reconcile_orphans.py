@@ -14,11 +14,13 @@ import trio
 from lifecycle_support import eventually, lifecycle_config, pid_alive
 
 from hive_trio.daemon import open_hive
+from hive_trio.lifecycle import Lifecycle
 from hive_trio.lifecycle.backends.process import read_boot_id
-from hive_trio.lifecycle.supervisor import Lifecycle
+from hive_trio.rules.paths import HivePaths
 
 # Each agent is a shell with a background child: the group, not just the leader, must be stopped.
-TEMPLATE = "sleep 3600 & exec sleep 3601"
+# `bg.pid` (in its notes dir) appears once the child is forked, so the test can wait on it by inotify.
+TEMPLATE = "sleep 3600 & echo $! > bg.pid; exec sleep 3601"
 
 DAEMON = """
 import json, sys
@@ -35,7 +37,7 @@ async def main(root: str) -> None:
         pids = {}
         for name in ("alpha", "beta"):
             await coord.ops.spawn(name)
-            pids[name] = coord.lifecycle.run_of(name).pid
+            pids[name] = coord.ops.run_of(name).pid
         await coord.ops.stop("beta")
         print(json.dumps(pids), flush=True)
         await trio.sleep_forever()
@@ -75,8 +77,11 @@ async def test_reconcile_after_sigkill_stops_orphans_then_starts_fresh(short_tmp
                 line += chunk
         pids = json.loads(line)
         alpha = pids["alpha"]
+        notes = HivePaths(short_tmp / "state", short_tmp / "run").agent_notes("alpha")
         orphans = await eventually(
-            lambda: len(group_members(alpha)) == 2 and group_members(alpha), what="alpha's group"
+            lambda: (notes / "bg.pid").exists() and len(group_members(alpha)) == 2 and group_members(alpha),
+            watch=[notes],
+            what="alpha's group",
         )
     finally:
         daemon.send_signal(signal.SIGKILL)
@@ -87,7 +92,7 @@ async def test_reconcile_after_sigkill_stops_orphans_then_starts_fresh(short_tmp
     config = lifecycle_config(short_tmp, agent_command=TEMPLATE)
     async with open_hive(config) as hive:
         coord = hive.coordinator
-        lifecycle = coord.lifecycle
+        lifecycle = coord.ops
         assert isinstance(lifecycle, Lifecycle)
         # Reconcile stopped every process of the old group before starting a fresh alpha.
         assert not any(pid_alive(p) for p in orphans)

@@ -97,7 +97,12 @@ async def test_hive_trio_up_brings_a_living_hive(short_tmp: Path) -> None:
                 )
 
             # Everything within 10 seconds of typing the command.
-            await eventually(living, within=10, what=f"a living hive; output so far:\n{output.decode()}")
+            await eventually(
+                living,
+                watch=[short_tmp / "hive-state", run_dir / "pids"],
+                within=10,
+                what=f"a living hive; output so far:\n{output.decode()}",
+            )
             assert b"hive-trio is up" in output and b"try these in another terminal" in output
             pids = [json.loads((run_dir / "pids" / f"{n}.json").read_text())["pid"] for n in (*EXAMPLES, "manager")]
             proc.send_signal(signal.SIGINT)

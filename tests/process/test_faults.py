@@ -26,7 +26,7 @@ from hive_trio.clients.host import HostRefused, host_request
 from hive_trio.clients.mcp import ToolError, open_agent_client
 from hive_trio.daemon import open_hive
 from hive_trio.errors import StorageError
-from hive_trio.lifecycle import config_repos
+from hive_trio.lifecycle import Lifecycle, config_repos
 from hive_trio.records import ApprovalKind, ApprovalStatus, TransientKind
 from hive_trio.testing import DaemonProcess, InProcessHive, open_daemon_process, open_test_hive, short_temp_dir
 
@@ -102,7 +102,7 @@ async def test_a_client_gone_halfway_through_its_replies_loses_nothing(hive: InP
     await stream.aclose()
 
     async def in_flight() -> list[str]:
-        rows = await hive.coordinator.broker.recent(recipient="beta", limit=32)
+        rows = await hive.coordinator._broker.recent(recipient="beta", limit=32)
         return [m.body[:2] for m in rows if m.delivered_at is not None]
 
     # Replies the kernel took in full count as delivered (the daemon cannot know the client never read
@@ -168,7 +168,7 @@ class DiskFault:
     def fill(self) -> None:
         if not self.mounted:
             assert self.hive is not None
-            writer = self.hive.coordinator.db._writer
+            writer = self.hive.coordinator._db._writer
             writer.pragma("max_page_count", writer.pragma("page_count"))
             return
         chunk = b"\0" * 65536
@@ -185,7 +185,7 @@ class DiskFault:
     def clear(self) -> None:
         if not self.mounted:
             assert self.hive is not None
-            self.hive.coordinator.db._writer.pragma("max_page_count", 1 << 30)
+            self.hive.coordinator._db._writer.pragma("max_page_count", 1 << 30)
             return
         self.ballast.unlink()
 
@@ -253,7 +253,7 @@ async def test_a_full_disk_is_a_clear_error_and_nothing_acknowledged_is_lost(tmp
 async def test_a_read_only_database_is_a_clear_error_and_the_daemon_recovers(hive: InProcessHive) -> None:
     # Root ignores file modes, and a read-only remount is refused while sqlite holds its files open for
     # writing, so sqlite's own switch makes the database read-only under the running daemon.
-    writer = hive.coordinator.db._writer
+    writer = hive.coordinator._db._writer
     async with hive.open_agent("alpha") as alpha, hive.open_agent("beta") as beta:
         await alpha.call("send", to="beta", body="committed")
         writer.pragma("query_only", True)
@@ -285,7 +285,7 @@ async def test_an_answer_and_its_notice_commit_together_or_not_at_all(
     monkeypatch.setattr(hive_trio.store.broker, "notice_tx", failing_notice)
     with pytest.raises(StorageError, match="nothing was changed"):
         await coordinator.answer_question(q.id, "yes", answerer="operator")
-    assert (await coordinator.questions.get(q.id)).answer is None  # not answered without its notice
+    assert (await coordinator.get_question(q.id)).answer is None  # not answered without its notice
     assert await coordinator.inbox_depth("alpha") == 0
     monkeypatch.setattr(hive_trio.store.broker, "notice_tx", real_notice)
     await coordinator.answer_question(q.id, "yes", answerer="operator")
@@ -412,7 +412,7 @@ async def test_ten_thousand_connections_opened_and_dropped_leak_nothing(daemon: 
 async def test_a_status_subscriber_lost_mid_send_is_dropped_and_the_others_carry_on(
     hive: InProcessHive, caplog: pytest.LogCaptureFixture
 ) -> None:
-    hub = hive.coordinator.hub
+    hub = hive.coordinator._hub
     async with hive.open_agent("alpha") as alpha:
         await alpha.call("set_status", text="s" * 500_000)  # each row is bigger than the socket buffers
     async with hive.open_host() as steady:
@@ -457,7 +457,7 @@ async def test_an_approval_its_notice_and_its_deploy_record_commit_together(
     hive: InProcessHive, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     coordinator = hive.coordinator
-    approval = await coordinator.approvals.add("alpha", ApprovalKind.APPLY_COMMIT, commit_ref="abcdef1")
+    approval = await coordinator.propose_approval("alpha", ApprovalKind.APPLY_COMMIT, commit_ref="abcdef1")
     real_notice = hive_trio.store.broker.notice_tx
 
     def failing_notice(conn: apsw.Connection, **kwargs: Any) -> Any:
@@ -469,12 +469,12 @@ async def test_an_approval_its_notice_and_its_deploy_record_commit_together(
         await coordinator.resolve_approval(
             approval.id, ApprovalStatus.APPROVED, roster_update={"deployed_sha": "f" * 40}
         )
-    assert (await coordinator.approvals.get(approval.id)).status is ApprovalStatus.PENDING
-    assert (await coordinator.roster.require("alpha")).deployed_sha is None
+    assert (await coordinator.get_approval(approval.id)).status is ApprovalStatus.PENDING
+    assert (await coordinator.require_agent("alpha")).deployed_sha is None
     assert await coordinator.inbox_depth("manager") == 0
     monkeypatch.setattr(hive_trio.store.broker, "notice_tx", real_notice)
     await coordinator.resolve_approval(approval.id, ApprovalStatus.APPROVED, roster_update={"deployed_sha": "f" * 40})
-    assert (await coordinator.roster.require("alpha")).deployed_sha == "f" * 40
+    assert (await coordinator.require_agent("alpha")).deployed_sha == "f" * 40
     (notice,) = await coordinator.recent_messages("manager")
     assert json.loads(notice.body)["status"] == "approved"
 
@@ -493,11 +493,12 @@ async def test_a_deploy_cut_off_after_its_git_steps_is_finished_at_the_next_star
         await config_repos.tag(applied, f"deployed/{approval.id}", sha)
     async with open_hive(config) as hive:  # its reconcile finishes the approval
         coord = hive.coordinator
-        assert (await coord.approvals.get(approval.id)).status is ApprovalStatus.APPROVED
-        assert (await coord.roster.require("alpha")).deployed_sha == sha
+        assert (await coord.get_approval(approval.id)).status is ApprovalStatus.APPROVED
+        assert (await coord.require_agent("alpha")).deployed_sha == sha
         (event,) = [e for e in await helper_events(coord, "manager") if e["event"] == "approval_resolved"]
         assert (event["id"], event["status"], event["tag"]) == (approval.id, "approved", f"deployed/{approval.id}")
-        assert await coord.lifecycle.finish_interrupted_deploys() == []  # type: ignore[union-attr]
+        assert isinstance(coord.ops, Lifecycle)
+        assert await coord.ops.finish_interrupted_deploys() == []
 
 
 # ------------------------------------------------------------------------------ an agent that floods stdout

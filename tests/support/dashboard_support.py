@@ -22,11 +22,12 @@ import h11
 import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
-from hive_trio.core.coordinator import Coordinator
+from hive_trio.core.coordinator import Coordinator, LifecycleFactory
 from hive_trio.daemon import Hive, open_hive
 from hive_trio.dashboard.protocol import ResumePoint, stream_url
 from hive_trio.dashboard.token import dashboard_url
 from hive_trio.errors import HiveError, NotFound
+from hive_trio.lifecycle.bare import BareLifecycle
 from hive_trio.records import AgentRecord, Approval, ApprovalKind, ApprovalStatus, TransientKind
 from hive_trio.rules.config import Config
 
@@ -36,8 +37,11 @@ def dashboard_config(config: Config, **changes: Any) -> Config:
 
 
 @asynccontextmanager
-async def running_hive(config: Config, *, lifecycle: bool = False, **changes: Any) -> AsyncIterator[Hive]:
-    """A real hive with its dashboard on port 0; bare agents unless `lifecycle` (real child processes)."""
+async def running_hive(
+    config: Config, *, lifecycle: bool | LifecycleFactory = False, **changes: Any
+) -> AsyncIterator[Hive]:
+    """A real hive with its dashboard on port 0; bare agents unless `lifecycle` (real child processes, or
+    a factory such as `RecordingLifecycle`)."""
     async with open_hive(dashboard_config(config, **changes), lifecycle=lifecycle) as hive:
         yield hive
 
@@ -72,8 +76,12 @@ async def next_frame(ws: WebSocketConnection, *, within: float = 5.0) -> dict[st
 
 
 @attrs.define
-class RecordingLifecycle:
-    """A `LifecycleOps` double: approvals resolve for real; lifecycle verbs are recorded, gated if asked."""
+class RecordingLifecycle(BareLifecycle):
+    """A `LifecycleOps` double: approvals resolve for real; lifecycle verbs are recorded, gated if asked.
+
+    Serves and shuts down as the bare lifecycle does (nothing runs). Give it to the hive at assembly:
+    `running_hive(config, lifecycle=RecordingLifecycle)`; `hive.coordinator.ops` is then this object.
+    """
 
     coord: Coordinator
     calls: list[tuple[str, str]] = attrs.field(factory=list)
@@ -90,7 +98,7 @@ class RecordingLifecycle:
 
     async def spawn(self, name: str, *, parent: str | None = None) -> AgentRecord:
         self.calls.append(("spawn", name))
-        return await self.coord.roster.add(name, parent=parent)
+        return await self.coord.record_spawn(name, parent=parent)
 
     async def start(self, name: str) -> None:
         await self._verb("start", name, TransientKind.STARTING)
@@ -111,11 +119,9 @@ class RecordingLifecycle:
         raise NotFound(f"no tombstone {name!r}")
 
     async def request_spawn(self, name: str, description: str | None, *, requested_by: str) -> Approval:
-        approval = await self.coord.approvals.add(
+        return await self.coord.propose_approval(
             name, ApprovalKind.SPAWN, description=description, requested_by=requested_by
         )
-        await self.coord.add_approval(approval)
-        return approval
 
     async def request_apply_commit(
         self, agent: str, commit_ref: str, description: str | None, *, requested_by: str
@@ -134,15 +140,15 @@ class RecordingLifecycle:
 
 async def add_pending_approval(coord: Coordinator, agent: str, *, diff: str | None = None) -> Approval:
     """An apply_commit approval as the lifecycle layer records one: row, fetched diff, event."""
-    approval = await coord.approvals.add(
+    approval = await coord.propose_approval(
         agent, ApprovalKind.APPLY_COMMIT, commit_ref="abc1234", description=f"update {agent}", requested_by="manager"
     )
-    approval = await coord.approvals.set_fetched(
+    approval = await coord.pin_proposal(
         approval.id,
         fetched_sha="abc1234def5678900000",
         diff=diff or "--- a/agent.nix\n+++ b/agent.nix\n@@ -1 +1 @@\n-old = 1;\n+new = 2;\n",
+        announce=True,
     )
-    await coord.add_approval(approval)
     return approval
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import inspect
 import json
-from collections.abc import Awaitable, Callable
+import os
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,17 +38,98 @@ def lifecycle_config(root: Path, **overrides: Any) -> Config:
     return Config(**settings)
 
 
-async def eventually(check: Callable[[], Any], *, within: float = 10.0, what: str = "condition") -> Any:
-    """Wait for an effect outside this process (a child exiting, a file appearing), bounded by `within` seconds."""
+async def eventually(
+    check: Callable[[], Any],
+    *,
+    coord: Coordinator | None = None,
+    watch: Sequence[Path] = (),
+    within: float = 10.0,
+    what: str = "condition",
+) -> Any:
+    """Wait until `check()` is truthy and return its value, re-checking only when something happened.
+
+    Event-driven, never a timer: `check` runs once at the start, then again after every event the
+    hive announces (`coord.subscribe`, for state the coordinator changes) and every change inotify reports
+    in the `watch` directories (for effects outside this process: a file a child wrote, a WAL another
+    daemon committed). `within` bounds the whole wait in real seconds (children are real processes).
+    """
+    if coord is None and not watch:
+        raise TypeError("eventually needs `coord` or `watch`: something whose events say when to re-check")
+    poke_send, poke_recv = trio.open_memory_channel[None](1)
+
+    def poke() -> None:
+        with contextlib.suppress(trio.WouldBlock):
+            poke_send.send_nowait(None)  # one pending poke is enough: `check` reads the current state
+
+    async def follow_hub(*, task_status: trio.TaskStatus[None]) -> None:
+        assert coord is not None
+        with coord.subscribe() as events:
+            task_status.started()
+            async for _ in events:  # any event (or a resync) may have changed what `check` reads
+                poke()
+
+    async def follow_files(*, task_status: trio.TaskStatus[None]) -> None:
+        with _Inotify() as inotify:
+            inotify.arm(watch)
+            task_status.started()
+            while True:
+                await inotify.wait()
+                inotify.arm(watch)  # a watched directory may have just been created
+                poke()
+
+    async def attempt() -> Any:
+        value = check()
+        return await value if inspect.isawaitable(value) else value
+
     with trio.move_on_after(within):
-        while True:
-            value = check()
-            if inspect.isawaitable(value):
-                value = await value
-            if value:
-                return value
-            await trio.sleep(0.02)
+        async with trio.open_nursery() as nursery:
+            # Subscribed before the first check, so nothing that happens after it is missed.
+            if coord is not None:
+                await nursery.start(follow_hub)
+            if watch:
+                await nursery.start(follow_files)
+            while not (value := await attempt()):
+                await poke_recv.receive()
+            nursery.cancel_scope.cancel()
+            return value
     raise AssertionError(f"timed out after {within} s waiting for {what}")
+
+
+class _Inotify:
+    """Linux inotify through libc: wakes a trio task when a directory's entries are created or written."""
+
+    EVENTS = 0x2 | 0x8 | 0x80 | 0x100  # IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE
+
+    def __init__(self) -> None:
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self._armed: set[Path] = set()
+        self.fd = -1
+
+    def __enter__(self) -> _Inotify:
+        self.fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if self.fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1 failed")
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        os.close(self.fd)
+
+    def arm(self, directories: Sequence[Path]) -> None:
+        """Watch each directory, or its nearest existing ancestor until it exists."""
+        for directory in directories:
+            target = directory
+            while not target.exists():
+                target = target.parent
+            if target not in self._armed:
+                if self._libc.inotify_add_watch(self.fd, os.fsencode(target), self.EVENTS) < 0:
+                    raise OSError(ctypes.get_errno(), f"inotify_add_watch {target}")
+                self._armed.add(target)
+
+    async def wait(self) -> None:
+        await trio.lowlevel.wait_readable(self.fd)
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self.fd, 65536):
+                pass
 
 
 def read_env(path: Path) -> dict[str, str] | None:

@@ -351,3 +351,17 @@ def test_dashboard_url_prefers_the_running_daemons_address(config: Config) -> No
     assert dashboard_url(config) == f"http://127.0.0.1:40001/?token={token}"
     assert http_url("0.0.0.0", 80) == "http://127.0.0.1:80/"
     assert http_url("::1", 80) == "http://[::1]:80/"
+
+
+def test_live_state_matches_delivery_by_message_id_not_by_body() -> None:
+    state = LiveState()
+    state.load(_snapshot())
+    # Two messages with the same words: the delivery of the second must tick the second.
+    state.apply(SentEvent(sender="operator", recipient="beta", body="go", at=9.0, id=21, seq=11))
+    state.apply(SentEvent(sender="operator", recipient="beta", body="go", at=9.0, id=22, seq=12))
+    assert [e.id for e in state.log][-2:] == [21, 22]  # same content, different messages: both kept
+    state.apply(DeliveredEvent(sender="operator", recipient="beta", body="go", at=9.5, id=22, seq=13))
+    assert [(e.id, e.delivered) for e in state.log][-2:] == [(21, False), (22, True)]
+    # The snapshot's rows carry their ids too: a replayed `sent` for one of them is not a second entry.
+    state.apply(SentEvent(sender="alpha", recipient="operator", body="hi", at=5.0, id=1, seq=14))
+    assert [e.id for e in state.log].count(1) == 1

@@ -4,6 +4,7 @@ import trio
 import trio.testing
 
 from hive_trio.core.event_hub import EventHub, Resync
+from hive_trio.core.inbox_bells import InboxBells
 from hive_trio.records import DashboardEvent, SentEvent, TransientClearedEvent
 
 
@@ -62,10 +63,17 @@ async def test_a_closed_subscriber_is_forgotten() -> None:
     assert hub.subscriber_count == 0
 
 
-async def test_inbox_bell_rings_on_sent_even_before_the_wait() -> None:
-    hub = EventHub()
-    bell = hub.inbox_bell("b")
-    hub.emit(sent("x"))  # lands between "look at inbox" and "wait"
+async def test_inbox_bell_rung_before_the_wait_still_wakes_it() -> None:
+    bells = InboxBells()
+    bell = bells.bell("b")
+    bells.ring("b")  # the coordinator rings it after a commit between "look at inbox" and "wait"
     with trio.fail_after(1):
         await bell.wait()
-    assert not hub.inbox_bell("b").is_set()  # a fresh bell for the next wait
+    assert not bells.bell("b").is_set()  # a fresh bell for the next wait
+
+
+async def test_the_hub_is_pure_fan_out_and_rings_no_bell() -> None:
+    hub, bells = EventHub(), InboxBells()
+    bell = bells.bell("b")
+    hub.emit(sent("x"))  # an observability event is not a wake-up
+    assert not bell.is_set()

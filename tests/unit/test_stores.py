@@ -12,6 +12,7 @@ from hive_trio.records import ApprovalKind, ApprovalStatus
 from hive_trio.store.approvals import Approvals
 from hive_trio.store.broker import Broker
 from hive_trio.store.database import Database
+from hive_trio.store.notices import Resolutions
 from hive_trio.store.questions import OperatorQuestions
 from hive_trio.store.roster import Roster
 
@@ -68,13 +69,13 @@ async def test_unknown_recipient_is_refused_and_creates_nothing(broker: Broker, 
     with pytest.raises(UnknownAgent, match="ghost"):
         await broker.send("alpha", "ghost", "hello?")
     assert await count_messages(db) == 0
-    assert await broker.pending_counts() == {}
+    assert await broker.pending_count("ghost") == 0
 
 
 async def test_manager_and_operator_inboxes_always_exist(broker: Broker) -> None:
     await broker.send("alpha", "manager", "m")
     await broker.send("alpha", "operator", "o")
-    assert await broker.pending_counts() == {"manager": 1, "operator": 1}
+    assert [await broker.pending_count(n) for n in ("manager", "operator", "alpha")] == [1, 1, 0]
 
 
 async def test_per_recipient_order_is_send_order(broker: Broker) -> None:
@@ -154,35 +155,39 @@ async def test_vacuum_drops_only_old_acked_messages(broker: Broker, clock: Clock
 
 async def test_double_approve_is_refused(db: Database, clock: Clock) -> None:
     approvals = Approvals(db, clock=clock)
+    resolutions = Resolutions(db, clock=clock)
     a = await approvals.add("alpha", ApprovalKind.APPLY_COMMIT, commit_ref="abcdef1", description="tweak")
     assert a.status is ApprovalStatus.PENDING
-    done = await approvals.resolve(a.id, ApprovalStatus.APPROVED, note="lgtm")
+    done, notice = await resolutions.resolve_approval(a.id, ApprovalStatus.APPROVED, note="lgtm")
+    assert notice is not None and notice.recipient == "manager"
     assert (done.status, done.note, done.resolved_at) == (ApprovalStatus.APPROVED, "lgtm", clock.now)
     with pytest.raises(Conflict, match="already approved"):
-        await approvals.resolve(a.id, ApprovalStatus.APPROVED)
+        await resolutions.resolve_approval(a.id, ApprovalStatus.APPROVED)
     with pytest.raises(Conflict):
-        await approvals.resolve(a.id, ApprovalStatus.DENIED, note="changed my mind")
+        await resolutions.resolve_approval(a.id, ApprovalStatus.DENIED, note="changed my mind")
     assert (await approvals.get(a.id)).note == "lgtm"
 
 
 async def test_approving_a_denied_one_changes_nothing(db: Database, clock: Clock) -> None:
     approvals = Approvals(db, clock=clock)
+    resolutions = Resolutions(db, clock=clock)
     a = await approvals.add("alpha", ApprovalKind.SPAWN, description="new worker")
-    await approvals.resolve(a.id, ApprovalStatus.DENIED, note="no")
+    await resolutions.resolve_approval(a.id, ApprovalStatus.DENIED, note="no")
     with pytest.raises(Conflict, match="already denied"):
-        await approvals.resolve(a.id, ApprovalStatus.APPROVED)
+        await resolutions.resolve_approval(a.id, ApprovalStatus.APPROVED)
     assert (await approvals.get(a.id)).status is ApprovalStatus.DENIED
     with pytest.raises(NotFound):
-        await approvals.resolve(999, ApprovalStatus.APPROVED)
+        await resolutions.resolve_approval(999, ApprovalStatus.APPROVED)
 
 
 async def test_failing_pending_approvals_of_a_destroyed_agent(db: Database, clock: Clock) -> None:
     approvals = Approvals(db, clock=clock)
+    resolutions = Resolutions(db, clock=clock)
     a = await approvals.add("alpha", ApprovalKind.APPLY_COMMIT, commit_ref="abcdef1")
     b = await approvals.add("alpha", ApprovalKind.APPLY_COMMIT, commit_ref="abcdef2")
-    await approvals.resolve(b.id, ApprovalStatus.DENIED)
+    await resolutions.resolve_approval(b.id, ApprovalStatus.DENIED)
     other = await approvals.add("beta", ApprovalKind.APPLY_COMMIT, commit_ref="abcdef3")
-    failed = await approvals.fail_pending_for("alpha", note="agent destroyed")
+    failed = [a for a, _ in await resolutions.fail_pending_approvals("alpha", note="agent destroyed")]
     assert [f.id for f in failed] == [a.id]
     assert failed[0].note == "agent destroyed" and failed[0].status is ApprovalStatus.FAILED
     assert [p.id for p in await approvals.query(status=ApprovalStatus.PENDING)] == [other.id]
@@ -193,20 +198,21 @@ async def test_failing_pending_approvals_of_a_destroyed_agent(db: Database, cloc
 
 async def test_question_answer_is_compare_and_set(db: Database, clock: Clock) -> None:
     questions = OperatorQuestions(db, clock=clock)
+    resolutions = Resolutions(db, clock=clock)
     q = await questions.ask("alpha", "ship it?", options=["yes", "no"], default_answer="no", ttl_seconds=60)
     assert q.deadline_at == clock.now + 60
-    answered = await questions.answer(q.id, "yes", answerer="operator")
+    answered, _ = await resolutions.answer_question(q.id, "yes", answerer="operator")
     assert (answered.answer, answered.answerer) == ("yes", "operator")
     with pytest.raises(Conflict, match="already answered"):
-        await questions.answer(q.id, "no", answerer="operator")
+        await resolutions.answer_question(q.id, "no", answerer="operator")
     with pytest.raises(Conflict):
-        await questions.cancel(q.id, by="operator")
+        await resolutions.cancel_question(q.id, by="operator")
 
 
 async def test_cancel_answers_with_the_sentinel(db: Database, clock: Clock) -> None:
     questions = OperatorQuestions(db, clock=clock)
     q = await questions.ask("alpha", "still needed?")
-    cancelled = await questions.cancel(q.id, by="operator")
+    cancelled, _ = await Resolutions(db, clock=clock).cancel_question(q.id, by="operator")
     assert (cancelled.answer, cancelled.cancelled) == ("[cancelled]", True)
 
 
@@ -222,13 +228,13 @@ async def test_deadline_passed_while_down_is_found_on_reopen(tmp_path: Path, clo
     try:
         questions = OperatorQuestions(db, clock=clock)
         assert await questions.next_deadline() == with_default.deadline_at
-        expired = await questions.expire()
+        expired = [q for q, _ in await Resolutions(db, clock=clock).expire_questions()]
         assert [(q.id, q.answer, q.answerer) for q in expired] == [
             (with_default.id, "fine", "ttl"),
             (without.id, "[expired]", "ttl"),
         ]
         assert [q.id for q in await questions.list_open()] == [later.id]
-        assert await questions.expire() == []
+        assert await Resolutions(db, clock=clock).expire_questions() == []
     finally:
         db.close()
 

@@ -168,17 +168,23 @@
       }]),
     );
     state.questions = new Map(snap.questions.filter((q) => q.target === null).map((q) => [q.id, q]));
-    state.log = snap.messages.map((m) => ({ from: m.from, to: m.to, body: m.body, at: m.sent_at, delivered: m.delivered_at !== null }));
+    state.log = snap.messages.map((m) => ({ id: m.id, from: m.from, to: m.to, body: m.body, at: m.sent_at, delivered: m.delivered_at !== null }));
     state.tombstones = snap.tombstones || [];
     renderAll();
+  }
+
+  // By the message id both carry; by content only for events from a daemon without ids.
+  function sameMessage(e, ev, withTime) {
+    if (ev.id != null && e.id != null) return e.id === ev.id;
+    return e.from === ev.from && e.to === ev.to && e.body === ev.body && (!withTime || e.at === ev.at);
   }
 
   function apply(ev) {
     switch (ev.kind) {
       case "sent": {
-        const dup = state.log.some((e) => e.from === ev.from && e.to === ev.to && e.at === ev.at && e.body === ev.body);
+        const dup = state.log.some((e) => sameMessage(e, ev, true));
         if (!dup) {
-          state.log.push({ from: ev.from, to: ev.to, body: ev.body, at: ev.at, delivered: false });
+          state.log.push({ id: ev.id, from: ev.from, to: ev.to, body: ev.body, at: ev.at, delivered: false });
           if (state.log.length > LOG_LIMIT) state.log.splice(0, state.log.length - LOG_LIMIT);
         }
         renderLog();
@@ -187,7 +193,7 @@
       case "delivered": {
         for (let i = state.log.length - 1; i >= 0; i--) {
           const e = state.log[i];
-          if (!e.delivered && e.from === ev.from && e.to === ev.to && e.body === ev.body) {
+          if (!e.delivered && sameMessage(e, ev, false)) {
             e.delivered = true;
             break;
           }

@@ -23,7 +23,8 @@ import shlex
 import signal
 import subprocess
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
@@ -243,6 +244,30 @@ def _unrecorded_agents(runtime_dir: Path, own_pid: int) -> list[tuple[int, str]]
     return found
 
 
+async def terminate_group(
+    pgid: int, *, exited: Callable[[], Awaitable[object]], grace: float, kill_group: bool
+) -> None:
+    """SIGTERM the process group, wait up to `grace` for `exited`, then SIGKILL: the one stop sequence.
+
+    With `kill_group` the group is SIGKILLed whatever happened (an orphan's children may outlive their
+    leader; `exited` may return on its own timeout). Without it only a leader that did not exit in time
+    (or a wait cut off by cancellation) is killed, and then waited for briefly, shielded, so no orphan
+    is left behind.
+    """
+    signal_group(pgid, signal.SIGTERM)
+    done = False
+    try:
+        with trio.move_on_after(max(0.0, grace)):
+            await exited()
+            done = True
+    finally:
+        if kill_group or not done:
+            signal_group(pgid, signal.SIGKILL)
+            if not done:
+                with trio.CancelScope(shield=True), trio.move_on_after(KILL_WAIT):
+                    await exited()
+
+
 async def _wait_exit(pid: int, *, grace: float) -> None:
     """Wait up to `grace` seconds for a process that is not our child to exit.
 
@@ -293,15 +318,7 @@ class ProcessRun:
         if self.exited.is_set():
             return
         self.stop_requested = True
-        signal_group(self.pgid, signal.SIGTERM)
-        try:
-            with trio.move_on_after(max(0.0, grace)):
-                await self.exited.wait()
-        finally:
-            if not self.exited.is_set():
-                signal_group(self.pgid, signal.SIGKILL)
-                with trio.CancelScope(shield=True), trio.move_on_after(KILL_WAIT):
-                    await self.exited.wait()
+        await terminate_group(self.pgid, exited=self.exited.wait, grace=grace, kill_group=False)
 
     async def supervise(self, proc: trio.Process, output: AgentLog, record: Path) -> None:
         """The one task that waits on the agent; `exited` is set however it ends."""
@@ -500,9 +517,7 @@ class ProcessBackend:
         except ProcessLookupError:
             return
         log.warning("stopping %s (pid %d), left running by a previous daemon without a pid record", name, pid)
-        signal_group(pgid, signal.SIGTERM)
-        await _wait_exit(pid, grace=grace)
-        signal_group(pgid, signal.SIGKILL)
+        await terminate_group(pgid, exited=partial(_wait_exit, pid, grace=grace), grace=grace, kill_group=True)
         stopped.append(name)
 
     async def _reap_one(
@@ -520,9 +535,8 @@ class ProcessBackend:
                     stopped.append(record.name)
                 return
             log.warning("stopping %s (pid %d), left running by a previous daemon", record.name, record.pid)
-            signal_group(record.pgid, signal.SIGTERM)
-            await _wait_exit(record.pid, grace=grace)
-            signal_group(record.pgid, signal.SIGKILL)
+            wait = partial(_wait_exit, record.pid, grace=grace)
+            await terminate_group(record.pgid, exited=wait, grace=grace, kill_group=True)
             stopped.append(record.name)
         finally:
             with trio.CancelScope(shield=True):

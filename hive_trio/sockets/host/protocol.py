@@ -23,6 +23,7 @@ from hive_trio.records import (
     HostStart,
     HostStop,
     describe_error,
+    dumps,
     json_type_name,
 )
 from hive_trio.rules.names import validate_agent_name, validate_recipient
@@ -92,7 +93,7 @@ def encode_response(*, ok: bool, error: str | None = None, fields: Mapping[str, 
     body: dict[str, Any] = {"version": HOST_SOCK_VERSION, "ok": ok, "error": error}
     if fields:
         body.update(fields)
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    return dumps(body).encode() + b"\n"
 
 
 def ok_response(**fields: Any) -> bytes:
@@ -105,7 +106,7 @@ def error_response(message: str, **fields: Any) -> bytes:
 
 def encode_request(cmd: str, **fields: Any) -> bytes:
     """A request line, as a client writes it (the CLI, tests)."""
-    return json.dumps({"cmd": cmd, **fields}, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    return dumps({"cmd": cmd, **fields}).encode() + b"\n"
 
 
 __all__ = [

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from typing import Any, NoReturn
+from typing import Any, NoReturn, assert_never
 from urllib.parse import urlsplit
 
 import trio
@@ -20,7 +20,6 @@ import trio
 from hive_trio.core.coordinator import Coordinator
 from hive_trio.core.event_hub import Resync
 from hive_trio.errors import HiveError, InvalidRequest
-from hive_trio.lifecycle.bare import add_bare_agent, remove_bare_agent
 from hive_trio.records import (
     BROADCAST,
     OPERATOR,
@@ -88,11 +87,59 @@ class HostCommands:
         self.coordinator = coordinator
 
     async def run(self, request: HostRequest) -> Fields:
-        handler = getattr(self, f"_{type(request).tag_value}", None)
-        if handler is None:
-            raise InvalidRequest(f"{type(request).tag_value} is not served on this connection")
-        result: Fields = await handler(request)
-        return result
+        # One `case` per verb, so mypy checks each handler's request type and "find usages" finds it.
+        match request:
+            case HostList():
+                return await self._list(request)
+            case HostAgentStatus():
+                return await self._agent_status(request)
+            case HostSetPaused():
+                return await self._set_paused(request)
+            case HostStart():
+                return await self._start(request)
+            case HostStop():
+                return await self._stop(request)
+            case HostRestart():
+                return await self._restart(request)
+            case HostUrls():
+                return await self._urls(request)
+            case HostRequestSpawn():
+                return await self._request_spawn(request)
+            case HostKill():
+                return await self._kill(request)
+            case HostSpawn():
+                return await self._spawn(request)
+            case HostRebuild():
+                return await self._rebuild(request)
+            case HostDestroy():
+                return await self._destroy(request)
+            case HostPurgeTombstone():
+                return await self._purge_tombstone(request)
+            case HostPending():
+                return await self._pending(request)
+            case HostApprovals():
+                return await self._approvals(request)
+            case HostApprove():
+                return await self._approve(request)
+            case HostDeny():
+                return await self._deny(request)
+            case HostQuestions():
+                return await self._questions(request)
+            case HostAnswer():
+                return await self._answer(request)
+            case HostCancelQuestion():
+                return await self._cancel_question(request)
+            case HostSend():
+                return await self._send(request)
+            case HostBroadcast():
+                return await self._broadcast(request)
+            case HostTombstones():
+                return await self._tombstones(request)
+            case HostSubscribeAgentStatus():
+                # The connection turns into a feed for this one (`HostConnection.answer`).
+                raise InvalidRequest(f"{type(request).tag_value} is not served on this connection")
+            case _:
+                assert_never(request)
 
     # ------------------------------------------------------------------ hyperhive's verbs
     async def _list(self, _: HostList) -> Fields:
@@ -169,11 +216,7 @@ class HostCommands:
 
     # ------------------------------------------------------------------ ours
     async def _spawn(self, request: HostSpawn) -> Fields:
-        if self.coordinator.lifecycle is None:
-            # Fallback while no lifecycle backend is wired: a roster row and a socket, nothing started.
-            record = await add_bare_agent(self.coordinator, request.name)
-        else:
-            record = await self.coordinator.ops.spawn(request.name)
+        record = await self.coordinator.ops.spawn(request.name)
         return {"agent": unstructure(record)}
 
     async def _rebuild(self, request: HostRebuild) -> Fields:
@@ -181,10 +224,7 @@ class HostCommands:
         return {"name": request.name}
 
     async def _destroy(self, request: HostDestroy) -> Fields:
-        if self.coordinator.lifecycle is None:
-            await remove_bare_agent(self.coordinator, request.name, purge=request.purge)
-        else:
-            await self.coordinator.ops.destroy(request.name, purge=request.purge)
+        await self.coordinator.ops.destroy(request.name, purge=request.purge)
         return {"name": request.name, "purged": request.purge}
 
     async def _purge_tombstone(self, request: HostPurgeTombstone) -> Fields:
@@ -300,11 +340,11 @@ class HostConnection:
 
     async def _status_feed(self, done: trio.Event, *, task_status: trio.TaskStatus[None]) -> None:
         """Ack, then one response per changed agent, for as long as the client reads them."""
-        hub = self.coordinator.hub
+        coordinator = self.coordinator
         try:
             acked = False
             while True:
-                with hub.subscribe(buffer=STATUS_FEED_BUFFER) as sub:
+                with coordinator.subscribe(buffer=STATUS_FEED_BUFFER) as sub:
                     if not acked:
                         # Subscribed before the ack, so nothing after the ack is missed; written by this
                         # task, so no row can overtake it.

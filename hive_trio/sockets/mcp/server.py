@@ -13,7 +13,6 @@ straight back to the inbox. It never touches the database or builds a path itsel
 from __future__ import annotations
 
 import functools
-import json
 import logging
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -29,7 +28,7 @@ from mcp.shared.exceptions import MCPError
 
 from hive_trio.core.coordinator import Coordinator
 from hive_trio.errors import HiveError
-from hive_trio.records import Message
+from hive_trio.records import Message, dumps
 from hive_trio.rules.paths import SOCKET_MODE
 from hive_trio.sockets.mcp.tools import Toolbox, UnknownTool
 from hive_trio.sockets.mcp.transport import open_mcp_streams
@@ -104,7 +103,7 @@ async def run_tool(
         # the messages, so they must go back now. Held until the connection ends, an `ack_turn` on the
         # same connection would ack them unseen.
         await trio.lowlevel.checkpoint_if_cancelled()
-        return json.dumps(data, ensure_ascii=False, separators=(",", ":")), False
+        return dumps(data), False
     except UnknownTool:
         raise
     except HiveError as exc:

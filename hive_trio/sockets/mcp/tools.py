@@ -226,10 +226,44 @@ class Toolbox:
                 raise UnknownTool(f"{tool!r} is a manager tool; this socket belongs to agent {self.name!r}")
             raise UnknownTool(f"unknown tool {tool!r}; this socket offers: {', '.join(self.specs)}")
         args = parse_arguments(spec, arguments)
-        if tool == "recv":
-            return await self._recv(args, on_delivered)
-        handler = getattr(self, f"_{tool}")
-        return await handler(args)
+        # Keyed by name and argument record together: several tools share a record (`NoArgs`,
+        # `AgentNameArgs`), and the class pattern lets mypy check each handler's argument type.
+        match tool, args:
+            case "send", SendArgs():
+                return await self._send(args)
+            case "recv", RecvArgs():
+                return await self._recv(args, on_delivered)
+            case "ack_turn", NoArgs():
+                return await self._ack_turn(args)
+            case "requeue_inflight", NoArgs():
+                return await self._requeue_inflight(args)
+            case "status", NoArgs():
+                return await self._status(args)
+            case "recent", RecentArgs():
+                return await self._recent(args)
+            case "ask", AskArgs():
+                return await self._ask(args)
+            case "answer", AnswerArgs():
+                return await self._answer(args)
+            case "set_status", SetStatusArgs():
+                return await self._set_status(args)
+            case "whoami", NoArgs():
+                return await self._whoami(args)
+            case "list_agents", NoArgs():
+                return await self._list_agents(args)
+            case "request_spawn", RequestSpawnArgs():
+                return await self._request_spawn(args)
+            case "request_apply_commit", RequestApplyCommitArgs():
+                return await self._request_apply_commit(args)
+            case "kill", AgentNameArgs():
+                return await self._kill(args)
+            case "start", AgentNameArgs():
+                return await self._start(args)
+            case "restart", AgentNameArgs():
+                return await self._restart(args)
+            case "update", AgentNameArgs():
+                return await self._update(args)
+        raise AssertionError(f"tool {tool!r} is in the catalogue but has no handler")
 
     # ------------------------------------------------------------------ messages
     async def _send(self, args: SendArgs) -> dict[str, Any]:

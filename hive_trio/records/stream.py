@@ -1,0 +1,166 @@
+"""The dashboard stream wire: actions the operator's page sends, and the frames it receives.
+
+Imports only sibling record modules. It must never grow behaviour beyond shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Final, TypeAlias
+
+import attrs
+
+from hive_trio.records.events import DashboardEvent
+from hive_trio.records.rows import Snapshot
+
+# ------------------------------------------------------------------------- dashboard stream wire
+# The operator's websocket (SPEC §7). Actions come in tagged by `op`; frames go out tagged by `type`.
+# hyperhive's dashboard posts forms and streams SSE; here one socket carries both directions, so every
+# action names a client-chosen `req` that its `result` frame echoes.
+
+# A client-chosen request id: a JSON number or string (or absent). Anything else is refused.
+RequestId: TypeAlias = int | str | None
+# A multi-choice answer may come as the list of selections; the coordinator joins them with ", ".
+AnswerText: TypeAlias = str | list[str]
+
+
+@attrs.frozen
+class ApproveAction:
+    tag_value: ClassVar[str] = "approve"
+    id: int
+    note: str | None = None
+    req: RequestId = None
+
+
+@attrs.frozen
+class DenyAction:
+    tag_value: ClassVar[str] = "deny"
+    id: int
+    note: str | None = None
+    req: RequestId = None
+
+
+@attrs.frozen
+class AnswerAction:
+    tag_value: ClassVar[str] = "answer"
+    id: int
+    answer: AnswerText
+    req: RequestId = None
+
+
+@attrs.frozen
+class CancelQuestionAction:
+    tag_value: ClassVar[str] = "cancel_question"
+    id: int
+    req: RequestId = None
+
+
+@attrs.frozen
+class SendAction:
+    tag_value: ClassVar[str] = "send"
+    to: str
+    body: str
+    req: RequestId = None
+
+
+@attrs.frozen
+class StartAction:
+    tag_value: ClassVar[str] = "start"
+    name: str
+    req: RequestId = None
+
+
+@attrs.frozen
+class StopAction:
+    tag_value: ClassVar[str] = "stop"
+    name: str
+    graceful: bool = True
+    req: RequestId = None
+
+
+@attrs.frozen
+class RestartAction:
+    tag_value: ClassVar[str] = "restart"
+    name: str
+    req: RequestId = None
+
+
+@attrs.frozen
+class RebuildAction:
+    tag_value: ClassVar[str] = "rebuild"
+    name: str
+    req: RequestId = None
+
+
+@attrs.frozen
+class DestroyAction:
+    tag_value: ClassVar[str] = "destroy"
+    name: str
+    purge: bool = False
+    req: RequestId = None
+
+
+@attrs.frozen
+class SpawnAction:
+    tag_value: ClassVar[str] = "spawn"
+    name: str
+    parent: str | None = None
+    req: RequestId = None
+
+
+@attrs.frozen
+class CancelTransientAction:
+    tag_value: ClassVar[str] = "cancel_transient"
+    name: str
+    req: RequestId = None
+
+
+DashboardAction: TypeAlias = (
+    ApproveAction
+    | DenyAction
+    | AnswerAction
+    | CancelQuestionAction
+    | SendAction
+    | StartAction
+    | StopAction
+    | RestartAction
+    | RebuildAction
+    | DestroyAction
+    | SpawnAction
+    | CancelTransientAction
+)
+DASHBOARD_ACTION_TYPES: Final[tuple[type[Any], ...]] = DashboardAction.__args__
+DASHBOARD_OPS: Final[tuple[str, ...]] = tuple(t.tag_value for t in DASHBOARD_ACTION_TYPES)
+
+
+@attrs.frozen
+class ResumedFrame:
+    """Sent instead of a snapshot when `?since=` could be honoured: events after `seq` follow."""
+
+    seq: int
+    epoch: str
+
+
+@attrs.frozen
+class EventFrame:
+    event: DashboardEvent
+
+
+@attrs.frozen
+class ResultFrame:
+    """The answer to one action; `result` is the action's plain-data outcome when it has one."""
+
+    req: RequestId
+    ok: bool
+    error: str | None = None
+    result: Any = None
+
+
+# A snapshot frame is the `Snapshot` itself, flat, tagged `"type": "snapshot"` (SPEC §7).
+StreamFrame: TypeAlias = Snapshot | ResumedFrame | EventFrame | ResultFrame
+FRAME_TAGS: Final[dict[type[Any], str]] = {
+    Snapshot: "snapshot",
+    ResumedFrame: "resumed",
+    EventFrame: "event",
+    ResultFrame: "result",
+}
+FRAME_TYPES: Final[tuple[str, ...]] = tuple(FRAME_TAGS.values())
