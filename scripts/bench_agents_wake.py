@@ -101,8 +101,8 @@ async def start_agent(hive: InProcessHive, root: Path, name: str, argv: list[str
 
 
 async def acked(hive: InProcessHive, mid: int) -> bool:
-    message = await hive.coordinator.broker.get(mid)
-    return message is not None and message.acked_at is not None
+    rows = await hive.coordinator.recent_messages(None, limit=500)
+    return any(m.id == mid and m.acked_at is not None for m in rows)
 
 
 async def measure(hive: InProcessHive, model: sm.ScriptedModel, name: str, turns: int) -> list[float]:

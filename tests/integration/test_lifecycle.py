@@ -398,3 +398,22 @@ async def test_the_manager_runs_from_manager_command_and_is_restarted(short_tmp:
 async def test_without_manager_command_no_manager_process_runs(short_tmp: Path) -> None:
     async with open_hive(lifecycle_config(short_tmp)) as hive:
         assert lifecycle_of(hive.coordinator).run_of("manager") is None
+
+
+async def test_a_clean_exit_is_a_stop_not_a_crash(short_tmp: Path) -> None:
+    # `claude -p` as the agent command exits 0 after one answer: hive-c0re counted that as a crash and
+    # restarted it until it was marked failed, with a container_crash for the manager each time.
+    config = lifecycle_config(short_tmp, agent_command="echo done; exit 0", restart_intensity=2)
+    async with open_hive(config) as hive:
+        coord = hive.coordinator
+        await coord.ops.spawn("oneshot")
+
+        async def stopped() -> bool:
+            record = await coord.require_agent("oneshot")
+            return record.desired == "stopped" and lifecycle_of(coord).run_of("oneshot") is None
+
+        await eventually(stopped, coord=coord, what="the clean exit to be recorded as a stop")
+        record = await coord.require_agent("oneshot")
+        assert not record.failed
+        assert not [e for e in await helper_events(coord, "manager") if e["event"] == "container_crash"]
+        assert "done" in coord.paths.agent_log("oneshot").read_text()

@@ -64,8 +64,8 @@ async def eventually(check: Callable[[], object], *, what: str) -> None:
 
 
 async def acked(hive: InProcessHive, mid: int) -> bool:
-    message = await hive.coordinator.broker.get(mid)
-    return message is not None and message.acked_at is not None
+    rows = await hive.coordinator.recent_messages(None, limit=500)
+    return any(m.id == mid and m.acked_at is not None for m in rows)
 
 
 async def to_operator(hive: InProcessHive) -> list[str]:

@@ -39,8 +39,8 @@ def turn_command() -> str:
 async def eventually_acked(hive: object, mid: int) -> None:
     with trio.fail_after(40):
         while True:
-            message = await hive.coordinator.broker.get(mid)  # type: ignore[attr-defined]
-            if message is not None and message.acked_at is not None:
+            rows = await hive.coordinator.recent_messages(None, limit=500)  # type: ignore[attr-defined]
+            if any(m.id == mid and m.acked_at is not None for m in rows):
                 return
             await trio.sleep(0.05)
 
