@@ -221,8 +221,8 @@ class Supervisor:
         """Status 0 is the agent's own clean exit (a harness told to stop, a one-shot command): a stop.
         hive-c0re counted every exit as a crash, so `claude -p` restarted in a loop until it was failed."""
         log.info("%s exited with status 0; it stays stopped", name)
-        self.coord.set_running(name, False)
         await self.coord.set_desired(name, STOPPED)
+        self.coord.set_running(name, False)  # announced after the record says stopped
 
     async def _crashed(self, name: str, run: Run) -> None:
         is_manager = name == MANAGER_AGENT
