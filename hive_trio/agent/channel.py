@@ -56,6 +56,24 @@ class Control:
     budget_exceeded: bool = False
 
 
+class ControlView(Protocol):
+    """What the loop reads of a `wait_control` answer (`Control`, or the daemon client's own class)."""
+
+    @property
+    def interrupt(self) -> bool: ...
+    @property
+    def paused(self) -> bool: ...
+    @property
+    def budget_exceeded(self) -> bool: ...
+
+
+class PermissionView(Protocol):
+    @property
+    def allowed(self) -> bool: ...
+    @property
+    def reason(self) -> str | None: ...
+
+
 class HarnessChannel(Protocol):
     """The tools of the daemon's `harness` role (HARNESS-CHANNEL.md); each about this agent only."""
 
@@ -73,18 +91,18 @@ class HarnessChannel(Protocol):
     ) -> None: ...
 
     async def turn_finished(
-        self, turn_id: str, outcome: Outcome, *, error: str | None = None, usage: Usage | None = None
+        self, turn_id: str, outcome: Outcome, *, error: str | None = None, usage: Any = None
     ) -> bool:
-        """Returns whether the agent's budget is now exceeded."""
+        """Returns whether the agent's budget is now exceeded. `usage` is a `Usage`."""
         ...
 
     async def report_state(self, *, active_model: str | None = None, status_text: str | None = None) -> None: ...
 
     async def request_permission(
         self, tool: str, input: Mapping[str, Any], *, ttl_seconds: float | None = None
-    ) -> PermissionDecision: ...
+    ) -> PermissionView: ...
 
-    async def wait_control(self, wait_seconds: float) -> Control: ...
+    async def wait_control(self, wait_seconds: float) -> ControlView: ...
 
 
 class NullHarnessChannel:
@@ -106,7 +124,7 @@ class NullHarnessChannel:
         return None
 
     async def turn_finished(
-        self, turn_id: str, outcome: Outcome, *, error: str | None = None, usage: Usage | None = None
+        self, turn_id: str, outcome: Outcome, *, error: str | None = None, usage: Any = None
     ) -> bool:
         return False
 
@@ -159,4 +177,5 @@ async def open_channel_from_env(environ: Mapping[str, str] | None = None) -> Asy
         yield NullHarnessChannel()
         return
     async with daemon_side.open_harness_channel(fd) as channel:
-        yield channel
+        checked: HarnessChannel = channel
+        yield checked

@@ -126,7 +126,7 @@ class TurnLoop:
         task_status.started()
         while True:
             control = await self.channel.wait_control(CONTROL_WAIT)
-            self._set_control(attrs.evolve(control, interrupt=False))
+            self._set_control(Control(paused=bool(control.paused), budget_exceeded=bool(control.budget_exceeded)))
             if control.interrupt and self._turn_scope is not None:
                 log.info("%s: operator interrupt; stopping the turn", self.agent)
                 self._nursery.start_soon(self._interrupt, "interrupt")
