@@ -7,6 +7,7 @@ and to the hive through `mcp-bridge`. The harness, the CLI and the bridge are re
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -177,3 +178,44 @@ async def test_a_daemon_restart_mid_turn_loses_no_message(root: Path, model: sm.
     async with open_hive(root) as hive:
         await eventually(lambda: acked(hive, message.id), what="the message to be acked after the restart")
         assert "made it" in await to_operator(hive)
+
+
+async def test_a_tool_that_needs_permission_reaches_can_use_tool_and_no_channel_denies_it(
+    root: Path, model: sm.ScriptedModel
+) -> None:
+    def reply(request: sm.RecordedRequest) -> sm.Reply:
+        last = request.last_user_text()
+        if "make a file" in last:
+            return sm.tool_use("Bash", {"command": "echo x > made-by-the-model", "description": "make a file"})
+        return sm.text("Done.")
+
+    model.default = reply
+    async with open_hive(root) as hive:
+        await hive.coordinator.ops.spawn("alice")
+        [message] = await hive.coordinator.send("operator", "alice", "make a file")
+        await eventually(lambda: acked(hive, message.id), what="the turn to be acked")
+        # Without a harness channel nobody can approve: the CLI got the deny, and the command never ran.
+        results = "\n".join(r.text() for r in model.main_requests)
+        assert "no harness channel" in results
+        assert not (hive.coordinator.paths.agent_notes("alice") / "made-by-the-model").exists()
+
+
+async def test_with_tool_search_on_the_scripted_model_loads_the_hive_tool_first(
+    root: Path, model: sm.ScriptedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ENABLE_TOOL_SEARCH", "true")  # the operator's choice wins over the harness default
+
+    def reply(request: sm.RecordedRequest) -> sm.Reply:
+        if "hello alice" in request.last_user_text():
+            return sm.tool_use("mcp__hive__send", {"to": "operator", "body": "found it"})
+        return sm.text("Done.")
+
+    model.default = reply
+    async with open_hive(root) as hive:
+        await hive.coordinator.ops.spawn("alice")
+        [message] = await hive.coordinator.send("operator", "alice", "hello alice")
+        await eventually(lambda: acked(hive, message.id), what="the turn to be acked")
+        assert "found it" in await to_operator(hive)
+        searched = [r for r in model.main_requests if "ToolSearch" in r.tool_names]
+        assert searched and not sm.tool_is_loaded(searched[0], "mcp__hive__send")  # deferred at first
+        assert any("select:mcp__hive__send" in json.dumps(r.messages) for r in searched)  # then searched for
