@@ -174,10 +174,17 @@ async def test_a_daemon_restart_mid_turn_loses_no_message(root: Path, model: sm.
         await hive.coordinator.ops.spawn("alice")
         [message] = await hive.coordinator.send("operator", "alice", "survive this")
         await model.wait_for(lambda rs: any(r.is_main and "survive this" in r.last_user_text() for r in rs))
+        session_file = hive.coordinator.paths.agent_notes("alice") / ".hive-harness" / "claude-session.json"
+        session = json.loads(session_file.read_text())["session_id"]
     restarted = True
+    before = len(model.main_requests)
     async with open_hive(root) as hive:
         await eventually(lambda: acked(hive, message.id), what="the message to be acked after the restart")
         assert "made it" in await to_operator(hive)
+        # The session was resumed, not started over: same id, and the first run's turns are in its context.
+        assert json.loads(session_file.read_text())["session_id"] == session
+        first_prompt = model.main_requests[0].last_user_text().split("</system-reminder>")[-1].strip()
+        assert first_prompt and first_prompt in model.main_requests[before].text()
 
 
 async def test_a_tool_that_needs_permission_is_denied_when_nobody_answers(root: Path, model: sm.ScriptedModel) -> None:
