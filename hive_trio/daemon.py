@@ -28,6 +28,7 @@ from hive_trio.lifecycle.backends.process import ProcessBackend
 from hive_trio.lifecycle.bare import BareLifecycle
 from hive_trio.rules.config import Config
 from hive_trio.rules.paths import HivePaths
+from hive_trio.service.notify import READY, STOPPING, open_notifier, serve_watchdog, watchdog_interval
 from hive_trio.sockets.host.server import serve_host_socket
 from hive_trio.sockets.mcp.server import serve_agent_socket
 
@@ -159,21 +160,35 @@ async def serve_daemon(config: Config, *, task_status: trio.TaskStatus[Path] = t
     """
     raise_open_file_limit()
     stop = trio.Event()
+    # Under systemd (`Type=notify`): READY=1 once every socket is bound, WATCHDOG=1 from this event
+    # loop, STOPPING=1 on the way down. Without $NOTIFY_SOCKET these are no-ops (docs/OPERATIONS.md).
+    notifier = open_notifier()
 
     async def run(*, task_status: trio.TaskStatus[Path]) -> None:
         with trio.CancelScope(shield=True):
-            async with open_hive(config) as hive:
+            async with open_hive(config) as hive, trio.open_nursery() as heartbeat:
                 tune_garbage_collection()
                 log.info("hive-trio is up: state %s, runtime %s", config.state_dir, config.runtime_dir)
                 if hive.dashboard_url:
                     log.info("dashboard: %s", hive.dashboard_url)
-                task_status.started(hive.coordinator.paths.host_socket)
+                host_socket = hive.coordinator.paths.host_socket
+                # open_hive yields only once host.sock, every agent socket and the dashboard are bound.
+                await notifier.send(READY, f"STATUS=serving on {host_socket}")
+                interval = watchdog_interval()
+                if interval is not None and notifier.enabled:
+                    heartbeat.start_soon(serve_watchdog, notifier, interval)
+                task_status.started(host_socket)
                 await stop.wait()
+                await notifier.send(STOPPING, "STATUS=stopping agents")
+                heartbeat.cancel_scope.cancel()
 
-    async with trio.open_nursery() as nursery:
-        try:
-            task_status.started(await nursery.start(run))
-            await trio.sleep_forever()
-        finally:
-            stop.set()
+    try:
+        async with trio.open_nursery() as nursery:
+            try:
+                task_status.started(await nursery.start(run))
+                await trio.sleep_forever()
+            finally:
+                stop.set()
+    finally:
+        notifier.close()
     raise AssertionError("serve_daemon only ends by cancellation")

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import trio
 
@@ -28,6 +29,8 @@ from hive_trio.cli.discovery import (
     load_cli_config,
 )
 from hive_trio.cli.operator import (
+    _host_call,
+    _print,
     cmd_answer,
     cmd_approvals,
     cmd_broadcast,
@@ -53,42 +56,56 @@ READY_LINE: Final = "hive-trio is ready"
 
 def cmd_daemon(args: argparse.Namespace) -> int:
     from hive_trio.daemon import serve_daemon
-    from hive_trio.errors import HiveError, leaves
+    from hive_trio.lifecycle.backends.agent_log import reopen_agent_logs
+    from hive_trio.service.journal import configure_logging
 
     config = load_cli_config(args)
-    _configure_logging(args.log_level)
+    log_file = configure_logging(args.log_level, log_file=Path(args.log_file) if args.log_file else None)
 
     async def serve() -> None:
         # Opened before the hive starts, so a signal during start-up is queued, not a KeyboardInterrupt.
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
             async with trio.open_nursery() as nursery:
                 host_socket = await nursery.start(serve_daemon, config)
                 # One line on stdout once every socket is bound, whatever the log level: scripts wait for it.
                 print(f"{READY_LINE}: host.sock at {host_socket}", flush=True)
                 async for signum in signals:
+                    if signum == signal.SIGHUP:
+                        # logrotate moved the files: reopen them at their paths and keep running.
+                        if log_file is not None:
+                            log_file.reopen()
+                        log.info(
+                            "received SIGHUP: reopened the log files of the daemon and %d agents", reopen_agent_logs()
+                        )
+                        continue
                     log.info("received %s, shutting down", signal.Signals(signum).name)
                     break
                 nursery.cancel_scope.cancel()
 
+    _run_refusing_in_one_line(serve)
+    return EXIT_OK
+
+
+def _run_refusing_in_one_line(main: Callable[..., Any], *args: Any) -> None:
+    """`trio.run`, with a refusal at start (a live lock, a port taken...) as one line instead of a traceback."""
+    from hive_trio.errors import HiveError, leaves
+
     try:
-        trio.run(serve)
+        trio.run(main, *args)
     except HiveError as exc:
         raise CliError(str(exc)) from None
     except BaseExceptionGroup as group:
-        # A refusal at start (a live socket in the way...) arrives wrapped by the nurseries it crossed.
+        # A refusal at start arrives wrapped by the nurseries it crossed.
         refusals, rest = group.split(HiveError)
         if refusals is None or rest is not None:
             raise
         raise CliError("; ".join(str(e) for e in leaves(refusals))) from None
-    return EXIT_OK
 
 
 def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    from hive_trio.service.journal import configure_logging
+
+    configure_logging(level)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -99,33 +116,49 @@ def cmd_up(args: argparse.Namespace) -> int:
     args.state_dir, args.runtime_dir = str(state_dir), str(runtime_dir)
     config = load_cli_config(args)
     _configure_logging(args.log_level)
-    trio.run(run_up, config)
+    _run_refusing_in_one_line(run_up, config)
     return EXIT_OK
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from hive_trio.clients.watch import run_watch
-    from hive_trio.dashboard.token import dashboard_url
+    from hive_trio.clients import watch
     from hive_trio.errors import HiveError
 
-    config = load_cli_config(args, **discovered_hive(args))
+    # The daemon says where its dashboard really is, so the runtime dir alone is enough.
+    url = str(_host_call(args, "dashboard_url")["url"])
     try:
-        # No token yet, or the dashboard refused it: one line, not a traceback.
-        trio.run(run_watch, dashboard_url(config))
+        # The dashboard refused the token: one line, not a traceback.
+        trio.run(watch.run_watch, url)
     except HiveError as exc:
         raise CliError(str(exc)) from None
     return EXIT_OK
 
 
 def cmd_dashboard_url(args: argparse.Namespace) -> int:
-    from hive_trio.dashboard.token import dashboard_url
-    from hive_trio.errors import HiveError
+    # Asked of the running daemon: the port it really bound, not what this invocation's config says.
+    return _print(args, _host_call(args, "dashboard_url"), lambda r: str(r["url"]))
 
-    config = load_cli_config(args, **discovered_hive(args))
+
+def cmd_install_unit(args: argparse.Namespace) -> int:
+    from hive_trio.service.unit import DEFAULT_UNIT_PATH, UnitError, install_unit, render_unit
+
+    fields: dict[str, Any] = {}
+    if args.state_dir:
+        fields["state_dir"] = Path(args.state_dir).absolute()
+    if args.runtime_dir:
+        fields["runtime_dir"] = Path(args.runtime_dir).absolute()
+    path = Path(args.output) if args.output and args.output != "-" else DEFAULT_UNIT_PATH
     try:
-        print(dashboard_url(config))
-    except HiveError as exc:
+        text = render_unit(**fields)
+        if args.output == "-":
+            sys.stdout.write(text)
+            return EXIT_OK
+        install_unit(path, text, force=args.force)
+    except UnitError as exc:
         raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc.strerror or exc}") from None
+    print(f"wrote {path}; now: systemctl daemon-reload && systemctl enable --now {path.stem}")
     return EXIT_OK
 
 
@@ -151,13 +184,22 @@ def _positive_int(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Host daemon for a hive of AI agents, and its controls.")
+    # Before the subcommand too, as git and systemctl users type them (`hive-trio --runtime-dir R status`).
+    parser.add_argument("--state-dir", metavar="DIR", help="durable state (hive.db, agents' state)")
+    parser.add_argument("--runtime-dir", metavar="DIR", help="sockets (host.sock, agents' mcp.sock)")
+    parser.add_argument("--config", metavar="FILE", help="TOML config file")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def hive_options(p: argparse.ArgumentParser, *, state: bool = True) -> None:
+        # SUPPRESS: given after the subcommand it wins; not given, the value from before it stays.
         if state:
-            p.add_argument("--state-dir", metavar="DIR", help="durable state (hive.db, agents' state)")
-        p.add_argument("--runtime-dir", metavar="DIR", help="sockets (host.sock, agents' mcp.sock)")
-        p.add_argument("--config", metavar="FILE", help="TOML config file")
+            p.add_argument(
+                "--state-dir", metavar="DIR", default=argparse.SUPPRESS, help="durable state (hive.db, agents' state)"
+            )
+        p.add_argument(
+            "--runtime-dir", metavar="DIR", default=argparse.SUPPRESS, help="sockets (host.sock, agents' mcp.sock)"
+        )
+        p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="TOML config file")
 
     def daemon_options(p: argparse.ArgumentParser) -> None:
         hive_options(p)
@@ -167,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("daemon", help="run the daemon in the foreground until SIGINT/SIGTERM")
     daemon_options(p)
+    p.add_argument("--log-file", metavar="FILE", help="also log to FILE (SIGHUP reopens it)")
     p.set_defaults(run=cmd_daemon)
 
     p = sub.add_parser("up", help="the daemon plus example agents, on embedded defaults (./hive-state)")
@@ -180,6 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dashboard-url", help="print the dashboard URL with its token")
     hive_options(p)
     p.set_defaults(run=cmd_dashboard_url)
+
+    p = sub.add_parser("install-unit", help="write the systemd unit (Type=notify) for this installation")
+    hive_options(p)
+    p.add_argument("--output", metavar="FILE", help="default /etc/systemd/system/hive-trio.service; - prints it")
+    p.add_argument("--force", action="store_true", help="replace a unit file that differs")
+    p.set_defaults(run=cmd_install_unit)
 
     p = sub.add_parser("mcp-bridge", help="bridge stdio to an agent's MCP socket (for stdio MCP clients)")
     p.add_argument("socket", metavar="SOCKET", help="the agent's mcp.sock")
@@ -218,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("name", metavar="NAME")
         if cmd == "destroy":
             p.add_argument("--purge", action="store_true", help="also delete its state (no tombstone)")
-    p = operator("approvals", "pending approvals", cmd_approvals)
+    p = operator("approvals", "pending approvals; `approvals show ID` prints one with its diff", cmd_approvals)
+    p.add_argument("words", nargs="*", metavar="show ID", help="show one approval with its diff")
     p.add_argument("--all", action="store_true", help="every approval, resolved ones too")
     p.add_argument("--status", choices=["pending", "approved", "denied", "failed", "cancelled"])
     for verb in ("approve", "deny"):
@@ -236,18 +286,41 @@ def build_parser() -> argparse.ArgumentParser:
     p = operator("broadcast", "send a message to every agent", cmd_broadcast)
     p.add_argument("body", metavar="BODY")
     operator("tombstones", "destroyed agents whose state is kept", cmd_tombstones)
+
+    from hive_trio.cli import views
+
+    p = operator("inbox", "what agents sent to the operator", views.cmd_inbox)
+    p.add_argument("--limit", type=_positive_int, default=20, help="how many of the newest (default 20)")
+    p.add_argument("--system", action="store_true", help="system notices too")
+    p = operator("reply", "answer a message from the inbox (to its sender)", views.cmd_reply)
+    p.add_argument("id", metavar="ID", type=_positive_int)
+    p.add_argument("body", metavar="BODY")
+    p = operator("logs", "an agent's (or the manager's) output log", views.cmd_logs)
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing as it grows (Ctrl-C stops)")
+    p.add_argument("-n", "--bytes", type=_positive_int, default=16384, help="how much of the end (default 16 KiB)")
     return parser
+
+
+EXIT_PIPE: Final = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader went away
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.run(args)
+        sys.stdout.flush()
     except CliError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return exc.code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `hive-trio status --json | head`: the reader has what it wanted. Say nothing, as cat and git do,
+        # and point stdout at /dev/null so the interpreter's final flush cannot raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_PIPE
     return code
 
 

@@ -75,9 +75,19 @@ def discovered_hive(args: argparse.Namespace) -> dict[str, Any]:
         return {}
     state_dir = UP_STATE_DIR.resolve()
     runtime_dir = embedded_runtime_dir(state_dir)
-    if HivePaths(state_dir, runtime_dir).host_socket.exists():
+    paths = HivePaths(state_dir, runtime_dir)
+    # A stopped `up` hive is still the one meant: commands then say *it* is not running (issue 11),
+    # rather than that the system default /run/hive-trio is missing.
+    if paths.host_socket.exists() or paths.db.exists():
         return {"state_dir": state_dir, "runtime_dir": runtime_dir}
     return {}
+
+
+def not_running_reason(args: argparse.Namespace, exc: Exception) -> str:
+    """What to say when host.sock does not answer: name `up`'s hive when that is the one meant."""
+    if discovered_hive(args):
+        return f"the hive in ./{UP_STATE_DIR} is not running (start it with `hive-trio up`)"
+    return str(exc)
 
 
 def embedded_runtime_dir(state_dir: Path) -> Path:
@@ -101,4 +111,5 @@ __all__ = [
     "discovered_hive",
     "embedded_runtime_dir",
     "load_cli_config",
+    "not_running_reason",
 ]

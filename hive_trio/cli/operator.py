@@ -19,9 +19,11 @@ from hive_trio.cli.discovery import (
     EXIT_NOT_RUNNING,
     EXIT_OK,
     EXIT_PERMISSION,
+    EXIT_USAGE,
     CliError,
     discovered_hive,
     load_cli_config,
+    not_running_reason,
 )
 from hive_trio.rules.paths import HivePaths
 
@@ -33,19 +35,20 @@ def _host_call(args: argparse.Namespace, cmd: str, **fields: Any) -> dict[str, A
 
     config = load_cli_config(args, **discovered_hive(args))
     socket_path = HivePaths(config.state_dir, config.runtime_dir).host_socket
-    with reaching_the_daemon():
+    with reaching_the_daemon(args):
         return trio.run(lambda: host_request(socket_path, cmd, **fields))
 
 
 @contextmanager
-def reaching_the_daemon() -> Iterator[None]:
+def reaching_the_daemon(args: argparse.Namespace | None = None) -> Iterator[None]:
     """Turn a client's failure to reach (or convince) the daemon into a one-line reason and exit code."""
     from hive_trio.clients.host import DaemonNotRunning, HostClientError, HostPermissionDenied
 
     try:
         yield
     except DaemonNotRunning as exc:
-        raise CliError(str(exc), EXIT_NOT_RUNNING) from None
+        reason = not_running_reason(args, exc) if args is not None else str(exc)
+        raise CliError(reason, EXIT_NOT_RUNNING) from None
     except HostPermissionDenied as exc:
         raise CliError(str(exc), EXIT_PERMISSION) from None
     except HostClientError as exc:
@@ -80,13 +83,19 @@ def _state(row: dict[str, Any]) -> str:
 
 
 def _print(args: argparse.Namespace, response: dict[str, Any], human: Callable[[dict[str, Any]], str]) -> int:
-    if args.json:
+    if getattr(args, "json", False):
         print(json.dumps(response, indent=2, ensure_ascii=False))
     else:
         text = human(response)
         if text:
             print(text)
     return EXIT_OK
+
+
+def _positive_id(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise CliError(f"expected a positive id, got {text!r}", EXIT_USAGE)
+    return int(text)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -113,6 +122,12 @@ def lifecycle_command(verb: str, cmd: str, scoped: bool = False) -> Callable[[ar
 
 
 def cmd_approvals(args: argparse.Namespace) -> int:
+    if args.words:
+        from hive_trio.cli.views import show_approval
+
+        if len(args.words) != 2 or args.words[0] != "show":
+            raise CliError("usage: hive-trio approvals [show ID]", EXIT_USAGE)
+        return show_approval(args, _positive_id(args.words[1]))
     fields: dict[str, Any] = {}
     if args.status:
         cmd, fields = "approvals", {"status": args.status}

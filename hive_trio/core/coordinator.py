@@ -60,6 +60,7 @@ from hive_trio.records import (
 from hive_trio.rules.config import Config
 from hive_trio.rules.names import validate_agent_name
 from hive_trio.rules.paths import HivePaths
+from hive_trio.service.journal import current_agent
 from hive_trio.store.approvals import Approvals
 from hive_trio.store.broker import Broker
 from hive_trio.store.database import Database
@@ -221,6 +222,7 @@ class Coordinator:
         return name in self._slots
 
     async def _run_slot(self, name: str, path: Path, *, task_status: trio.TaskStatus[AgentSlot]) -> None:
+        current_agent.set(name)  # this agent's socket tasks inherit it: journald's AGENT= field
         slot = AgentSlot(name=name, path=path, scope=trio.CancelScope())
         started = False
         try:
@@ -378,6 +380,10 @@ class Coordinator:
 
     async def inbox_depth(self, name: str) -> int:
         return await self._broker.pending_count(name)
+
+    async def message(self, message_id: int) -> Message | None:
+        """One message by id (the operator's `reply` answers its sender)."""
+        return await self._broker.get(message_id)
 
     async def recent_messages(self, name: str | None, *, limit: int = 20) -> list[Message]:
         limit = max(1, min(limit, 500))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from hive_trio.core.agent_logs import read_agent_log
 from hive_trio.core.coordinator import Coordinator
 from hive_trio.errors import NotFound
 from hive_trio.records import (
@@ -20,9 +21,11 @@ from hive_trio.records import (
     DashboardAction,
     DenyAction,
     DestroyAction,
+    LogTailAction,
     RebuildAction,
     RestartAction,
     SendAction,
+    SetPausedAction,
     SpawnAction,
     StartAction,
     StopAction,
@@ -59,6 +62,12 @@ async def perform(coord: Coordinator, action: DashboardAction) -> Any:
         case CancelTransientAction(name=name):
             if not coord.cancel_transient(name):
                 raise NotFound(f"nothing is in flight for {name!r}")
+        case SetPausedAction(name=name, paused=paused):
+            record = await coord.set_paused(name, paused)
+            return {"name": record.name, "paused": record.paused}
+        case LogTailAction(name=name, offset=offset, max_bytes=max_bytes):
+            chunk = await read_agent_log(coord, name, offset=offset, max_bytes=max_bytes)
+            return {"name": name, "text": chunk.text, "offset": chunk.offset, "rotated": chunk.rotated}
     return None
 
 

@@ -482,7 +482,10 @@ def _bind(host: str, port: int, infos: list[Any], *, public_allowed: bool) -> tu
         sock.setblocking(False)
     except OSError as exc:
         sock.close()
-        raise HiveError(f"cannot serve the dashboard on {host}:{port}: {exc.strerror or exc}") from None
+        raise HiveError(
+            f"cannot serve the dashboard on {host}:{port}: {exc.strerror or exc}; "
+            "pick another address with --dashboard HOST:PORT (or dashboard_port in the config)"
+        ) from None
     return sock, not loopback
 
 

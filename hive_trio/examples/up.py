@@ -91,7 +91,39 @@ def cli_name() -> str:
         return shlex.quote(str(script))
 
 
-def banner(coord: Coordinator, config: Config) -> str:
+@attrs.frozen
+class Pending:
+    """What `up`'s banner may truthfully say waits for the operator (issue 11: no stale hints)."""
+
+    questions: int = 0
+    approvals: int = 0
+    # The examples act once, remembered by a marker in their state dirs; absent, they are about to.
+    will_ask: bool = False
+    will_propose: bool = False
+
+
+async def pending_for_banner(coord: Coordinator, names: tuple[str, ...] = EXAMPLE_AGENTS) -> Pending:
+    from hive_trio.examples.agent import ASKED_MARKER
+    from hive_trio.examples.manager import PROPOSED_MARKER
+    from hive_trio.records import ApprovalStatus
+
+    present = [n for n in names if await coord.find_agent(n) is not None]
+    asker = present[0] if present else None
+    will_ask = asker is not None and not await trio.Path(coord.paths.agent_notes(asker) / ASKED_MARKER).exists()
+    will_propose = asker is not None and not await trio.Path(coord.paths.manager_notes / PROPOSED_MARKER).exists()
+    return Pending(
+        questions=len(await coord.list_questions()),
+        approvals=len(await coord.list_approvals(status=ApprovalStatus.PENDING)),
+        will_ask=will_ask,
+        will_propose=will_propose,
+    )
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def banner(coord: Coordinator, config: Config, pending: Pending | None = None) -> str:
     state = shlex.quote(str(config.state_dir))
     # From this directory the commands find `up`'s hive on their own (cli.discovery.discovered_hive).
     found = config.state_dir == UP_STATE_DIR.resolve() and config.runtime_dir == embedded_runtime_dir(config.state_dir)
@@ -101,6 +133,26 @@ def banner(coord: Coordinator, config: Config) -> str:
         dashboard = f"dashboard: {dashboard_url(config)}"
     else:
         dashboard = "dashboard: off (dashboard_enabled = false)"
+    pending = pending or Pending()
+    asker = EXAMPLE_AGENTS[0]
+    if pending.questions:
+        ask_hint = f"             # {_plural(pending.questions, 'open question')} for you"
+    elif pending.will_ask:
+        ask_hint = f"             # {asker} asks you something in a moment"
+    else:
+        ask_hint = ""
+    if pending.approvals:
+        approve_hint = f"             # {_plural(pending.approvals, 'approval')} waiting for you"
+    elif pending.will_propose:
+        approve_hint = "             # the manager proposes a config change in a moment"
+    else:
+        approve_hint = ""
+    answer_line = f'\n  {cli} answer ID "the tests"{flags}' if pending.questions or pending.will_ask else ""
+    approve_line = (
+        f"\n  {cli} approve ID{flags}            # {asker} is rebuilt and greets in Swedish"
+        if pending.approvals or pending.will_propose
+        else ""
+    )
     return f"""\
 hive-trio is up: example agents {", ".join(EXAMPLE_AGENTS)} and an example manager are running.
   state:   {config.state_dir}
@@ -109,10 +161,9 @@ hive-trio is up: example agents {", ".join(EXAMPLE_AGENTS)} and an example manag
 
 Open the dashboard above, or try these in another terminal here:
   {cli} status{flags}
-  {cli} questions{flags}             # {EXAMPLE_AGENTS[0]} asked you something
-  {cli} answer ID "the tests"{flags}
-  {cli} approvals{flags}             # the manager proposed a config change
-  {cli} approve ID{flags}            # {EXAMPLE_AGENTS[0]} is rebuilt and greets in Swedish
+  {cli} questions{flags}{ask_hint}{answer_line}
+  {cli} approvals{flags}{approve_hint}{approve_line}
+  {cli} inbox{flags}                 # what the agents sent you
   {cli} send alice "hi from the operator"{flags}
   {cli} watch{flags}                 # the live event stream
   tail -f {state}/logs/*.log
@@ -130,7 +181,7 @@ async def run_up(config: Config) -> None:
             coord = hive.coordinator
             await spawn_examples(coord)
             tune_garbage_collection()  # a long-running daemon, like `serve_daemon`
-            print(banner(coord, config), flush=True)
+            print(banner(coord, config, await pending_for_banner(coord)), flush=True)
             async for _ in signals:
                 print("stopping the hive…", flush=True)
                 break

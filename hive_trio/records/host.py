@@ -181,6 +181,41 @@ class HostTombstones:
     tag_value: ClassVar[str] = "tombstones"
 
 
+# Operator verbs beyond hyperhive's v1 (issue 11): what the CLI needs to work from the runtime dir alone.
+@attrs.frozen
+class HostInbox:
+    """The newest messages sent to the operator, oldest first."""
+
+    tag_value: ClassVar[str] = "inbox"
+    limit: int = 20
+
+
+@attrs.frozen
+class HostReply:
+    """Answer message `id` (one sent to the operator): a message from the operator to its sender."""
+
+    tag_value: ClassVar[str] = "reply"
+    id: int
+    body: str
+
+
+@attrs.frozen
+class HostDashboardUrl:
+    """The running dashboard's real URL (the port it bound), with its token."""
+
+    tag_value: ClassVar[str] = "dashboard_url"
+
+
+@attrs.frozen
+class HostLogTail:
+    """A piece of an agent's (or the manager's) log: the last `max_bytes`, or what follows `offset`."""
+
+    tag_value: ClassVar[str] = "log_tail"
+    name: str
+    offset: int | None = None
+    max_bytes: int = 65536
+
+
 HostRequest: TypeAlias = (
     HostList
     | HostAgentStatus
@@ -206,6 +241,10 @@ HostRequest: TypeAlias = (
     | HostSend
     | HostBroadcast
     | HostTombstones
+    | HostInbox
+    | HostReply
+    | HostDashboardUrl
+    | HostLogTail
 )
 HOST_REQUEST_TYPES: Final[tuple[type[Any], ...]] = HostRequest.__args__
 

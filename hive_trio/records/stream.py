@@ -114,6 +114,27 @@ class CancelTransientAction:
     req: RequestId = None
 
 
+@attrs.frozen
+class SetPausedAction:
+    """Pause (hold its inbox) or resume an agent, from its view."""
+
+    tag_value: ClassVar[str] = "set_paused"
+    name: str
+    paused: bool
+    req: RequestId = None
+
+
+@attrs.frozen
+class LogTailAction:
+    """A piece of an agent's (or the manager's) output log, for its view: as host.sock `log_tail`."""
+
+    tag_value: ClassVar[str] = "log_tail"
+    name: str
+    offset: int | None = None
+    max_bytes: int = 16384
+    req: RequestId = None
+
+
 DashboardAction: TypeAlias = (
     ApproveAction
     | DenyAction
@@ -127,6 +148,8 @@ DashboardAction: TypeAlias = (
     | DestroyAction
     | SpawnAction
     | CancelTransientAction
+    | SetPausedAction
+    | LogTailAction
 )
 DASHBOARD_ACTION_TYPES: Final[tuple[type[Any], ...]] = DashboardAction.__args__
 DASHBOARD_OPS: Final[tuple[str, ...]] = tuple(t.tag_value for t in DASHBOARD_ACTION_TYPES)

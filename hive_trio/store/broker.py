@@ -188,6 +188,11 @@ def recent(conn: apsw.Connection, *, recipient: str | None, limit: int, max_byte
     return kept[::-1]
 
 
+def get(conn: apsw.Connection, mid: int) -> Message | None:
+    row = conn.execute(f"SELECT {_COLUMNS} FROM messages WHERE id = ?", (mid,)).fetchone()
+    return _row(row) if row else None
+
+
 def vacuum_tx(conn: apsw.Connection, *, older_than: float) -> int:
     """Drop acked messages acked before `older_than`. Undelivered and unacked ones are never dropped."""
     conn.execute("DELETE FROM messages WHERE acked_at IS NOT NULL AND acked_at < ?", (older_than,))
@@ -240,6 +245,9 @@ class Broker:
         self, *, recipient: str | None = None, limit: int = 50, max_bytes: int | None = None
     ) -> list[Message]:
         return await self.db.read(lambda c: recent(c, recipient=recipient, limit=limit, max_bytes=max_bytes))
+
+    async def get(self, mid: int) -> Message | None:
+        return await self.db.read(lambda c: get(c, mid))
 
     async def vacuum(self, *, retention_seconds: float) -> int:
         cutoff = self.clock() - retention_seconds

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from cdp_driver import open_browser
+from cdp_driver import need_chromium, open_browser
 from dashboard_support import RecordingLifecycle, add_pending_approval, running_hive, url_of
 
 from hive_trio.records import OPERATOR, ApprovalStatus, TransientKind
@@ -24,6 +24,12 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.timeout(90),
 ]
+
+
+@pytest.fixture(autouse=True)
+def _chromium() -> None:
+    need_chromium()
+
 
 DIFF = """diff --git a/agents/alpha/agent.nix b/agents/alpha/agent.nix
 index 3b18e51..a9c2f04 100644

@@ -201,7 +201,7 @@ def test_every_command_is_declared() -> None:
     assert set(commands) == {
         "daemon", "up", "watch", "dashboard-url", "mcp-bridge", "status", "spawn", "start", "stop", "restart",
         "rebuild", "destroy", "approvals", "approve", "deny", "questions", "answer", "send", "broadcast",
-        "tombstones", "agent",
+        "tombstones", "inbox", "reply", "logs", "install-unit", "agent",
     }  # fmt: skip
 
 
@@ -212,31 +212,18 @@ def fake_module(monkeypatch: pytest.MonkeyPatch, name: str, **attributes: Any) -
     monkeypatch.setitem(sys.modules, name, module)
 
 
-def test_up_watch_and_dashboard_url_call_their_modules(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_up_calls_its_module_with_the_embedded_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # `watch` and `dashboard-url` ask the running daemon now: tests/process/test_cli_operator.py.
     seen: dict[str, Any] = {}
 
     async def run_up(config: Config) -> None:
         seen["up"] = config
 
-    async def run_watch(url: str) -> None:
-        seen["watch"] = url
-
-    def dashboard_url(config: Config) -> str:
-        return f"http://127.0.0.1:7847/?token=t&state={config.state_dir.name}"
-
     fake_module(monkeypatch, "hive_trio.examples.up", run_up=run_up)
-    fake_module(monkeypatch, "hive_trio.clients.watch", run_watch=run_watch)
-    fake_module(monkeypatch, "hive_trio.dashboard.token", dashboard_url=dashboard_url)
     monkeypatch.chdir(tmp_path)
     assert main(["up"]) == 0
     assert seen["up"].state_dir == tmp_path.resolve() / "hive-state"
     assert seen["up"].runtime_dir == embedded_runtime_dir(tmp_path.resolve() / "hive-state")
-    assert main(["watch", "--state-dir", str(tmp_path / "s1")]) == 0
-    assert seen["watch"] == "http://127.0.0.1:7847/?token=t&state=s1"
-    assert main(["dashboard-url", "--state-dir", str(tmp_path / "s2")]) == 0
-    assert capsys.readouterr().out == "http://127.0.0.1:7847/?token=t&state=s2\n"
 
 
 def test_embedded_runtime_dir_keeps_socket_paths_short() -> None:

@@ -20,7 +20,9 @@ from typing import Any
 import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
-CHROMIUM = os.environ.get("HIVE_TRIO_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM = os.environ.get("HIVE_TRIO_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+# CI sets this so that a missing browser fails the run instead of skipping it (.ci/run).
+REQUIRE_BROWSER = os.environ.get("HIVE_TRIO_REQUIRE_BROWSER", "") not in ("", "0")
 FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -38,6 +40,21 @@ FLAGS = [
 
 class CdpError(Exception):
     pass
+
+
+def need_chromium() -> None:
+    """Skip the calling test on a machine without Chromium, or fail it where CI demands a browser."""
+    import pytest
+
+    if os.access(CHROMIUM, os.X_OK):
+        return
+    reason = (
+        f"no Chromium at {CHROMIUM}: install Debian's chromium (apt-get install chromium) "
+        "or set HIVE_TRIO_CHROMIUM to run the browser tests"
+    )
+    if REQUIRE_BROWSER:
+        pytest.fail(f"HIVE_TRIO_REQUIRE_BROWSER is set but {reason}", pytrace=False)
+    pytest.skip(reason)
 
 
 class Page:

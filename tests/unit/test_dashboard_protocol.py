@@ -46,6 +46,7 @@ from hive_trio.records import (
     ContainerStateChangedEvent,
     DeliveredEvent,
     EventFrame,
+    LogTailAction,
     Message,
     Question,
     QuestionAddedEvent,
@@ -55,6 +56,7 @@ from hive_trio.records import (
     ResumedFrame,
     SendAction,
     SentEvent,
+    SetPausedAction,
     Snapshot,
     StopAction,
     TransientClearedEvent,
@@ -128,7 +130,13 @@ def test_every_op_parses_with_its_fields() -> None:
         "destroy",
         "spawn",
         "cancel_transient",
+        "set_paused",
+        "log_tail",
     }
+    assert parse_action('{"op":"set_paused","name":"alpha","paused":true}') == SetPausedAction(
+        name="alpha", paused=True
+    )
+    assert parse_action('{"op":"log_tail","name":"manager","offset":5}') == LogTailAction(name="manager", offset=5)
 
 
 @pytest.mark.parametrize(

@@ -15,14 +15,18 @@ from hive_trio.records import (
     HostApprove,
     HostBroadcast,
     HostCancelQuestion,
+    HostDashboardUrl,
     HostDeny,
     HostDestroy,
+    HostInbox,
     HostKill,
     HostList,
+    HostLogTail,
     HostPending,
     HostPurgeTombstone,
     HostQuestions,
     HostRebuild,
+    HostReply,
     HostRequestSpawn,
     HostRestart,
     HostSend,
@@ -83,6 +87,12 @@ REQUEST_LINES: list[tuple[bytes, object]] = [
     (b'{"cmd":"send","to":"manager","body":"hi"}', HostSend(to="manager", body="hi")),
     (b'{"cmd":"broadcast","body":"all hands"}', HostBroadcast(body="all hands")),
     (b'{"cmd":"tombstones"}', HostTombstones()),
+    # Beyond hyperhive's v1 (issue 11).
+    (b'{"cmd":"inbox"}', HostInbox(limit=20)),
+    (b'{"cmd":"reply","id":4,"body":"yes"}', HostReply(id=4, body="yes")),
+    (b'{"cmd":"dashboard_url"}', HostDashboardUrl()),
+    (b'{"cmd":"log_tail","name":"alpha"}', HostLogTail(name="alpha")),
+    (b'{"cmd":"log_tail","name":"manager","offset":10}', HostLogTail(name="manager", offset=10)),
 ]
 
 

@@ -11,12 +11,25 @@ from __future__ import annotations
 
 import logging
 import os
+import weakref
 from pathlib import Path
 from typing import BinaryIO
 
+import attrs
 import trio
 
 log = logging.getLogger(__name__)
+
+# Every open writer, so SIGHUP can ask each to reopen its file (after logrotate moved it away).
+_OPEN_LOGS: weakref.WeakSet[AgentLog] = weakref.WeakSet()
+
+
+def reopen_agent_logs() -> int:
+    """Ask every open agent log to reopen its path before its next write; returns how many."""
+    logs = list(_OPEN_LOGS)
+    for writer in logs:
+        writer.request_reopen()
+    return len(logs)
 
 
 def rotated_path(path: Path) -> Path:
@@ -33,6 +46,8 @@ class AgentLog:
         self._size = 0
         self.rotations = 0
         self.failed = False
+        # Set from the trio thread, read by the worker thread that writes: a plain flag, no lock needed.
+        self._reopen_requested = False
 
     @classmethod
     async def open(cls, path: Path, *, max_bytes: int) -> AgentLog:
@@ -45,6 +60,10 @@ class AgentLog:
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         self._file = os.fdopen(fd, "ab", buffering=0)
         self._size = os.fstat(fd).st_size
+        _OPEN_LOGS.add(self)
+
+    def request_reopen(self) -> None:
+        self._reopen_requested = True
 
     def _rotate(self) -> None:
         if self._file is not None:
@@ -56,6 +75,10 @@ class AgentLog:
 
     def write_sync(self, data: bytes | bytearray) -> None:
         """Append `data`, rotating whenever the file is full; the file never exceeds `max_bytes`."""
+        if self._reopen_requested:
+            self._reopen_requested = False
+            self.close_sync()
+            self._open()
         view = memoryview(data)
         while view:
             room = self.max_bytes - self._size
@@ -79,6 +102,7 @@ class AgentLog:
             log.warning("agent log %s stopped: %s; further output is discarded", self.path, exc)
 
     def close_sync(self) -> None:
+        _OPEN_LOGS.discard(self)
         if self._file is not None:
             self._file.close()
             self._file = None
@@ -89,3 +113,40 @@ class AgentLog:
     @property
     def size(self) -> int:
         return self._size
+
+
+@attrs.frozen
+class LogChunk:
+    """A piece of a log file. `offset` is where the next read continues (the file's end when it was read)."""
+
+    text: str
+    offset: int
+    # True when the file is shorter than the offset asked for: it was rotated, so reading restarted at 0.
+    rotated: bool = False
+
+
+def read_log_chunk(path: Path, *, offset: int | None, max_bytes: int) -> LogChunk:
+    """The last `max_bytes` of `path` (from a line start) when `offset` is None, else what follows `offset`.
+
+    Blocking (a regular file): call it from a worker thread. A missing file reads as empty, because an
+    agent that has not started yet simply has no output.
+    """
+    max_bytes = max(1, max_bytes)
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            rotated = offset is not None and offset > size
+            if offset is None:
+                start = max(0, size - max_bytes)
+            else:
+                start = 0 if rotated else offset
+            fh.seek(start)
+            data = fh.read(max_bytes)
+    except FileNotFoundError:
+        return LogChunk(text="", offset=0, rotated=bool(offset))
+    end = start + len(data)
+    if offset is None and start > 0:
+        # Begin at a whole line, so a tail never opens with half of one.
+        newline = data.find(b"\n")
+        data = data[newline + 1 :] if newline >= 0 else data
+    return LogChunk(text=data.decode("utf-8", "replace"), offset=end, rotated=rotated)

@@ -36,6 +36,7 @@ from hive_trio.lifecycle import config_repos
 from hive_trio.lifecycle.backends import Run, Unit
 from hive_trio.lifecycle.backends.agent_log import AgentLog
 from hive_trio.records import PidRecord, RecordError, from_json, to_json
+from hive_trio.service.journal import current_agent
 
 log = logging.getLogger(__name__)
 
@@ -326,6 +327,7 @@ class ProcessRun:
 
     async def supervise(self, proc: trio.Process, output: AgentLog, record: Path) -> None:
         """The one task that waits on the agent; `exited` is set however it ends."""
+        current_agent.set(self.name)  # journald's AGENT= field on what is logged about it
         try:
             await self._watch(proc, output)
         except Exception:

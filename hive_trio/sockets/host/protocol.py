@@ -17,7 +17,9 @@ from hive_trio.records import (
     CONVERTER,
     HOST_REQUEST_TYPES,
     HOST_SOCK_VERSION,
+    MANAGER_AGENT,
     SYSTEM_SENDER,
+    HostLogTail,
     HostRequest,
     HostSend,
     HostStart,
@@ -75,7 +77,8 @@ def _validate_names(request: HostRequest) -> None:
     """Every name a request carries must be one an agent could have; checked before anything else."""
     try:
         name = getattr(request, "name", None)
-        if name is not None:
+        # The manager has a log too; no other verb takes its name.
+        if name is not None and not (isinstance(request, HostLogTail) and name == MANAGER_AGENT):
             validate_agent_name(name)
         if isinstance(request, HostStart | HostStop):
             for n in request.scope.agent_names:

@@ -13,16 +13,19 @@ from __future__ import annotations
 import logging
 import socket
 from typing import Any, NoReturn, assert_never
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import trio
 
+from hive_trio.core.agent_logs import read_agent_log
 from hive_trio.core.coordinator import Coordinator
 from hive_trio.core.event_hub import Resync
+from hive_trio.dashboard.token import read_token
 from hive_trio.errors import HiveError, InvalidRequest
 from hive_trio.records import (
     BROADCAST,
     OPERATOR,
+    SYSTEM_SENDER,
     ApprovalStatus,
     ContainerRemovedEvent,
     ContainerStateChangedEvent,
@@ -33,14 +36,18 @@ from hive_trio.records import (
     HostApprove,
     HostBroadcast,
     HostCancelQuestion,
+    HostDashboardUrl,
     HostDeny,
     HostDestroy,
+    HostInbox,
     HostKill,
     HostList,
+    HostLogTail,
     HostPending,
     HostPurgeTombstone,
     HostQuestions,
     HostRebuild,
+    HostReply,
     HostRequest,
     HostRequestSpawn,
     HostRestart,
@@ -135,6 +142,14 @@ class HostCommands:
                 return await self._broadcast(request)
             case HostTombstones():
                 return await self._tombstones(request)
+            case HostInbox():
+                return await self._inbox(request)
+            case HostReply():
+                return await self._reply(request)
+            case HostDashboardUrl():
+                return await self._dashboard_url(request)
+            case HostLogTail():
+                return await self._log_tail(request)
             case HostSubscribeAgentStatus():
                 # The connection turns into a feed for this one (`HostConnection.answer`).
                 raise InvalidRequest(f"{type(request).tag_value} is not served on this connection")
@@ -269,6 +284,30 @@ class HostCommands:
 
     async def _tombstones(self, _: HostTombstones) -> Fields:
         return {"agents": await self.coordinator.tombstones()}
+
+    # ------------------------------------------------------------------ beyond hyperhive (issue 11)
+    async def _inbox(self, request: HostInbox) -> Fields:
+        return {"messages": unstructure(await self.coordinator.recent_messages(OPERATOR, limit=request.limit))}
+
+    async def _reply(self, request: HostReply) -> Fields:
+        original = await self.coordinator.message(request.id)
+        if original is None or original.recipient != OPERATOR:
+            raise InvalidRequest(f"no message #{request.id} to the operator")
+        if original.sender == SYSTEM_SENDER:
+            raise InvalidRequest(f"message #{request.id} is a system notice; there is nobody to reply to")
+        ids = [m.id for m in await self.coordinator.send(OPERATOR, original.sender, request.body)]
+        return {"id": ids[0] if ids else None, "ids": ids, "to": original.sender}
+
+    async def _dashboard_url(self, _: HostDashboardUrl) -> Fields:
+        home = self.coordinator.dashboard_url
+        if home is None:
+            raise InvalidRequest("this daemon serves no dashboard (dashboard_enabled = false)")
+        token = await trio.to_thread.run_sync(read_token, self.coordinator.paths.dashboard_token)
+        return {"url": f"{home}?{urlencode({'token': token})}"}
+
+    async def _log_tail(self, request: HostLogTail) -> Fields:
+        chunk = await read_agent_log(self.coordinator, request.name, offset=request.offset, max_bytes=request.max_bytes)
+        return {"name": request.name, "text": chunk.text, "offset": chunk.offset, "rotated": chunk.rotated}
 
 
 class HostConnection:

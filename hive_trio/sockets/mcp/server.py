@@ -20,6 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn
 
+import attrs
 import mcp_types as types
 import trio
 from mcp.server.context import ServerRequestContext
@@ -78,14 +79,27 @@ class LeaseBook:
         return sum(len(batch) for queue in self._held.values() for batch in queue)
 
 
-def _text_result(text: str, *, is_error: bool = False) -> types.CallToolResult:
-    return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=is_error)
+def _text_result(
+    text: str, *, is_error: bool = False, structured: dict[str, Any] | None = None
+) -> types.CallToolResult:
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=text)], structured_content=structured, is_error=is_error
+    )
+
+
+@attrs.frozen
+class ToolOutcome:
+    """One `tools/call`'s result: its JSON text, and the same data as `structuredContent` on success."""
+
+    text: str
+    is_error: bool = False
+    data: dict[str, Any] | None = None
 
 
 async def run_tool(
     toolbox: Toolbox, lease: LeaseBook, request_id: RequestId | None, name: str, arguments: Mapping[str, Any] | None
-) -> tuple[str, bool]:
-    """Run one `tools/call`: (the result's text, whether it is an error). `UnknownTool` for a name not here.
+) -> ToolOutcome:
+    """Run one `tools/call`. `UnknownTool` for a name not here.
 
     Messages `recv` hands out are held against `request_id` until the reply is known to be written; on
     any failure here they go straight back.
@@ -103,12 +117,12 @@ async def run_tool(
         # the messages, so they must go back now. Held until the connection ends, an `ack_turn` on the
         # same connection would ack them unseen.
         await trio.lowlevel.checkpoint_if_cancelled()
-        return dumps(data), False
+        return ToolOutcome(dumps(data), data=data if isinstance(data, dict) else None)
     except UnknownTool:
         raise
     except HiveError as exc:
         await release()
-        return str(exc), True
+        return ToolOutcome(str(exc), is_error=True)
     except trio.Cancelled:
         # The connection is closing or the client cancelled this call: no reply will carry them.
         await release()
@@ -116,7 +130,7 @@ async def run_tool(
     except Exception:
         log.exception("tool %r on %s's socket failed", name, toolbox.name)
         await release()
-        return f"internal error in the hive daemon while running {name!r}", True
+        return ToolOutcome(f"internal error in the hive daemon while running {name!r}", is_error=True)
 
 
 def build_server(toolbox: Toolbox, lease: LeaseBook) -> Server[Any]:
@@ -129,10 +143,10 @@ def build_server(toolbox: Toolbox, lease: LeaseBook) -> Server[Any]:
 
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
         try:
-            text, is_error = await run_tool(toolbox, lease, ctx.request_id, params.name, params.arguments)
+            outcome = await run_tool(toolbox, lease, ctx.request_id, params.name, params.arguments)
         except UnknownTool as exc:
             raise MCPError(code=types.INVALID_PARAMS, message=str(exc)) from None
-        return _text_result(text, is_error=is_error)
+        return _text_result(outcome.text, is_error=outcome.is_error, structured=outcome.data)
 
     server: Server[Any] = Server(
         SERVER_NAME,
@@ -146,8 +160,42 @@ def build_server(toolbox: Toolbox, lease: LeaseBook) -> Server[Any]:
     )
     # The SDK wraps every request in an OpenTelemetry span (a no-op without an exporter, but not free:
     # about a tenth of a call's cost here). Agents' calls are not traced; opt back in by adding it.
-    server.middleware = []
+    server.middleware = [InitializeFirst(server)]
     return server
+
+
+class InitializeFirst:
+    """Say plainly that the session is not initialized, where the SDK answers "Invalid request parameters".
+
+    The SDK's own gate refuses served methods before `initialize` with -32602 and an empty reason; the
+    code stays (clients may key off it), the message says what to do. It runs before the SDK's gate, and
+    only for methods this server serves, so an unknown method is still "Method not found".
+    """
+
+    def __init__(self, server: Server[Any]) -> None:
+        self.server = server
+        self.initialized = False
+
+    async def __call__(self, ctx: ServerRequestContext[Any], call_next: Any) -> Any:
+        method = ctx.method
+        if method == "initialize" or method == "notifications/initialized":
+            result = await call_next(ctx)
+            self.initialized = True
+            return result
+        if (
+            not self.initialized
+            and ctx.request_id is not None
+            and method not in NOT_GATED
+            and self.server.get_request_handler(method) is not None
+        ):
+            raise MCPError(
+                code=types.INVALID_PARAMS,
+                message=f"not initialized: send 'initialize' (then 'notifications/initialized') before {method!r}",
+            )
+        return await call_next(ctx)
+
+
+NOT_GATED = frozenset({"ping"})
 
 
 @functools.cache

@@ -65,7 +65,12 @@ class ToolSpec:
         return frozenset(f.name for f in attrs.fields(self.args))
 
     def as_mcp(self) -> mcp_types.Tool:
-        return mcp_types.Tool(name=self.name, description=self.description, input_schema=input_schema(self.args))
+        return mcp_types.Tool(
+            name=self.name,
+            description=self.description,
+            input_schema=input_schema(self.args),
+            output_schema=output_schema(self.name),
+        )
 
 
 AGENT_TOOLS: Final = (
@@ -122,6 +127,56 @@ MANAGER_TOOLS: Final = (
 
 
 # ---------------------------------------------------------------------------------------- schemas
+
+
+def _object(properties: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "properties": properties, "required": sorted(properties)}
+
+
+_INT: Final = {"type": "integer"}
+_STR: Final = {"type": "string"}
+_NAME_RESULT: Final = _object({"name": _STR})
+_APPROVAL_RESULT: Final = _object({"approval_id": _INT, "status": _STR})
+_DELIVERY: Final = _object(
+    {"id": _INT, "from": _STR, "body": _STR, "sent_at": {"type": "number"}, "redelivered": {"type": "boolean"}}
+)
+_MESSAGE: Final = _object(
+    {
+        "id": _INT,
+        "from": _STR,
+        "to": _STR,
+        "body": _STR,
+        "sent_at": {"type": "number"},
+        "delivered_at": {"type": ["number", "null"]},
+        "acked_at": {"type": ["number", "null"]},
+        "redelivered": {"type": "boolean"},
+    }
+)
+# The `structuredContent` each tool returns (MCP 2025-06-18 `outputSchema`): the same JSON as its text
+# content, which stays for older clients. A tool without an entry here declares a bare object.
+OUTPUT_SCHEMAS: Final[dict[str, dict[str, Any]]] = {
+    "send": _object({"id": {"type": ["integer", "null"]}, "ids": {"type": "array", "items": _INT}}),
+    "recv": _object({"messages": {"type": "array", "items": _DELIVERY}}),
+    "ack_turn": _object({"acked": _INT}),
+    "requeue_inflight": _object({"requeued": _INT}),
+    "status": _object({"name": _STR, "pending_messages": _INT}),
+    "recent": _object({"messages": {"type": "array", "items": _MESSAGE}}),
+    "ask": _object({"question_id": _INT, "deadline_at": {"type": ["number", "null"]}}),
+    "answer": _object({"question_id": _INT, "answer": {"type": ["string", "null"]}}),
+    "set_status": _object({"status_text": {"type": ["string", "null"]}}),
+    "whoami": _object({"name": _STR, "role": {"type": "string", "enum": ["agent", "manager"]}}),
+    "list_agents": _object({"agents": {"type": "array", "items": _STR}}),
+    "request_spawn": _APPROVAL_RESULT,
+    "request_apply_commit": _APPROVAL_RESULT,
+    "kill": _NAME_RESULT,
+    "start": _NAME_RESULT,
+    "restart": _NAME_RESULT,
+    "update": _NAME_RESULT,
+}
+
+
+def output_schema(tool: str) -> dict[str, Any]:
+    return OUTPUT_SCHEMAS.get(tool, {"type": "object"})
 
 
 def _schema_of(kind: Any) -> dict[str, Any]:
@@ -375,4 +430,14 @@ class Toolbox:
         return {"name": name}
 
 
-__all__ = ["AGENT_TOOLS", "MANAGER_TOOLS", "ToolSpec", "Toolbox", "UnknownTool", "input_schema", "parse_arguments"]
+__all__ = [
+    "AGENT_TOOLS",
+    "MANAGER_TOOLS",
+    "OUTPUT_SCHEMAS",
+    "ToolSpec",
+    "Toolbox",
+    "UnknownTool",
+    "input_schema",
+    "output_schema",
+    "parse_arguments",
+]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import Counter
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Final, Literal
@@ -98,22 +98,42 @@ class RequestWindow:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._slots = trio.Semaphore(limit)
-        self._open: Counter[types.RequestId] = Counter()
+        # Each admitted request gets a sequence number, so "everything read before this line" is a number.
+        self._seq = 0
+        self._open: dict[types.RequestId, deque[int]] = {}
+        self._open_seqs: set[int] = set()
+        self._settled = trio.Event()
+
+    @property
+    def last_admitted(self) -> int:
+        return self._seq
 
     async def admit(self, request_id: types.RequestId) -> None:
         try:
             self._slots.acquire_nowait()  # the common case, without a trip through the scheduler
         except trio.WouldBlock:
             await self._slots.acquire()
-        self._open[request_id] += 1
+        self._seq += 1
+        self._open.setdefault(request_id, deque()).append(self._seq)
+        self._open_seqs.add(self._seq)
 
     def settle(self, request_id: types.RequestId | None) -> None:
-        if request_id is None or not self._open[request_id]:
+        if request_id is None:
+            return
+        seqs = self._open.get(request_id)
+        if not seqs:
             return  # not a request of ours (a parse error we answered ourselves, a notification)
-        self._open[request_id] -= 1
-        if not self._open[request_id]:
+        self._open_seqs.discard(seqs.popleft())
+        if not seqs:
             del self._open[request_id]
         self._slots.release()
+        self._settled.set()
+        self._settled = trio.Event()
+
+    async def wait_settled_through(self, seq: int) -> None:
+        """Until every request admitted up to `seq` has been answered (or settled unanswered)."""
+        while self._open_seqs and min(self._open_seqs) <= seq:
+            await self._settled.wait()
 
     def settle_reply(self, message: types.JSONRPCMessage) -> None:
         if isinstance(message, types.JSONRPCResponse | types.JSONRPCError):
@@ -128,7 +148,7 @@ class RequestWindow:
         return SessionMessage(request, metadata=ServerMessageMetadata(on_request_unanswered=unanswered))
 
     def __len__(self) -> int:
-        return sum(self._open.values())
+        return len(self._open_seqs)
 
 
 @asynccontextmanager
@@ -165,10 +185,26 @@ async def open_mcp_streams(
     from_sdk_send, from_sdk_receive = anyio.create_memory_object_stream[SessionMessage](CHANNEL_BUFFER)
     # The reader answers bad lines itself, through the same writer, so replies never interleave.
     error_send = from_sdk_send.clone()
+    # A bad line's error waits here until every request read before it has its reply, so a pipeline's
+    # replies keep their order (the SDK would otherwise be overtaken by our instant parse error).
+    deferred_send, deferred_receive = trio.open_memory_channel[tuple[int, SessionMessage]](CHANNEL_BUFFER)
+
+    async def answer_bad_lines() -> None:
+        async with error_send, deferred_receive:
+            async for after, message in deferred_receive:
+                if window is not None:
+                    await window.wait_settled_through(after)
+                try:
+                    await error_send.send(message)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    return
+
+    async def answer_later(message: SessionMessage) -> None:
+        await deferred_send.send((window.last_admitted if window is not None else 0, message))
 
     async def pump_in() -> None:
         framer = LineFramer(max_frame=max_frame)
-        async with to_sdk_send, error_send:
+        async with to_sdk_send, deferred_send:
             try:
                 while True:
                     data = await stream.receive_some(RECEIVE_CHUNK)
@@ -184,13 +220,13 @@ async def open_mcp_streams(
                                 message = window.tracked(message.message)
                             await to_sdk_send.send(message)
                         elif role == "server":
-                            await error_send.send(message)
+                            await answer_later(message)
                         else:
                             await to_sdk_send.send(ValueError(f"undecodable line from server: {line[:200]!r}"))
             except FrameTooLarge as exc:
                 log.warning("%s", exc)
                 if role == "server":
-                    await error_send.send(_error(None, types.INVALID_REQUEST, str(exc)))
+                    await answer_later(_error(None, types.INVALID_REQUEST, str(exc)))
             except (trio.BrokenResourceError, trio.ClosedResourceError, anyio.BrokenResourceError):
                 return
 
@@ -206,6 +242,7 @@ async def open_mcp_streams(
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(pump_in)
+        nursery.start_soon(answer_bad_lines)
         nursery.start_soon(pump_out)
         try:
             yield to_sdk_receive, from_sdk_send

@@ -1,0 +1,140 @@
+"""MCP 2025-06-18 structured results, the not-initialized error, and reply order around a bad line,
+over a real agent socket with raw JSON-RPC lines (what the SDK client would never send)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import jsonschema
+import mcp_types as types
+import pytest
+import trio
+
+from hive_trio.records import OPERATOR
+from hive_trio.testing import InProcessHive
+
+HELLO = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}
+
+
+@pytest.fixture
+def hive_agents() -> Sequence[str]:
+    return ("alpha", "beta")
+
+
+class Raw:
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.buffer = b""
+        self.ids = 100
+
+    async def send(self, payload: dict[str, Any] | bytes) -> None:
+        await self.stream.send_all(payload if isinstance(payload, bytes) else json.dumps(payload).encode() + b"\n")
+
+    async def read(self) -> dict[str, Any]:
+        with trio.fail_after(10):
+            while b"\n" not in self.buffer:
+                data = await self.stream.receive_some()
+                if not data:
+                    raise EOFError
+                self.buffer += data
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        result: dict[str, Any] = json.loads(line)
+        return result
+
+    async def handshake(self) -> None:
+        await self.send({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": HELLO})
+        assert (await self.read())["id"] == 0
+        await self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+    async def call(self, tool: str, **arguments: Any) -> dict[str, Any]:
+        self.ids += 1
+        params = {"name": tool, "arguments": arguments}
+        await self.send({"jsonrpc": "2.0", "id": self.ids, "method": "tools/call", "params": params})
+        reply = await self.read()
+        assert reply["id"] == self.ids, reply
+        result: dict[str, Any] = reply["result"]
+        return result
+
+
+async def open_raw(hive: InProcessHive, name: str) -> Raw:
+    return Raw(await trio.open_unix_socket(str(hive.socket_path(name))))
+
+
+async def test_every_tool_declares_an_output_schema_its_structured_results_match(hive: InProcessHive) -> None:
+    raw = await open_raw(hive, "alpha")
+    await raw.handshake()
+    await raw.send({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+    tools = {t["name"]: t for t in (await raw.read())["result"]["tools"]}
+    for tool in tools.values():
+        jsonschema.Draft202012Validator.check_schema(tool["outputSchema"])
+        assert tool["outputSchema"]["type"] == "object"
+    await hive.coordinator.send("beta", "alpha", "for the structured recv")
+    asked = await raw.call("ask", question="ok?", options=["yes", "no"])
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("send", {"to": "beta", "body": "hi"}),
+        ("recv", {"max": 8}),
+        ("ack_turn", {}),
+        ("requeue_inflight", {}),
+        ("status", {}),
+        ("recent", {"limit": 5}),
+        ("set_status", {"text": "testing"}),
+        ("whoami", {}),
+        ("list_agents", {}),
+    ]
+    seen = {"ask": asked}
+    for name, arguments in calls:
+        seen[name] = await raw.call(name, **arguments)
+    for name, result in seen.items():
+        assert result.get("isError") is not True, (name, result)
+        structured = result["structuredContent"]
+        # The JSON text stays for clients from before 2025-06-18, and says the same.
+        assert json.loads(result["content"][0]["text"]) == structured, name
+        jsonschema.validate(structured, tools[name]["outputSchema"])
+    assert seen["recv"]["structuredContent"]["messages"][-1]["body"] == "for the structured recv"
+    # An error result is text only: there is no data to structure.
+    failed = await raw.call("send", to="nobody", body="x")
+    assert failed["isError"] is True and "structuredContent" not in failed
+
+
+async def test_a_call_before_initialize_says_the_session_is_not_initialized(hive: InProcessHive) -> None:
+    raw = await open_raw(hive, "alpha")
+    await raw.send({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+    error = (await raw.read())["error"]
+    assert error["code"] == types.INVALID_PARAMS
+    assert error["message"].startswith("not initialized: send 'initialize'") and "'tools/list'" in error["message"]
+    await raw.send({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "whoami"}})
+    assert "not initialized" in (await raw.read())["error"]["message"]
+    # ping is allowed before the handshake; an unknown method is still "not found".
+    await raw.send({"jsonrpc": "2.0", "id": 3, "method": "ping"})
+    assert (await raw.read()) == {"jsonrpc": "2.0", "id": 3, "result": {}}
+    await raw.send({"jsonrpc": "2.0", "id": 4, "method": "no/such"})
+    assert (await raw.read())["error"]["code"] == types.METHOD_NOT_FOUND
+    await raw.handshake()
+    assert (await raw.call("whoami"))["structuredContent"] == {"name": "alpha", "role": "agent"}
+
+
+async def test_a_bad_line_is_answered_after_the_requests_before_it(hive: InProcessHive) -> None:
+    raw = await open_raw(hive, "alpha")
+    await raw.handshake()
+    # One write: a recv that waits for a message, a garbage line, then a quick call.
+    recv = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "recv", "arguments": {"wait_seconds": 5}},
+    }
+    whoami = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}}
+    await raw.send(json.dumps(recv).encode() + b"\nnot json at all\n" + json.dumps(whoami).encode() + b"\n")
+    # The call after the bad line may finish first (requests run concurrently, as JSON-RPC allows);
+    # the bad line's error must not overtake the recv read before it.
+    first = await raw.read()
+    assert first.get("id") == 2, first
+    with trio.move_on_after(0.3):
+        early = await raw.read()
+        pytest.fail(f"the parse error overtook the pending recv: {early}")
+    await hive.coordinator.send(OPERATOR, "alpha", "now")
+    replies = [await raw.read(), await raw.read()]
+    assert replies[0]["id"] == 1 and replies[0]["result"]["structuredContent"]["messages"][0]["body"] == "now"
+    assert replies[1]["id"] is None and replies[1]["error"]["code"] == types.PARSE_ERROR
