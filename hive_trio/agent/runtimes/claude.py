@@ -45,6 +45,8 @@ AUTH_RETRIES: Final = 2
 DISCONNECT_TIMEOUT: Final = 10.0
 EVENT_TEXT_MAX: Final = 4000
 MCP_SERVER: Final = "hive"
+MCP_CONNECT_TIMEOUT: Final = 15.0
+MCP_POLL: Final = 0.05
 
 
 class ClaudeUnavailable(ImportError):
@@ -203,7 +205,29 @@ class ClaudeRuntime:
             await client.connect()
         self.session_id = stored
         self._client = client
+        await self._await_hive_tools(client)
         return client
+
+    async def _await_hive_tools(self, client: ClaudeSDKClient) -> None:
+        """Let the CLI finish connecting its hive MCP server before the first prompt, so the first turn
+        has its hive tools; a server that failed is logged with the CLI's reason. The SDK has no event
+        for it, so the status is read again every `MCP_POLL` s, for at most `MCP_CONNECT_TIMEOUT`."""
+        with trio.move_on_after(MCP_CONNECT_TIMEOUT):
+            while True:
+                try:
+                    status = await client.get_mcp_status()
+                except Exception as exc:
+                    log.debug("%s: MCP status unavailable: %s", self.agent, exc)
+                    return
+                servers = [s for s in status.get("mcpServers", []) if s.get("name") == MCP_SERVER]
+                state = servers[0].get("status") if servers else None
+                if state == "connected":
+                    return
+                if state not in (None, "pending"):
+                    log.warning("%s: the hive MCP server is %s: %s", self.agent, state, servers[0].get("error"))
+                    return
+                await trio.sleep(MCP_POLL)
+        log.warning("%s: the hive MCP server did not connect within %s s", self.agent, MCP_CONNECT_TIMEOUT)
 
     async def _remember_session(self, session_id: object) -> None:
         if isinstance(session_id, str) and session_id and session_id != self.session_id:
