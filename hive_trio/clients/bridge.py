@@ -7,7 +7,9 @@ mcp`); hive_trio does not. Two things it does beyond socat, both so a running Cl
 tools:
 - the daemon going away (a restart) is not the end: the bridge reconnects with backoff, replays the
   client's `initialize` and `notifications/initialized`, and swallows the duplicate `initialize` reply;
-  requests that were in flight get a JSON-RPC error (`-32000`, retry) instead of silence;
+  requests that were in flight get a JSON-RPC error (`-32000`, retry) instead of silence (a client of
+  the 2026-07-28 era, as Claude Code is, has no handshake: each request carries its own, so nothing is
+  replayed);
 - stdin ending half-closes the socket (shutdown SHUT_WR) once every request has its reply (the daemon's
   session would drop the rest), and the bridge exits when the daemon closes.
 `BridgeState` (sans-IO) reads just enough of each line for that; the bridge never changes a line it passes.
