@@ -8,20 +8,18 @@ not logged again). The web page does the same in JavaScript. Pure data; no I/O, 
 from __future__ import annotations
 
 from collections import deque
-from typing import Final
+from typing import Final, TypeAlias
 
 import attrs
 
 from hive_trio.records import (
     AgentStatus,
     ApprovalAddedEvent,
-    ApprovalKind,
     ApprovalResolvedEvent,
     ContainerRemovedEvent,
     ContainerStateChangedEvent,
     DashboardEvent,
     DeliveredEvent,
-    Question,
     QuestionAddedEvent,
     QuestionResolvedEvent,
     SentEvent,
@@ -34,40 +32,10 @@ from hive_trio.records import (
 LOG_LIMIT: Final = 500
 
 
-@attrs.frozen
-class PendingApproval:
-    id: int
-    agent: str
-    kind: ApprovalKind
-    sha_short: str | None
-    description: str | None
-    diff: str | None
-
-
-@attrs.frozen
-class OpenQuestion:
-    id: int
-    asker: str
-    question: str
-    options: list[str]
-    multi: bool
-    asked_at: float
-    deadline_at: float | None
-    default_answer: str | None
-
-    @classmethod
-    def of(cls, q: Question | QuestionAddedEvent) -> OpenQuestion:
-        """From a snapshot's row or a live `question_added`: they carry the same fields."""
-        return cls(
-            id=q.id,
-            asker=q.asker,
-            question=q.question,
-            options=list(q.options),
-            multi=q.multi,
-            asked_at=q.asked_at,
-            deadline_at=q.deadline_at,
-            default_answer=q.default_answer,
-        )
+# The open approvals and questions are kept as the events that announced them (a snapshot's rows are
+# turned into the same events), so the state has no second copy of their fields to keep in step.
+PendingApproval: TypeAlias = ApprovalAddedEvent
+OpenQuestion: TypeAlias = QuestionAddedEvent
 
 
 @attrs.frozen
@@ -97,18 +65,8 @@ class LiveState:
         self.epoch, self.seq = snapshot.epoch, snapshot.seq
         self.agents = {row.name: row for row in snapshot.agents}
         self.transients = {row.name: row.transient for row in snapshot.agents if row.transient is not None}
-        self.approvals = {
-            a.id: PendingApproval(
-                id=a.id,
-                agent=a.agent,
-                kind=a.kind,
-                sha_short=a.fetched_sha[:12] if a.fetched_sha else None,
-                description=a.description,
-                diff=a.diff,
-            )
-            for a in snapshot.approvals
-        }
-        self.questions = {q.id: OpenQuestion.of(q) for q in snapshot.questions if q.target is None and q.is_open}
+        self.approvals = {a.id: ApprovalAddedEvent.of(a) for a in snapshot.approvals}
+        self.questions = {q.id: QuestionAddedEvent.of(q) for q in snapshot.questions if q.target is None and q.is_open}
         self.log = deque(
             (
                 LogEntry(m.sender, m.recipient, m.body, m.sent_at, delivered=m.delivered_at is not None, id=m.id)
@@ -129,18 +87,11 @@ class LiveState:
             case DeliveredEvent():
                 self._mark_delivered(event)
             case ApprovalAddedEvent():
-                self.approvals[event.id] = PendingApproval(
-                    id=event.id,
-                    agent=event.agent,
-                    kind=event.approval_kind,
-                    sha_short=event.sha_short,
-                    description=event.description,
-                    diff=event.diff,
-                )
+                self.approvals[event.id] = event
             case ApprovalResolvedEvent():
                 self.approvals.pop(event.id, None)
             case QuestionAddedEvent():
-                self.questions[event.id] = OpenQuestion.of(event)
+                self.questions[event.id] = event
             case QuestionResolvedEvent():
                 self.questions.pop(event.id, None)
             case TransientSetEvent():

@@ -90,7 +90,7 @@ def render_snapshot(state: LiveState, paint: Paint = plain) -> list[str]:
         inbox = f"  [{row.pending_messages} waiting]" if row.pending_messages else ""
         lines.append(f"  {row.name:<16} {paint(colour, status)}{inbox}{paint('dim', extra)}")
     for a in sorted(state.approvals.values(), key=lambda a: a.id):
-        what = a.kind.value.replace("_", " ")
+        what = a.approval_kind.value.replace("_", " ")
         desc = f": {_preview(a.description)}" if a.description else ""
         lines.append(paint("yellow", f"  approval #{a.id} pending — {what} for {a.agent}{desc}"))
     for q in sorted(state.questions.values(), key=lambda q: q.id):

@@ -36,9 +36,11 @@ from hive_trio.records import (
     AgentStatus,
     Approval,
     ApprovalAddedEvent,
+    ApprovalDraft,
     ApprovalKind,
     ApprovalResolvedEvent,
     ApprovalStatus,
+    ApprovalVerdict,
     ContainerRemovedEvent,
     ContainerStateChangedEvent,
     DashboardEvent,
@@ -48,6 +50,7 @@ from hive_trio.records import (
     Message,
     Question,
     QuestionAddedEvent,
+    QuestionDraft,
     QuestionResolvedEvent,
     SentEvent,
     Snapshot,
@@ -550,9 +553,10 @@ class Coordinator:
         requested_by: str = OPERATOR,
     ) -> Approval:
         """Record a pending approval; a spawn is announced at once, a commit once `pin_proposal` pins it."""
-        approval = await self._approvals.add(
-            agent, kind, commit_ref=commit_ref, description=description, requested_by=requested_by
+        draft = ApprovalDraft(
+            agent=agent, kind=kind, commit_ref=commit_ref, description=description, requested_by=requested_by
         )
+        approval = await self._approvals.add(draft)
         if kind is ApprovalKind.SPAWN:
             self._announce_approval(approval)
         return approval
@@ -587,9 +591,8 @@ class Coordinator:
         `roster_update` changes the agent's row in that transaction too (an approved deploy records its
         `deployed_sha` with its approval). `Conflict` if it was not pending; then nothing changes.
         """
-        resolved, notice = await self._resolutions.resolve_approval(
-            approval_id, status, note=note, tag=tag, roster_update=roster_update
-        )
+        verdict = ApprovalVerdict(status=status, note=note, tag=tag, roster_update=roster_update)
+        resolved, notice = await self._resolutions.resolve_approval(approval_id, verdict)
         await self._approvals_resolved([(resolved, notice)], roster_changed=bool(roster_update))
         return resolved
 
@@ -638,15 +641,16 @@ class Coordinator:
                 await self.require_agent(target)
         if ttl_seconds is not None and not math.isfinite(ttl_seconds):
             raise InvalidRequest("ttl_seconds must be a finite number")
-        q = await self._questions.ask(
-            asker,
-            question,
+        draft = QuestionDraft(
+            asker=asker,
+            question=question,
             options=list(options),
             multi=multi,
             default_answer=default_answer,
             ttl_seconds=ttl_seconds,
             target=target,
         )
+        q = await self._questions.ask(draft)
         if q.target is None:
             self._hub.emit(QuestionAddedEvent.of(q))
         else:

@@ -65,8 +65,12 @@ class LifecycleActions(Supervisor):
     async def stop(self, name: str, *, graceful: bool = True) -> None:
         await self.coord.require_agent(name)
         with self._action(name, TransientKind.STOPPING):
-            # Recorded first: an operator stop is never undone by a crash restart or a daemon restart.
-            await self.coord.set_desired(name, STOPPED)
+            # Recorded first: an operator stop is never undone by a crash restart or a daemon restart. Shielded
+            # (one short write), so a stop cancelled on its way has `stopped` recorded for certain; `_halt` then
+            # runs even in the cancelled scope, where the wait for exit ends at once and the stop is forced.
+            # Before, a stop cancelled ahead of its SIGTERM left the process alive with desired = stopped.
+            with trio.CancelScope(shield=True):
+                await self.coord.set_desired(name, STOPPED)
             await self._halt(name, grace=self.config.stop_grace if graceful else 0.0)
         await self.coord.notify_manager(HelperKilled(agent=name))
 

@@ -188,13 +188,18 @@ class Supervisor:
 
     async def _halt(self, name: str, *, grace: float) -> None:
         run = self._runs.get(name)
-        if run is not None:
-            self._deliberate.add(run)
-            await run.stop(grace=grace)
-            if self._runs.get(name) is run:
-                del self._runs[name]
-        if name != MANAGER_AGENT:
-            self.coord.set_running(name, False)
+        try:
+            if run is not None:
+                self._deliberate.add(run)
+                await run.stop(grace=grace)
+        finally:
+            # Also when the stop was cancelled (and so forced): a run that has exited is forgotten and shown
+            # stopped, so the roster never shows running an agent whose process is gone.
+            if run is None or run.exited.is_set():
+                if run is not None and self._runs.get(name) is run:
+                    del self._runs[name]
+                if name != MANAGER_AGENT:
+                    self.coord.set_running(name, False)
 
     async def _watch(self, name: str, run: Run) -> None:
         try:

@@ -91,12 +91,15 @@ from hive_trio.records.rows import TTL_ANSWERER as TTL_ANSWERER
 from hive_trio.records.rows import AgentRecord as AgentRecord
 from hive_trio.records.rows import AgentStatus as AgentStatus
 from hive_trio.records.rows import Approval as Approval
+from hive_trio.records.rows import ApprovalDraft as ApprovalDraft
 from hive_trio.records.rows import ApprovalKind as ApprovalKind
 from hive_trio.records.rows import ApprovalStatus as ApprovalStatus
+from hive_trio.records.rows import ApprovalVerdict as ApprovalVerdict
 from hive_trio.records.rows import Delivery as Delivery
 from hive_trio.records.rows import Message as Message
 from hive_trio.records.rows import PidRecord as PidRecord
 from hive_trio.records.rows import Question as Question
+from hive_trio.records.rows import QuestionDraft as QuestionDraft
 from hive_trio.records.rows import Snapshot as Snapshot
 from hive_trio.records.rows import TransientKind as TransientKind
 from hive_trio.records.rows import short_sha as short_sha

@@ -5,7 +5,7 @@ Imports only sibling record modules. It must never grow behaviour beyond shape.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Final, TypeAlias
+from typing import Any, Final, TypeAlias
 
 import attrs
 
@@ -19,14 +19,14 @@ from hive_trio.records.rows import (
     TransientKind,
     short_sha,
 )
+from hive_trio.records.tagged import Tagged
 
 # ------------------------------------------------------------------------------------ HelperEvent
 # Bodies of messages from `system`, tagged `event` as hyperhive's harnesses expect.
 
 
 @attrs.frozen
-class HelperApprovalResolved:
-    tag_value: ClassVar[str] = "approval_resolved"
+class HelperApprovalResolved(Tagged, tag="approval_resolved"):
     id: int
     agent: str
     status: ApprovalStatus
@@ -36,47 +36,39 @@ class HelperApprovalResolved:
 
 
 @attrs.frozen
-class HelperSpawned:
-    tag_value: ClassVar[str] = "spawned"
+class _AboutAgent(Tagged):
+    """A helper event that names only the agent."""
+
     agent: str
 
 
+class HelperSpawned(_AboutAgent, tag="spawned"): ...
+
+
+class HelperKilled(_AboutAgent, tag="killed"): ...
+
+
+class HelperDestroyed(_AboutAgent, tag="destroyed"): ...
+
+
+class HelperNeedsUpdate(_AboutAgent, tag="needs_update"): ...
+
+
 @attrs.frozen
-class HelperRebuilt:
-    tag_value: ClassVar[str] = "rebuilt"
+class HelperRebuilt(Tagged, tag="rebuilt"):
     agent: str
     sha: str | None = None
     tag: str | None = None
 
 
 @attrs.frozen
-class HelperKilled:
-    tag_value: ClassVar[str] = "killed"
-    agent: str
-
-
-@attrs.frozen
-class HelperDestroyed:
-    tag_value: ClassVar[str] = "destroyed"
-    agent: str
-
-
-@attrs.frozen
-class HelperContainerCrash:
-    tag_value: ClassVar[str] = "container_crash"
+class HelperContainerCrash(Tagged, tag="container_crash"):
     agent: str
     note: str | None = None
 
 
 @attrs.frozen
-class HelperNeedsUpdate:
-    tag_value: ClassVar[str] = "needs_update"
-    agent: str
-
-
-@attrs.frozen
-class HelperQuestionAsked:
-    tag_value: ClassVar[str] = "question_asked"
+class HelperQuestionAsked(Tagged, tag="question_asked"):
     id: int
     asker: str
     question: str
@@ -92,8 +84,7 @@ class HelperQuestionAsked:
 
 
 @attrs.frozen
-class HelperQuestionAnswered:
-    tag_value: ClassVar[str] = "question_answered"
+class HelperQuestionAnswered(Tagged, tag="question_answered"):
     id: int
     question: str
     answer: str
@@ -118,8 +109,9 @@ HELPER_EVENT_TYPES: Final[tuple[type[Any], ...]] = HelperEvent.__args__
 
 
 @attrs.frozen
-class SentEvent:
-    tag_value: ClassVar[str] = "sent"
+class _MessageShown(Tagged):
+    """A message as both `sent` and `delivered` show it; `at` is when that happened."""
+
     sender: str
     recipient: str
     body: str
@@ -128,21 +120,14 @@ class SentEvent:
     id: int | None = None
     seq: int = 0
 
+
+class SentEvent(_MessageShown, tag="sent"):
     @classmethod
     def of(cls, m: Message) -> SentEvent:
         return cls(sender=m.sender, recipient=m.recipient, body=m.body, at=m.sent_at, id=m.id)
 
 
-@attrs.frozen
-class DeliveredEvent:
-    tag_value: ClassVar[str] = "delivered"
-    sender: str
-    recipient: str
-    body: str
-    at: float
-    id: int | None = None
-    seq: int = 0
-
+class DeliveredEvent(_MessageShown, tag="delivered"):
     @classmethod
     def of(cls, m: Message) -> DeliveredEvent:
         """From the row `deliver` stamped: `at` is its `delivered_at`."""
@@ -151,35 +136,32 @@ class DeliveredEvent:
 
 
 @attrs.frozen
-class ApprovalAddedEvent:
-    tag_value: ClassVar[str] = "approval_added"
+class _ApprovalShown(Tagged):
+    """What both approval events say of the approval (these fields first, in this order, on the wire)."""
+
     id: int
     agent: str
     approval_kind: ApprovalKind
     sha_short: str | None
+
+    @staticmethod
+    def _about(a: Approval) -> dict[str, Any]:
+        return {"id": a.id, "agent": a.agent, "approval_kind": a.kind, "sha_short": short_sha(a.fetched_sha)}
+
+
+@attrs.frozen
+class ApprovalAddedEvent(_ApprovalShown, tag="approval_added"):
     diff: str | None
     description: str | None
     seq: int = 0
 
     @classmethod
     def of(cls, a: Approval) -> ApprovalAddedEvent:
-        return cls(
-            id=a.id,
-            agent=a.agent,
-            approval_kind=a.kind,
-            sha_short=short_sha(a.fetched_sha),
-            diff=a.diff,
-            description=a.description,
-        )
+        return cls(**cls._about(a), diff=a.diff, description=a.description)
 
 
 @attrs.frozen
-class ApprovalResolvedEvent:
-    tag_value: ClassVar[str] = "approval_resolved"
-    id: int
-    agent: str
-    approval_kind: ApprovalKind
-    sha_short: str | None
+class ApprovalResolvedEvent(_ApprovalShown, tag="approval_resolved"):
     status: ApprovalStatus
     resolved_at: float
     note: str | None
@@ -189,21 +171,12 @@ class ApprovalResolvedEvent:
     @classmethod
     def of(cls, a: Approval) -> ApprovalResolvedEvent:
         assert a.resolved_at is not None
-        return cls(
-            id=a.id,
-            agent=a.agent,
-            approval_kind=a.kind,
-            sha_short=short_sha(a.fetched_sha),
-            status=a.status,
-            resolved_at=a.resolved_at,
-            note=a.note,
-            description=a.description,
-        )
+        about = cls._about(a)
+        return cls(**about, status=a.status, resolved_at=a.resolved_at, note=a.note, description=a.description)
 
 
 @attrs.frozen
-class QuestionAddedEvent:
-    tag_value: ClassVar[str] = "question_added"
+class QuestionAddedEvent(Tagged, tag="question_added"):
     id: int
     asker: str
     question: str
@@ -229,8 +202,7 @@ class QuestionAddedEvent:
 
 
 @attrs.frozen
-class QuestionResolvedEvent:
-    tag_value: ClassVar[str] = "question_resolved"
+class QuestionResolvedEvent(Tagged, tag="question_resolved"):
     id: int
     answer: str
     answerer: str
@@ -245,8 +217,7 @@ class QuestionResolvedEvent:
 
 
 @attrs.frozen
-class TransientSetEvent:
-    tag_value: ClassVar[str] = "transient_set"
+class TransientSetEvent(Tagged, tag="transient_set"):
     name: str
     transient_kind: TransientKind
     since_unix: float
@@ -254,23 +225,22 @@ class TransientSetEvent:
 
 
 @attrs.frozen
-class TransientClearedEvent:
-    tag_value: ClassVar[str] = "transient_cleared"
+class _NameGone(Tagged):
+    """A dashboard event that names only the agent."""
+
     name: str
     seq: int = 0
 
 
+class TransientClearedEvent(_NameGone, tag="transient_cleared"): ...
+
+
+class ContainerRemovedEvent(_NameGone, tag="container_removed"): ...
+
+
 @attrs.frozen
-class ContainerStateChangedEvent:
-    tag_value: ClassVar[str] = "container_state_changed"
+class ContainerStateChangedEvent(Tagged, tag="container_state_changed"):
     row: AgentStatus
-    seq: int = 0
-
-
-@attrs.frozen
-class ContainerRemovedEvent:
-    tag_value: ClassVar[str] = "container_removed"
-    name: str
     seq: int = 0
 
 

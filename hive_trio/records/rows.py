@@ -6,7 +6,8 @@ Imports nothing of ours. It must never grow behaviour beyond shape (no I/O, no e
 from __future__ import annotations
 
 import enum
-from typing import Final
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
 
 import attrs
 
@@ -86,6 +87,42 @@ class Approval:
     note: str | None = None
     resolved_at: float | None = None
     requested_by: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ApprovalDraft:
+    """An approval as proposed, before the store gives it an id and a time (passed down whole, as a question is)."""
+
+    agent: str
+    kind: ApprovalKind
+    commit_ref: str | None = None
+    description: str | None = None
+    requested_by: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ApprovalVerdict:
+    """How a pending approval is resolved: `tag` goes into the manager's notice, `roster_update` changes the
+    agent's row in the same transaction (an approved deploy records its `deployed_sha`)."""
+
+    status: ApprovalStatus
+    note: str | None = None
+    tag: str | None = None
+    roster_update: Mapping[str, Any] | None = None
+
+
+@attrs.frozen(kw_only=True)
+class QuestionDraft:
+    """A question as asked, before the store gives it an id, a time and a deadline: passed down whole,
+    so the coordinator, the store and its transaction do not each spell out the same keywords."""
+
+    asker: str
+    question: str
+    options: Sequence[str] = ()
+    multi: bool = False
+    default_answer: str | None = None
+    ttl_seconds: float | None = None
+    target: str | None = None
 
 
 @attrs.frozen

@@ -5,12 +5,13 @@ Imports only sibling record modules. It must never grow behaviour beyond shape.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Final, TypeAlias
+from typing import Any, Final, TypeAlias
 
 import attrs
 
 from hive_trio.records.events import DashboardEvent
 from hive_trio.records.rows import Snapshot
+from hive_trio.records.tagged import Tagged
 
 # ------------------------------------------------------------------------- dashboard stream wire
 # The operator's websocket (SPEC §7). Actions come in tagged by `op`; frames go out tagged by `type`.
@@ -24,111 +25,94 @@ AnswerText: TypeAlias = str | list[str]
 
 
 @attrs.frozen
-class ApproveAction:
-    tag_value: ClassVar[str] = "approve"
+class _VerdictAction(Tagged):
+    """A decision on one approval, with an optional note."""
+
     id: int
     note: str | None = None
     req: RequestId = None
 
 
-@attrs.frozen
-class DenyAction:
-    tag_value: ClassVar[str] = "deny"
-    id: int
-    note: str | None = None
-    req: RequestId = None
+class ApproveAction(_VerdictAction, tag="approve"): ...
+
+
+class DenyAction(_VerdictAction, tag="deny"): ...
 
 
 @attrs.frozen
-class AnswerAction:
-    tag_value: ClassVar[str] = "answer"
+class AnswerAction(Tagged, tag="answer"):
     id: int
     answer: AnswerText
     req: RequestId = None
 
 
 @attrs.frozen
-class CancelQuestionAction:
-    tag_value: ClassVar[str] = "cancel_question"
+class CancelQuestionAction(Tagged, tag="cancel_question"):
     id: int
     req: RequestId = None
 
 
 @attrs.frozen
-class SendAction:
-    tag_value: ClassVar[str] = "send"
+class SendAction(Tagged, tag="send"):
     to: str
     body: str
     req: RequestId = None
 
 
 @attrs.frozen
-class StartAction:
-    tag_value: ClassVar[str] = "start"
+class _NamedAction(Tagged):
+    """A verb on one agent, by name."""
+
     name: str
     req: RequestId = None
 
 
+class StartAction(_NamedAction, tag="start"): ...
+
+
+class RestartAction(_NamedAction, tag="restart"): ...
+
+
+class RebuildAction(_NamedAction, tag="rebuild"): ...
+
+
+class CancelTransientAction(_NamedAction, tag="cancel_transient"): ...
+
+
 @attrs.frozen
-class StopAction:
-    tag_value: ClassVar[str] = "stop"
+class StopAction(Tagged, tag="stop"):
     name: str
     graceful: bool = True
     req: RequestId = None
 
 
 @attrs.frozen
-class RestartAction:
-    tag_value: ClassVar[str] = "restart"
-    name: str
-    req: RequestId = None
-
-
-@attrs.frozen
-class RebuildAction:
-    tag_value: ClassVar[str] = "rebuild"
-    name: str
-    req: RequestId = None
-
-
-@attrs.frozen
-class DestroyAction:
-    tag_value: ClassVar[str] = "destroy"
+class DestroyAction(Tagged, tag="destroy"):
     name: str
     purge: bool = False
     req: RequestId = None
 
 
 @attrs.frozen
-class SpawnAction:
-    tag_value: ClassVar[str] = "spawn"
+class SpawnAction(Tagged, tag="spawn"):
     name: str
     parent: str | None = None
     req: RequestId = None
 
 
 @attrs.frozen
-class CancelTransientAction:
-    tag_value: ClassVar[str] = "cancel_transient"
-    name: str
-    req: RequestId = None
-
-
-@attrs.frozen
-class SetPausedAction:
+class SetPausedAction(Tagged, tag="set_paused"):
     """Pause (hold its inbox) or resume an agent, from its view."""
 
-    tag_value: ClassVar[str] = "set_paused"
     name: str
     paused: bool
     req: RequestId = None
 
 
 @attrs.frozen
-class LogTailAction:
+class LogTailAction(Tagged, tag="log_tail"):
     """A piece of an agent's (or the manager's) output log, for its view: as host.sock `log_tail`."""
 
-    tag_value: ClassVar[str] = "log_tail"
     name: str
     offset: int | None = None
     max_bytes: int = 16384

@@ -10,31 +10,19 @@ database's writer. It never knows about sockets, tasks or the dashboard.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Final, TypeVar
 
 import apsw
 
 from hive_trio.errors import TooLarge, UnknownAgent
 from hive_trio.records import MANAGER_AGENT, OPERATOR, Message
-from hive_trio.store.database import Database
+from hive_trio.store.columns import Columns
+from hive_trio.store.database import Database, StoreFace
 
 T = TypeVar("T")
 # Inboxes that exist without an `agents` row.
 STANDING_INBOXES = frozenset({MANAGER_AGENT, OPERATOR})
-_COLUMNS = "id, sender, recipient, body, sent_at, delivered_at, acked_at, requeued"
-
-
-def _row(row: Sequence[Any]) -> Message:
-    return Message(
-        id=row[0],
-        sender=row[1],
-        recipient=row[2],
-        body=row[3],
-        sent_at=row[4],
-        delivered_at=row[5],
-        acked_at=row[6],
-        redelivered=bool(row[7]),
-    )
+_COLUMNS: Final = Columns(Message, convert={"redelivered": bool}, column={"redelivered": "requeued"})
 
 
 def is_known_recipient(conn: apsw.Connection, name: str) -> bool:
@@ -54,11 +42,11 @@ def check_body(body: str, *, max_body_bytes: int) -> None:
 
 def _insert(conn: apsw.Connection, *, sender: str, recipient: str, body: str, now: float) -> Message:
     row = conn.execute(
-        f"INSERT INTO messages (sender, recipient, body, sent_at) VALUES (?, ?, ?, ?) RETURNING {_COLUMNS}",
+        f"INSERT INTO messages (sender, recipient, body, sent_at) VALUES (?, ?, ?, ?) RETURNING {_COLUMNS.sql}",
         (sender, recipient, body, now),
     ).fetchone()
     assert row is not None
-    return _row(row)
+    return _COLUMNS.read(row)
 
 
 def send_tx(
@@ -107,9 +95,9 @@ def deliver_tx(
         return []
     marks = ", ".join("?" * len(ids))
     taken = conn.execute(
-        f"UPDATE messages SET delivered_at = ? WHERE id IN ({marks}) RETURNING {_COLUMNS}", (now, *ids)
+        f"UPDATE messages SET delivered_at = ? WHERE id IN ({marks}) RETURNING {_COLUMNS.sql}", (now, *ids)
     ).fetchall()
-    return sorted((_row(r) for r in taken), key=lambda m: m.id)
+    return sorted((_COLUMNS.read(r) for r in taken), key=lambda m: m.id)
 
 
 def _within_budget(items: Sequence[T], *, size: Callable[[T], int], max_bytes: int | None) -> list[T]:
@@ -176,12 +164,12 @@ def pending_counts_for(conn: apsw.Connection, names: Sequence[str]) -> dict[str,
 def recent(conn: apsw.Connection, *, recipient: str | None, limit: int, max_bytes: int | None = None) -> list[Message]:
     """The newest `limit` rows, oldest first; with `max_bytes`, only as many of the newest as fit."""
     if recipient is None:
-        cur = conn.execute(f"SELECT {_COLUMNS} FROM messages ORDER BY id DESC LIMIT ?", (limit,))
+        cur = conn.execute(f"SELECT {_COLUMNS.sql} FROM messages ORDER BY id DESC LIMIT ?", (limit,))
     else:
         cur = conn.execute(
-            f"SELECT {_COLUMNS} FROM messages WHERE recipient = ? ORDER BY id DESC LIMIT ?", (recipient, limit)
+            f"SELECT {_COLUMNS.sql} FROM messages WHERE recipient = ? ORDER BY id DESC LIMIT ?", (recipient, limit)
         )
-    newest_first = [_row(r) for r in cur.fetchall()]
+    newest_first = [_COLUMNS.read(r) for r in cur.fetchall()]
     kept = _within_budget(
         newest_first, size=lambda m: len(m.body.encode("utf-8", "surrogatepass")), max_bytes=max_bytes
     )
@@ -189,8 +177,8 @@ def recent(conn: apsw.Connection, *, recipient: str | None, limit: int, max_byte
 
 
 def get(conn: apsw.Connection, mid: int) -> Message | None:
-    row = conn.execute(f"SELECT {_COLUMNS} FROM messages WHERE id = ?", (mid,)).fetchone()
-    return _row(row) if row else None
+    row = conn.execute(f"SELECT {_COLUMNS.sql} FROM messages WHERE id = ?", (mid,)).fetchone()
+    return _COLUMNS.read(row) if row else None
 
 
 def vacuum_tx(conn: apsw.Connection, *, older_than: float) -> int:
@@ -199,10 +187,9 @@ def vacuum_tx(conn: apsw.Connection, *, older_than: float) -> int:
     return conn.changes()
 
 
-class Broker:
+class Broker(StoreFace):
     def __init__(self, db: Database, *, clock: Callable[[], float], max_body_bytes: int) -> None:
-        self.db = db
-        self.clock = clock
+        super().__init__(db, clock=clock)
         self.max_body_bytes = max_body_bytes
 
     async def send(self, sender: str, recipient: str, body: str) -> Message:

@@ -320,3 +320,11 @@ class Database:
                 conn.execute("COMMIT")
         except apsw.Error as exc:
             raise _storage_error(exc) from exc
+
+
+class StoreFace:
+    """The async face of one store's `*_tx` functions: each method reads the clock and makes one `Database` call."""
+
+    def __init__(self, db: Database, *, clock: Callable[[], float]) -> None:
+        self.db = db
+        self.clock = clock

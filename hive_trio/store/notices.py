@@ -9,7 +9,7 @@ return. Like every store module it never imports trio, the event hub or a socket
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import apsw
@@ -18,7 +18,7 @@ from hive_trio.records import (
     MANAGER_AGENT,
     SYSTEM_SENDER,
     Approval,
-    ApprovalStatus,
+    ApprovalVerdict,
     HelperApprovalResolved,
     HelperEvent,
     HelperQuestionAnswered,
@@ -27,7 +27,7 @@ from hive_trio.records import (
     to_json,
 )
 from hive_trio.store import approvals, broker, questions, roster
-from hive_trio.store.database import Database
+from hive_trio.store.database import StoreFace
 
 T = TypeVar("T")
 # A resolved row and the notice that went with it (None when its recipient has no inbox any more).
@@ -65,28 +65,17 @@ def questions_resolved_tx(conn: apsw.Connection, resolved: list[Question], *, no
     return out
 
 
-class Resolutions:
+class Resolutions(StoreFace):
     """The async face of the transactions above: one `Database.write` each."""
 
-    def __init__(self, db: Database, *, clock: Callable[[], float]) -> None:
-        self.db = db
-        self.clock = clock
-
-    async def resolve_approval(
-        self,
-        approval_id: int,
-        status: ApprovalStatus,
-        *,
-        note: str | None = None,
-        tag: str | None = None,
-        roster_update: Mapping[str, Any] | None = None,
-    ) -> Resolved[Approval]:
+    async def resolve_approval(self, approval_id: int, verdict: ApprovalVerdict) -> Resolved[Approval]:
         """Compare-and-set from `pending`; `Conflict` (and nothing changes) if it was not pending."""
         now = self.clock()
 
         def tx(conn: apsw.Connection) -> list[Resolved[Approval]]:
-            resolved = approvals.resolve_tx(conn, approval_id=approval_id, status=status, note=note, now=now)
-            return approvals_resolved_tx(conn, [resolved], now=now, tag=tag, roster_update=roster_update)
+            v = verdict
+            resolved = approvals.resolve_tx(conn, approval_id=approval_id, status=v.status, note=v.note, now=now)
+            return approvals_resolved_tx(conn, [resolved], now=now, tag=v.tag, roster_update=v.roster_update)
 
         (pair,) = await self.db.write(tx)
         return pair

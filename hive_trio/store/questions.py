@@ -8,51 +8,23 @@ in-process timers lose those. Rows are an audit trail and are never deleted.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
-from typing import Any, Final
+from typing import Final
 
 import apsw
 
 from hive_trio.errors import Conflict, InvalidRequest, NotFound
-from hive_trio.records import CANCELLED_ANSWER, EXPIRED_ANSWER, TTL_ANSWERER, Question
-from hive_trio.store.database import Database
+from hive_trio.records import CANCELLED_ANSWER, EXPIRED_ANSWER, TTL_ANSWERER, Question, QuestionDraft
+from hive_trio.store.columns import Columns
+from hive_trio.store.database import StoreFace
 
-_COLUMNS: Final = (
-    "id, asker, question, asked_at, target, options, multi, default_answer, deadline_at, answer, answerer,"
-    " cancelled, answered_at"
+_COLUMNS: Final = Columns(
+    Question, convert={"options": lambda v: list(json.loads(v)), "multi": bool, "cancelled": bool}
 )
 
 
-def _row(r: Sequence[Any]) -> Question:
-    return Question(
-        id=r[0],
-        asker=r[1],
-        question=r[2],
-        asked_at=r[3],
-        target=r[4],
-        options=list(json.loads(r[5])),
-        multi=bool(r[6]),
-        default_answer=r[7],
-        deadline_at=r[8],
-        answer=r[9],
-        answerer=r[10],
-        cancelled=bool(r[11]),
-        answered_at=r[12],
-    )
-
-
-def ask_tx(
-    conn: apsw.Connection,
-    *,
-    asker: str,
-    question: str,
-    now: float,
-    options: Sequence[str] = (),
-    multi: bool = False,
-    default_answer: str | None = None,
-    ttl_seconds: float | None = None,
-    target: str | None = None,
-) -> Question:
+def ask_tx(conn: apsw.Connection, draft: QuestionDraft, *, now: float) -> Question:
+    asker, question, options, multi = draft.asker, draft.question, draft.options, draft.multi
+    default_answer, ttl_seconds, target = draft.default_answer, draft.ttl_seconds, draft.target
     if not question.strip():
         raise InvalidRequest("question is empty")
     if ttl_seconds is not None and ttl_seconds <= 0:
@@ -62,16 +34,16 @@ def ask_tx(
     deadline = None if ttl_seconds is None else now + ttl_seconds
     row = conn.execute(
         "INSERT INTO questions (asker, target, question, options, multi, default_answer, deadline_at, asked_at)"
-        f" VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING {_COLUMNS}",
+        f" VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING {_COLUMNS.sql}",
         (asker, target, question, json.dumps(list(options)), int(multi), default_answer, deadline, now),
     ).fetchone()
     assert row is not None
-    return _row(row)
+    return _COLUMNS.read(row)
 
 
 def get(conn: apsw.Connection, question_id: int) -> Question | None:
-    row = conn.execute(f"SELECT {_COLUMNS} FROM questions WHERE id = ?", (question_id,)).fetchone()
-    return _row(row) if row else None
+    row = conn.execute(f"SELECT {_COLUMNS.sql} FROM questions WHERE id = ?", (question_id,)).fetchone()
+    return _COLUMNS.read(row) if row else None
 
 
 def require(conn: apsw.Connection, question_id: int) -> Question:
@@ -93,13 +65,13 @@ def answer_tx(
     """Set the answer if there is none yet; otherwise `Conflict` and nothing changes."""
     row = conn.execute(
         f"UPDATE questions SET answer = ?, answerer = ?, answered_at = ?, cancelled = ?"
-        f" WHERE id = ? AND answer IS NULL RETURNING {_COLUMNS}",
+        f" WHERE id = ? AND answer IS NULL RETURNING {_COLUMNS.sql}",
         (answer, answerer, now, int(cancelled), question_id),
     ).fetchone()
     if row is None:
         current = require(conn, question_id)
         raise Conflict(f"question #{question_id} was already answered by {current.answerer}")
-    return _row(row)
+    return _COLUMNS.read(row)
 
 
 def cancel_tx(conn: apsw.Connection, *, question_id: int, by: str, now: float) -> Question:
@@ -108,12 +80,12 @@ def cancel_tx(conn: apsw.Connection, *, question_id: int, by: str, now: float) -
 
 def list_open_tx(conn: apsw.Connection, *, operator_only: bool) -> list[Question]:
     where = "answer IS NULL" + (" AND target IS NULL" if operator_only else "")
-    return [_row(r) for r in conn.execute(f"SELECT {_COLUMNS} FROM questions WHERE {where} ORDER BY id")]
+    return [_COLUMNS.read(r) for r in conn.execute(f"SELECT {_COLUMNS.sql} FROM questions WHERE {where} ORDER BY id")]
 
 
 def list_all_tx(conn: apsw.Connection, *, limit: int) -> list[Question]:
-    rows = conn.execute(f"SELECT {_COLUMNS} FROM questions ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
-    return [_row(r) for r in reversed(rows)]
+    rows = conn.execute(f"SELECT {_COLUMNS.sql} FROM questions ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+    return [_COLUMNS.read(r) for r in reversed(rows)]
 
 
 def next_deadline(conn: apsw.Connection) -> float | None:
@@ -125,42 +97,16 @@ def expire_tx(conn: apsw.Connection, *, now: float) -> list[Question]:
     """Resolve every open question whose deadline has passed: its default, else `[expired]` by `ttl`."""
     rows = conn.execute(
         f"UPDATE questions SET answer = coalesce(default_answer, ?), answerer = ?, answered_at = ?"
-        f" WHERE answer IS NULL AND deadline_at IS NOT NULL AND deadline_at <= ? RETURNING {_COLUMNS}",
+        f" WHERE answer IS NULL AND deadline_at IS NOT NULL AND deadline_at <= ? RETURNING {_COLUMNS.sql}",
         (EXPIRED_ANSWER, TTL_ANSWERER, now, now),
     ).fetchall()
-    return sorted((_row(r) for r in rows), key=lambda q: q.id)
+    return sorted((_COLUMNS.read(r) for r in rows), key=lambda q: q.id)
 
 
-class OperatorQuestions:
-    def __init__(self, db: Database, *, clock: Callable[[], float]) -> None:
-        self.db = db
-        self.clock = clock
-
-    async def ask(
-        self,
-        asker: str,
-        question: str,
-        *,
-        options: Sequence[str] = (),
-        multi: bool = False,
-        default_answer: str | None = None,
-        ttl_seconds: float | None = None,
-        target: str | None = None,
-    ) -> Question:
+class OperatorQuestions(StoreFace):
+    async def ask(self, draft: QuestionDraft) -> Question:
         now = self.clock()
-        return await self.db.write(
-            lambda c: ask_tx(
-                c,
-                asker=asker,
-                question=question,
-                now=now,
-                options=options,
-                multi=multi,
-                default_answer=default_answer,
-                ttl_seconds=ttl_seconds,
-                target=target,
-            )
-        )
+        return await self.db.write(lambda c: ask_tx(c, draft, now=now))
 
     async def get(self, question_id: int) -> Question:
         return await self.db.read(lambda c: require(c, question_id))

@@ -6,7 +6,7 @@ actually running is the lifecycle backend's to say; reconcile compares the two a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
 import apsw
@@ -14,11 +14,11 @@ import apsw
 from hive_trio.errors import Conflict, UnknownAgent
 from hive_trio.records import AgentRecord
 from hive_trio.store import broker
-from hive_trio.store.database import Database
+from hive_trio.store.columns import Columns
+from hive_trio.store.database import StoreFace
 
-_COLUMNS: Final = (
-    "name, created_at, parent, desired, failed, paused, needs_update, needs_login,"
-    " deployed_sha, active_model, status_text, status_set_at, failed_reason"
+_COLUMNS: Final = Columns(
+    AgentRecord, convert={"failed": bool, "paused": bool, "needs_update": bool, "needs_login": bool}
 )
 UPDATABLE: Final = frozenset(
     {
@@ -37,33 +37,15 @@ UPDATABLE: Final = frozenset(
 )
 
 
-def _row(r: Sequence[Any]) -> AgentRecord:
-    return AgentRecord(
-        name=r[0],
-        created_at=r[1],
-        parent=r[2],
-        desired=r[3],
-        failed=bool(r[4]),
-        paused=bool(r[5]),
-        needs_update=bool(r[6]),
-        needs_login=bool(r[7]),
-        deployed_sha=r[8],
-        active_model=r[9],
-        status_text=r[10],
-        status_set_at=r[11],
-        failed_reason=r[12],
-    )
-
-
 def add_tx(conn: apsw.Connection, *, name: str, parent: str | None, now: float) -> AgentRecord:
     if get(conn, name) is not None:
         raise Conflict(f"agent {name!r} already exists")
     row = conn.execute(
-        f"INSERT INTO agents (name, created_at, parent) VALUES (?, ?, ?) RETURNING {_COLUMNS}",
+        f"INSERT INTO agents (name, created_at, parent) VALUES (?, ?, ?) RETURNING {_COLUMNS.sql}",
         (name, now, parent),
     ).fetchone()
     assert row is not None
-    return _row(row)
+    return _COLUMNS.read(row)
 
 
 def remove_tx(conn: apsw.Connection, *, name: str) -> bool:
@@ -85,12 +67,12 @@ def update_tx(conn: apsw.Connection, *, name: str, **fields: Any) -> AgentRecord
 
 
 def get(conn: apsw.Connection, name: str) -> AgentRecord | None:
-    row = conn.execute(f"SELECT {_COLUMNS} FROM agents WHERE name = ?", (name,)).fetchone()
-    return _row(row) if row else None
+    row = conn.execute(f"SELECT {_COLUMNS.sql} FROM agents WHERE name = ?", (name,)).fetchone()
+    return _COLUMNS.read(row) if row else None
 
 
 def list_all(conn: apsw.Connection) -> list[AgentRecord]:
-    return [_row(r) for r in conn.execute(f"SELECT {_COLUMNS} FROM agents ORDER BY name")]
+    return [_COLUMNS.read(r) for r in conn.execute(f"SELECT {_COLUMNS.sql} FROM agents ORDER BY name")]
 
 
 def list_named(conn: apsw.Connection, names: Sequence[str]) -> list[AgentRecord]:
@@ -99,11 +81,7 @@ def list_named(conn: apsw.Connection, names: Sequence[str]) -> list[AgentRecord]
     return sorted((r for r in found if r is not None), key=lambda r: r.name)
 
 
-class Roster:
-    def __init__(self, db: Database, *, clock: Callable[[], float]) -> None:
-        self.db = db
-        self.clock = clock
-
+class Roster(StoreFace):
     async def add(self, name: str, *, parent: str | None = None) -> AgentRecord:
         now = self.clock()
         return await self.db.write(lambda c: add_tx(c, name=name, parent=parent, now=now))

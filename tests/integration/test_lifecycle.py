@@ -206,13 +206,16 @@ async def test_restart_replaces_the_process(short_tmp: Path) -> None:
 @pytest.mark.timeout(30)
 async def test_a_second_action_is_refused_and_a_cancelled_one_clears(short_tmp: Path) -> None:
     # The agent survives SIGTERM (noting it in got-term), so a graceful stop waits out its (long) grace period.
-    survivor = "trap 'echo TERM >> got-term' TERM; while :; do sleep 3600 & wait $!; done"
+    survivor = "trap 'echo TERM >> got-term' TERM; : > trapped; while :; do sleep 3600 & wait $!; done"
     config = lifecycle_config(short_tmp, agent_command=survivor, stop_grace=30.0)
     async with open_hive(config) as hive:
         coord = hive.coordinator
         lifecycle = lifecycle_of(coord)
         await coord.ops.spawn("stubborn")
         pid = pid_of(lifecycle, "stubborn")
+        # A TERM that lands before the shell has set its trap would simply kill it: wait for the trap.
+        notes = coord.paths.agent_notes("stubborn")
+        await eventually(lambda: (notes / "trapped").exists(), watch=[notes], what="the trap")
         outcome: list[BaseException] = []
 
         async def stop() -> None:
@@ -242,6 +245,35 @@ async def test_a_second_action_is_refused_and_a_cancelled_one_clears(short_tmp: 
         # Cancelling the stop forced it: the process is gone, not left half-stopped.
         assert not pid_alive(pid)
         assert (await coord.require_agent("stubborn")).desired == "stopped"
+
+
+@pytest.mark.timeout(30)
+async def test_a_stop_cancelled_before_its_sigterm_still_stops_the_process(short_tmp: Path) -> None:
+    # Cancelled as soon as the spinner is up, i.e. while the stop is still recording `stopped`, before the
+    # SIGTERM: the process must go anyway (forced), since the roster says stopped. Before, it was left alive.
+    survivor = "trap 'echo TERM >> got-term' TERM; : > trapped; while :; do sleep 3600 & wait $!; done"
+    config = lifecycle_config(short_tmp, agent_command=survivor, stop_grace=30.0)
+    async with open_hive(config) as hive:
+        coord = hive.coordinator
+        lifecycle = lifecycle_of(coord)
+        await coord.ops.spawn("stubborn")
+        pid = pid_of(lifecycle, "stubborn")
+        # A TERM that lands before the shell has set its trap would simply kill it: wait for the trap.
+        notes = coord.paths.agent_notes("stubborn")
+        await eventually(lambda: (notes / "trapped").exists(), watch=[notes], what="the trap")
+        with coord.subscribe() as events, trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(coord.ops.stop, "stubborn")
+                # The spinner's event: the stop has begun and is now writing `stopped`, before any signal.
+                async for item in events:
+                    if isinstance(item, TransientSetEvent) and item.transient_kind is TransientKind.STOPPING:
+                        break
+                assert not (coord.paths.agent_notes("stubborn") / "got-term").exists()
+                scope.cancel()
+        assert not pid_alive(pid), "a cancelled stop leaves no process behind"
+        assert (await coord.require_agent("stubborn")).desired == "stopped"
+        assert lifecycle.run_of("stubborn") is None
+        assert [s.running for s in await coord.agent_statuses(["stubborn"])] == [False]
 
 
 async def test_the_transient_clears_after_a_failure(short_tmp: Path) -> None:

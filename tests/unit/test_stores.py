@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hive_trio.errors import Conflict, InvalidRequest, NotFound, TooLarge, UnknownAgent
-from hive_trio.records import ApprovalKind, ApprovalStatus
+from hive_trio.records import ApprovalDraft, ApprovalKind, ApprovalStatus, ApprovalVerdict, QuestionDraft
 from hive_trio.store.approvals import Approvals
 from hive_trio.store.broker import Broker
 from hive_trio.store.database import Database
@@ -156,37 +156,41 @@ async def test_vacuum_drops_only_old_acked_messages(broker: Broker, clock: Clock
 async def test_double_approve_is_refused(db: Database, clock: Clock) -> None:
     approvals = Approvals(db, clock=clock)
     resolutions = Resolutions(db, clock=clock)
-    a = await approvals.add("alpha", ApprovalKind.APPLY_COMMIT, commit_ref="abcdef1", description="tweak")
+    a = await approvals.add(
+        ApprovalDraft(agent="alpha", kind=ApprovalKind.APPLY_COMMIT, commit_ref="abcdef1", description="tweak")
+    )
     assert a.status is ApprovalStatus.PENDING
-    done, notice = await resolutions.resolve_approval(a.id, ApprovalStatus.APPROVED, note="lgtm")
+    done, notice = await resolutions.resolve_approval(
+        a.id, ApprovalVerdict(status=ApprovalStatus.APPROVED, note="lgtm")
+    )
     assert notice is not None and notice.recipient == "manager"
     assert (done.status, done.note, done.resolved_at) == (ApprovalStatus.APPROVED, "lgtm", clock.now)
     with pytest.raises(Conflict, match="already approved"):
-        await resolutions.resolve_approval(a.id, ApprovalStatus.APPROVED)
+        await resolutions.resolve_approval(a.id, ApprovalVerdict(status=ApprovalStatus.APPROVED))
     with pytest.raises(Conflict):
-        await resolutions.resolve_approval(a.id, ApprovalStatus.DENIED, note="changed my mind")
+        await resolutions.resolve_approval(a.id, ApprovalVerdict(status=ApprovalStatus.DENIED, note="changed my mind"))
     assert (await approvals.get(a.id)).note == "lgtm"
 
 
 async def test_approving_a_denied_one_changes_nothing(db: Database, clock: Clock) -> None:
     approvals = Approvals(db, clock=clock)
     resolutions = Resolutions(db, clock=clock)
-    a = await approvals.add("alpha", ApprovalKind.SPAWN, description="new worker")
-    await resolutions.resolve_approval(a.id, ApprovalStatus.DENIED, note="no")
+    a = await approvals.add(ApprovalDraft(agent="alpha", kind=ApprovalKind.SPAWN, description="new worker"))
+    await resolutions.resolve_approval(a.id, ApprovalVerdict(status=ApprovalStatus.DENIED, note="no"))
     with pytest.raises(Conflict, match="already denied"):
-        await resolutions.resolve_approval(a.id, ApprovalStatus.APPROVED)
+        await resolutions.resolve_approval(a.id, ApprovalVerdict(status=ApprovalStatus.APPROVED))
     assert (await approvals.get(a.id)).status is ApprovalStatus.DENIED
     with pytest.raises(NotFound):
-        await resolutions.resolve_approval(999, ApprovalStatus.APPROVED)
+        await resolutions.resolve_approval(999, ApprovalVerdict(status=ApprovalStatus.APPROVED))
 
 
 async def test_failing_pending_approvals_of_a_destroyed_agent(db: Database, clock: Clock) -> None:
     approvals = Approvals(db, clock=clock)
     resolutions = Resolutions(db, clock=clock)
-    a = await approvals.add("alpha", ApprovalKind.APPLY_COMMIT, commit_ref="abcdef1")
-    b = await approvals.add("alpha", ApprovalKind.APPLY_COMMIT, commit_ref="abcdef2")
-    await resolutions.resolve_approval(b.id, ApprovalStatus.DENIED)
-    other = await approvals.add("beta", ApprovalKind.APPLY_COMMIT, commit_ref="abcdef3")
+    a = await approvals.add(ApprovalDraft(agent="alpha", kind=ApprovalKind.APPLY_COMMIT, commit_ref="abcdef1"))
+    b = await approvals.add(ApprovalDraft(agent="alpha", kind=ApprovalKind.APPLY_COMMIT, commit_ref="abcdef2"))
+    await resolutions.resolve_approval(b.id, ApprovalVerdict(status=ApprovalStatus.DENIED))
+    other = await approvals.add(ApprovalDraft(agent="beta", kind=ApprovalKind.APPLY_COMMIT, commit_ref="abcdef3"))
     failed = [a for a, _ in await resolutions.fail_pending_approvals("alpha", note="agent destroyed")]
     assert [f.id for f in failed] == [a.id]
     assert failed[0].note == "agent destroyed" and failed[0].status is ApprovalStatus.FAILED
@@ -199,7 +203,9 @@ async def test_failing_pending_approvals_of_a_destroyed_agent(db: Database, cloc
 async def test_question_answer_is_compare_and_set(db: Database, clock: Clock) -> None:
     questions = OperatorQuestions(db, clock=clock)
     resolutions = Resolutions(db, clock=clock)
-    q = await questions.ask("alpha", "ship it?", options=["yes", "no"], default_answer="no", ttl_seconds=60)
+    q = await questions.ask(
+        QuestionDraft(asker="alpha", question="ship it?", options=["yes", "no"], default_answer="no", ttl_seconds=60)
+    )
     assert q.deadline_at == clock.now + 60
     answered, _ = await resolutions.answer_question(q.id, "yes", answerer="operator")
     assert (answered.answer, answered.answerer) == ("yes", "operator")
@@ -211,7 +217,7 @@ async def test_question_answer_is_compare_and_set(db: Database, clock: Clock) ->
 
 async def test_cancel_answers_with_the_sentinel(db: Database, clock: Clock) -> None:
     questions = OperatorQuestions(db, clock=clock)
-    q = await questions.ask("alpha", "still needed?")
+    q = await questions.ask(QuestionDraft(asker="alpha", question="still needed?"))
     cancelled, _ = await Resolutions(db, clock=clock).cancel_question(q.id, by="operator")
     assert (cancelled.answer, cancelled.cancelled) == ("[cancelled]", True)
 
@@ -219,9 +225,11 @@ async def test_cancel_answers_with_the_sentinel(db: Database, clock: Clock) -> N
 async def test_deadline_passed_while_down_is_found_on_reopen(tmp_path: Path, clock: Clock) -> None:
     db = await Database.open(tmp_path / "hive.db")
     questions = OperatorQuestions(db, clock=clock)
-    with_default = await questions.ask("alpha", "a?", default_answer="fine", ttl_seconds=10)
-    without = await questions.ask("beta", "b?", ttl_seconds=20, target="alpha")
-    later = await questions.ask("beta", "c?", ttl_seconds=3600)
+    with_default = await questions.ask(
+        QuestionDraft(asker="alpha", question="a?", default_answer="fine", ttl_seconds=10)
+    )
+    without = await questions.ask(QuestionDraft(asker="beta", question="b?", ttl_seconds=20, target="alpha"))
+    later = await questions.ask(QuestionDraft(asker="beta", question="c?", ttl_seconds=3600))
     db.close()
     clock.now += 100  # the daemon was down across both deadlines
     db = await Database.open(tmp_path / "hive.db")
@@ -250,13 +258,13 @@ async def test_deadline_passed_while_down_is_found_on_reopen(tmp_path: Path, clo
 async def test_bad_questions_are_refused(db: Database, clock: Clock, kwargs: dict[str, object], fragment: str) -> None:
     questions = OperatorQuestions(db, clock=clock)
     with pytest.raises(InvalidRequest, match=fragment):
-        await questions.ask("alpha", **kwargs)  # type: ignore[arg-type]
+        await questions.ask(QuestionDraft(asker="alpha", **kwargs))  # type: ignore[arg-type]
 
 
 async def test_operator_questions_exclude_peer_questions(db: Database, clock: Clock) -> None:
     questions = OperatorQuestions(db, clock=clock)
-    mine = await questions.ask("alpha", "operator?")
-    await questions.ask("alpha", "beta?", target="beta")
+    mine = await questions.ask(QuestionDraft(asker="alpha", question="operator?"))
+    await questions.ask(QuestionDraft(asker="alpha", question="beta?", target="beta"))
     assert [q.id for q in await questions.list_open(operator_only=True)] == [mine.id]
     assert len(await questions.list_open()) == 2
 
