@@ -135,6 +135,11 @@ async def open_hive(
         # Reconcile: every agent in the roster gets its socket back (so its harness can reconnect),
         # and what should run is started again.
         await nursery.start(coord.ops.serve)
+        if config.federation.enabled:
+            # Imported here: nats-py is an optional extra (`hive-trio[federation]`).
+            from hive_trio.federation.service import serve_federation
+
+            await nursery.start(serve_federation, coord)
         if config.dashboard_enabled:
             # Bound before open_hive yields, so `hive.dashboard_url` is always usable (port 0 included).
             coord.set_dashboard_url(await nursery.start(serve_dashboard, coord))

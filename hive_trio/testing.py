@@ -15,6 +15,10 @@ any `Config` setting. For virtual time, request ``hive_autojump_clock`` (not pyt
 ``autojump_clock``, which can jump while a sqlite commit is still in its worker thread).
 
 Outside pytest, ``async with open_test_hive(agents=["alice"]) as hive:`` does the same.
+
+To run real Claude Code agents offline, the ``scripted_model`` fixture (or ``open_scripted_model``) serves
+the Messages API from a script of replies (``scripted_model.text``, ``tool_use``, ``error``,
+``auth_failure``, ``hang``) and records every request; point ``ANTHROPIC_BASE_URL`` at its ``url``.
 ``open_daemon_process`` runs the daemon as a separate process instead, for end-to-end tests.
 
 Agents added here are *bare*: a roster row and a live MCP socket, with nothing supervised behind it, so
@@ -41,6 +45,7 @@ import trio
 import trio.testing
 
 if TYPE_CHECKING:
+    from hive_trio.agent.scripted_model import ScriptedModel
     from hive_trio.clients.host import HostClient
     from hive_trio.clients.mcp import AgentClient
     from hive_trio.core.coordinator import Coordinator, LifecycleFactory, WallClock
@@ -188,6 +193,13 @@ def _directory(directory: Path | None) -> Iterator[Path]:
         yield path
 
 
+def open_scripted_model(*args: Any, **kwargs: Any) -> Any:
+    """`hive_trio.agent.scripted_model.open_scripted_model`, imported on first use."""
+    from hive_trio.agent import scripted_model
+
+    return scripted_model.open_scripted_model(*args, **kwargs)
+
+
 # ------------------------------------------------------------------------------ the daemon as a process
 
 
@@ -289,6 +301,16 @@ async def _stop(process: trio.Process) -> None:
 
 
 @pytest.fixture
+async def scripted_model() -> AsyncIterator[ScriptedModel]:
+    """A scripted Messages API server on loopback (`hive_trio.agent.scripted_model`); `push` replies to it,
+    or set its `default`, and read its `requests`."""
+    from hive_trio.agent.scripted_model import open_scripted_model
+
+    async with open_scripted_model() as model:
+        yield model
+
+
+@pytest.fixture
 def hive_agents() -> Sequence[str]:
     """Names of the bare agents every `hive` starts with. Override it in your conftest or module."""
     return ()
@@ -337,6 +359,8 @@ __all__ = [
     "hive_dir",
     "hive_settings",
     "open_daemon_process",
+    "open_scripted_model",
     "open_test_hive",
+    "scripted_model",
     "short_temp_dir",
 ]

@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
@@ -190,7 +191,7 @@ def cmd_mcp_bridge(args: argparse.Namespace) -> int:
 
     try:
         with reaching_the_daemon():
-            trio.run(run_mcp_bridge, args.socket)
+            trio.run(partial(run_mcp_bridge, args.socket, give_up_after=args.reconnect_for))
     except BridgeClosed as exc:
         raise CliError(str(exc)) from None
     return EXIT_OK
@@ -266,7 +267,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("mcp-bridge", help="bridge stdio to an agent's MCP socket (for stdio MCP clients)")
     p.add_argument("socket", metavar="SOCKET", help="the agent's mcp.sock")
+    p.add_argument(
+        "--reconnect-for",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="wait this long for a daemon that restarts",
+    )
     p.set_defaults(run=cmd_mcp_bridge)
+
+    from hive_trio.agent import main as agent_main  # the harness (docs/AGENTS.md); imports no SDK until it runs
+
+    p = sub.add_parser("agent", help="the harness: run an agent CLI in a turn loop on $HIVE_SOCKET")
+    agent_main.add_arguments(p)
+    p.set_defaults(run=agent_main.run)
 
     def operator(name: str, help_text: str, run: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)

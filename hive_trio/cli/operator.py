@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -101,14 +102,45 @@ def _positive_id(text: str) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     def human(r: dict[str, Any]) -> str:
         rows = r.get("agent_statuses") or []
-        if not rows:
-            return "no agents"
-        return format_table(
-            ["NAME", "STATE", "PENDING", "STATUS"],
-            [[a.get("name"), _state(a), a.get("pending_messages"), a.get("status_text")] for a in rows],
-        )
+        text = "no agents"
+        if rows:
+            text = format_table(
+                ["NAME", "STATE", "PENDING", "STATUS"],
+                [[a.get("name"), _state(a), a.get("pending_messages"), a.get("status_text")] for a in rows],
+            )
+        return text + federation_lines(r)
 
     return _print(args, _host_call(args, "agent_status"), human)
+
+
+def federation_lines(r: dict[str, Any]) -> str:
+    """The remote agents and the link-state line, when the hive is federated (docs/FEDERATION.md)."""
+    link = r.get("link")
+    if not isinstance(link, dict):
+        return ""
+    remote = r.get("remote_agents") or []
+    lines = [""]
+    if remote:
+        lines.append(
+            format_table(
+                ["REMOTE", "HIVE", "STATE", "STATUS"],
+                [
+                    [a.get("name"), a.get("hive"), "running" if a.get("running") else "stopped", a.get("status_text")]
+                    for a in remote
+                ],
+            )
+        )
+    oldest = link.get("oldest_unforwarded_at")
+    contact = link.get("last_contact_at")
+    now = time.time()
+    lines.append(
+        f"link {link.get('hive')}: {'connected' if link.get('connected') else 'DISCONNECTED'}, "
+        f"outbox {link.get('outbox_depth')}"
+        + (f" (oldest {now - oldest:.0f}s ago)" if isinstance(oldest, int | float) else "")
+        + (f", last contact {now - contact:.0f}s ago" if isinstance(contact, int | float) else ", no contact yet")
+        + (f", error: {link['error']}" if link.get("error") else "")
+    )
+    return "\n".join(lines)
 
 
 def lifecycle_command(verb: str, cmd: str, scoped: bool = False) -> Callable[[argparse.Namespace], int]:

@@ -16,7 +16,7 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager, suppress
 from pathlib import Path
 from typing import Any, NoReturn, Protocol
@@ -48,11 +48,13 @@ from hive_trio.records import (
     DeliveredEvent,
     HelperEvent,
     HelperQuestionAsked,
+    LinkState,
     Message,
     Question,
     QuestionAddedEvent,
     QuestionDraft,
     QuestionResolvedEvent,
+    RemoteAgent,
     SentEvent,
     Snapshot,
     TransientClearedEvent,
@@ -61,9 +63,11 @@ from hive_trio.records import (
     rfc3339,
     to_json,
 )
+from hive_trio.records.federation import Accepted, Arrival, OutboxItem, OutboxStats
 from hive_trio.records.harness import AgentUsage
 from hive_trio.rules.clock_steps import StepDetector, watchdog_sleep
 from hive_trio.rules.config import Config
+from hive_trio.rules.federation import RemoteAddress, parse_address
 from hive_trio.rules.names import validate_agent_name
 from hive_trio.rules.paths import HivePaths
 from hive_trio.rules.snapshot_budget import SnapshotBudget, approval_size, question_size, within_budget
@@ -72,6 +76,7 @@ from hive_trio.store.approvals import Approvals
 from hive_trio.store.broker import Broker
 from hive_trio.store.database import Database, refuse_a_lost_database
 from hive_trio.store.notices import Resolutions, Resolved
+from hive_trio.store.outbox import Outbox
 from hive_trio.store.questions import OperatorQuestions
 from hive_trio.store.roster import Roster
 from hive_trio.store.state_lock import StateLock
@@ -137,6 +142,21 @@ class LifecycleOps(Protocol):
     async def deny(self, approval_id: int, *, note: str | None = None) -> Approval: ...
 
 
+class FederationPort(Protocol):
+    """What the federation service (`hive_trio.federation.service.Federation`) offers, via `coord.federation`."""
+
+    @property
+    def hive(self) -> str: ...
+
+    def check_route(self, sender: str, address: RemoteAddress) -> None: ...
+
+    def wake_forwarder(self) -> None: ...
+
+    def remote_agents(self) -> list[RemoteAgent]: ...
+
+    async def link_state(self) -> LinkState: ...
+
+
 @attrs.define(eq=False)
 class AgentSlot:
     """A registered socket: the child nursery's cancel scope and the file it serves."""
@@ -194,6 +214,9 @@ class Coordinator:
         self._lifecycle = lifecycle(self)
         # What harnesses report (issue 10): transcripts, usage, permissions, control, reminders.
         self.reports = HarnessReports(self, db=db, hub=self._hub, deliverable=self._deliverable)
+        self._outbox = Outbox(db, clock=clock, max_body_bytes=config.max_body_bytes)
+        # Set while the federation service runs (config `[federation]`); None on a single-host hive.
+        self.federation: FederationPort | None = None
 
     # ================================================================== registration
     @property
@@ -322,6 +345,11 @@ class Coordinator:
     # ================================================================== messages
     async def send(self, sender: str, to: str, body: str) -> list[Message]:
         """Commit a message (or a broadcast) and mirror it to the dashboard as `sent`."""
+        address = parse_address(to)
+        if address is not None:
+            if self.federation is None or address.hive != self.federation.hive:
+                return [await self._send_remote(sender, address, body)]
+            to = address.agent  # `agent@this-hive` is local
         if to == BROADCAST:
             messages = await self._broker.broadcast(sender, body + BROADCAST_HINT)
         else:
@@ -332,6 +360,45 @@ class Coordinator:
             messages = [await self._broker.send(sender, to, body)]
         self._deliverable(messages)
         return messages
+
+    async def _send_remote(self, sender: str, address: RemoteAddress, body: str) -> Message:
+        """Commit the message and its outbox row together; the forwarder takes it from there."""
+        federation = self.federation
+        if federation is None:
+            raise InvalidRequest(f"{address} is on another hive, and this hive is not federated ([federation])")
+        federation.check_route(sender, address)
+        message = await self._outbox.queue(origin=federation.hive, sender=sender, address=address, body=body)
+        federation.wake_forwarder()
+        self._hub.emit(SentEvent.of(message))
+        return message
+
+    # ================================================================== federation (docs/FEDERATION.md)
+    # The federation service moves rows between hive.db and NATS only through these, so the coordinator
+    # stays the one writer and announcer.
+    async def outbox_pending(self, *, limit: int, skip_hives: Collection[str] = ()) -> list[OutboxItem]:
+        return await self._outbox.pending(limit=limit, skip_hives=skip_hives)
+
+    async def settle_outbox(self, *, forwarded: Sequence[int], failed: Sequence[tuple[int, str]]) -> None:
+        """JetStream acked `forwarded`; the link refused `failed` for good (each sender hears why)."""
+        notices = await self._outbox.settle(forwarded=forwarded, failed=failed)
+        self._deliverable(notices)
+
+    async def accept_remote(
+        self, arrivals: Sequence[Arrival], *, me: str, isolated: frozenset[str], allows_peer: Callable[[str], bool]
+    ) -> list[Accepted]:
+        """Messages (and bounces) consumed from the link: commit them once, then wake their recipients."""
+        results = await self._outbox.accept(arrivals, me=me, isolated=isolated, allows_peer=allows_peer)
+        self._deliverable([m for r in results for m in r.messages])
+        return results
+
+    async def outbox_stats(self) -> OutboxStats:
+        return await self._outbox.stats()
+
+    async def remote_agents(self) -> list[RemoteAgent]:
+        return [] if self.federation is None else self.federation.remote_agents()
+
+    async def link_state(self) -> LinkState | None:
+        return None if self.federation is None else await self.federation.link_state()
 
     def _deliverable(self, messages: Sequence[Message]) -> None:
         """Committed messages: mirror each to the dashboard as `sent`, and wake each recipient's parked `recv`."""
@@ -781,6 +848,8 @@ class Coordinator:
         tombstones = await self.tombstones()
         permissions = await self.reports.snapshot_permissions()
         omitted = {k: n for k, n in (("approvals", approvals_left), ("questions", questions_left)) if n}
+        remote_agents = await self.remote_agents()
+        link = await self.link_state()
         return Snapshot(
             seq=seq,
             epoch=self.epoch,
@@ -791,13 +860,16 @@ class Coordinator:
             tombstones=tombstones,
             permissions=permissions,
             omitted=omitted,
+            remote_agents=remote_agents,
+            link=link,
         )
 
     # ================================================================== maintenance
     async def vacuum(self) -> int:
-        dropped = await self._broker.vacuum(retention_seconds=self.config.retention_days * 86400)
+        retention = self.config.retention_days * 86400
+        dropped = await self._broker.vacuum(retention_seconds=retention)
         await self.reports.vacuum()
-        return dropped
+        return dropped + await self._outbox.vacuum(retention_seconds=retention)
 
     async def serve_vacuum(
         self, *, interval: float = 3600.0, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

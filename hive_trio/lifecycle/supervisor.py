@@ -223,10 +223,20 @@ class Supervisor:
             if self._shutting_down or self._runs.get(name) is not run:
                 return
             del self._runs[name]
+            if run.exited_cleanly and name != MANAGER_AGENT:
+                await self._stopped_itself(name)
+                return
             await self._crashed(name, run)
         except Exception:
             # A bug here must never take the supervisor (and with it the daemon) down.
             log.exception("supervising %s failed", name)
+
+    async def _stopped_itself(self, name: str) -> None:
+        """Status 0 is the agent's own clean exit (a harness told to stop, a one-shot command): a stop.
+        hive-c0re counted every exit as a crash, so `claude -p` restarted in a loop until it was failed."""
+        log.info("%s exited with status 0; it stays stopped", name)
+        await self.coord.set_desired(name, STOPPED)
+        self.coord.set_running(name, False)  # announced after the record says stopped
 
     async def _crashed(self, name: str, run: Run) -> None:
         is_manager = name == MANAGER_AGENT

@@ -3,8 +3,9 @@
 The package imports nothing else of hive_trio's. One module per wire: `rows` (store rows, shared names,
 the dashboard snapshot), `events` (HelperEvent and DashboardEvent), `tools` (MCP tool arguments), `host`
 (host.sock requests and rows), `harness` (what harnesses report, and its events, verbs and rows: issue
-10), `stream` (dashboard actions and frames), and `convert` (the one converter, configured once, and
-`dumps`, the one JSON encoding). Everything public is re-exported here, one
+10), `stream` (dashboard actions and frames), `federation` (hive-to-hive payloads, remote roster, link
+state), and `convert` (the one converter, configured once, and `dumps`, the one JSON encoding).
+Everything public is re-exported here, one
 `import X as X` line each (the explicit re-export mypy and readers recognise), so `from hive_trio.records
 import X` works for every X. It must never grow behaviour beyond shape and encoding.
 """
@@ -47,6 +48,13 @@ from hive_trio.records.events import QuestionResolvedEvent as QuestionResolvedEv
 from hive_trio.records.events import SentEvent as SentEvent
 from hive_trio.records.events import TransientClearedEvent as TransientClearedEvent
 from hive_trio.records.events import TransientSetEvent as TransientSetEvent
+from hive_trio.records.federation import HelperUndeliverable as HelperUndeliverable
+from hive_trio.records.federation import LinkState as LinkState
+from hive_trio.records.federation import RemoteAgent as RemoteAgent
+from hive_trio.records.federation import RemoteAgentRow as RemoteAgentRow
+from hive_trio.records.federation import WireBounce as WireBounce
+from hive_trio.records.federation import WireMessage as WireMessage
+from hive_trio.records.federation import WireRoster as WireRoster
 from hive_trio.records.harness import RULE_DECIDER as RULE_DECIDER
 from hive_trio.records.harness import TTL_DECIDER as TTL_DECIDER
 from hive_trio.records.harness import WITHDRAWN_DECIDER as WITHDRAWN_DECIDER

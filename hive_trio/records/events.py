@@ -9,6 +9,7 @@ from typing import Any, Final, TypeAlias
 
 import attrs
 
+from hive_trio.records.federation import HelperUndeliverable
 from hive_trio.records.harness import (
     HelperBudgetExceeded,
     HelperLoggedIn,
@@ -116,6 +117,7 @@ HelperEvent: TypeAlias = (
     | HelperLoggedIn
     | HelperTurnFailed
     | HelperBudgetExceeded
+    | HelperUndeliverable
 )
 HELPER_EVENT_TYPES: Final[tuple[type[Any], ...]] = HelperEvent.__args__
 

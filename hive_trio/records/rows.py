@@ -11,6 +11,7 @@ from typing import Any, Final
 
 import attrs
 
+from hive_trio.records.federation import LinkState, RemoteAgent
 from hive_trio.records.harness import AgentUsage, PermissionRequest
 
 SYSTEM_SENDER: Final = "system"
@@ -228,3 +229,6 @@ class Snapshot:
     # Per part ("approvals", "questions"): how many were left out to keep the snapshot under its budget
     # (rules.snapshot_budget); the full lists are host.sock's `approvals` and `questions`.
     omitted: dict[str, int] = attrs.field(factory=dict)
+    # Federation (docs/FEDERATION.md): agents on other hives, and this hive's link; empty when off.
+    remote_agents: list[RemoteAgent] = attrs.field(factory=list)
+    link: LinkState | None = None

@@ -19,6 +19,7 @@ import attrs
 import cattrs
 
 from hive_trio.records import describe_error
+from hive_trio.rules.federation import FederationConfig
 from hive_trio.rules.snapshot_budget import DEFAULT_SNAPSHOT_BUDGET
 
 Backend = Literal["process", "nixos-container"]
@@ -109,6 +110,8 @@ class Config:
     host_idle_timeout: float = 120.0
     # Text a dashboard snapshot may carry in approvals, questions and recent mail (rules.snapshot_budget).
     snapshot_budget_bytes: int = DEFAULT_SNAPSHOT_BUDGET
+    # `[federation]`: hives on other hosts over NATS JetStream (docs/FEDERATION.md). Off by default.
+    federation: FederationConfig = attrs.field(factory=FederationConfig)
 
     def __attrs_post_init__(self) -> None:
         positive = (

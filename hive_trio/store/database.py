@@ -107,7 +107,35 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """
     ALTER TABLE agents ADD COLUMN failed_reason TEXT;
     """,
-    # 3: what harnesses report (issue 10): transcripts, permission requests and always-allow rules,
+    # 3: federation (store/outbox.py). Remote sends wait in `outbox` until the destination's JetStream
+    # acknowledged them; `federation_received` makes the (origin hive, origin id) of every message taken
+    # from another hive unique, so a redelivery is absorbed.
+    """
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        message_id INTEGER,
+        kind TEXT NOT NULL CHECK (kind IN ('message', 'bounce')),
+        hive TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        address TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        nats_msg_id TEXT NOT NULL UNIQUE,
+        payload TEXT NOT NULL,
+        queued_at REAL NOT NULL,
+        forwarded_at REAL,
+        failed_at REAL,
+        note TEXT
+    );
+    CREATE INDEX outbox_pending ON outbox (id) WHERE forwarded_at IS NULL AND failed_at IS NULL;
+    CREATE INDEX outbox_message ON outbox (hive, message_id);
+    CREATE TABLE federation_received (
+        origin_hive TEXT NOT NULL,
+        origin_id INTEGER NOT NULL,
+        received_at REAL NOT NULL,
+        PRIMARY KEY (origin_hive, origin_id)
+    ) WITHOUT ROWID;
+    """,
+    # 4: what harnesses report (issue 10): transcripts, permission requests and always-allow rules,
     # reminders, usage per agent per UTC day, and daily budgets.
     """
     CREATE TABLE transcript (

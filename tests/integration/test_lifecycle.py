@@ -513,3 +513,22 @@ async def test_a_purge_cut_off_half_way_is_finished_at_the_next_start(short_tmp:
         assert leftovers == [], leftovers
         await coord.ops.spawn("alpha")  # the name is free, and its repos are whole
         assert await rev_parse(paths.agent_applied("alpha"), "main")
+
+
+async def test_a_clean_exit_is_a_stop_not_a_crash(short_tmp: Path) -> None:
+    # `claude -p` as the agent command exits 0 after one answer: hive-c0re counted that as a crash and
+    # restarted it until it was marked failed, with a container_crash for the manager each time.
+    config = lifecycle_config(short_tmp, agent_command="echo done; exit 0", restart_intensity=2)
+    async with open_hive(config) as hive:
+        coord = hive.coordinator
+        await coord.ops.spawn("oneshot")
+
+        async def stopped() -> bool:
+            record = await coord.require_agent("oneshot")
+            return record.desired == "stopped" and lifecycle_of(coord).run_of("oneshot") is None
+
+        await eventually(stopped, coord=coord, what="the clean exit to be recorded as a stop")
+        record = await coord.require_agent("oneshot")
+        assert not record.failed
+        assert not [e for e in await helper_events(coord, "manager") if e["event"] == "container_crash"]
+        assert "done" in coord.paths.agent_log("oneshot").read_text()

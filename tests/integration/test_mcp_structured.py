@@ -138,3 +138,16 @@ async def test_a_bad_line_is_answered_after_the_requests_before_it(hive: InProce
     replies = [await raw.read(), await raw.read()]
     assert replies[0]["id"] == 1 and replies[0]["result"]["structuredContent"]["messages"][0]["body"] == "now"
     assert replies[1]["id"] is None and replies[1]["error"]["code"] == types.PARSE_ERROR
+
+
+async def test_a_2026_client_opens_without_initialize_as_claude_code_does(hive: InProcessHive) -> None:
+    # Claude Code 2.1.3xx probes with `server/discover` in the 2026-07-28 envelope; that era has no handshake.
+    raw = await open_raw(hive, "alpha")
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "claude-code", "version": "2.1"},
+        "io.modelcontextprotocol/clientCapabilities": {},
+    }
+    await raw.send({"jsonrpc": "2.0", "id": "probe", "method": "server/discover", "params": {"_meta": meta}})
+    reply = await raw.read()
+    assert "error" not in reply, reply

@@ -202,7 +202,7 @@ def test_every_command_is_declared() -> None:
     assert set(commands) == {
         "daemon", "up", "watch", "dashboard-url", "mcp-bridge", "status", "spawn", "start", "stop", "restart",
         "rebuild", "destroy", "approvals", "approve", "deny", "questions", "answer", "send", "broadcast",
-        "tombstones", "inbox", "reply", "logs", "install-unit", "backup", "permissions", "allow",
+        "tombstones", "inbox", "reply", "logs", "install-unit", "backup", "agent", "permissions", "allow",
         "deny-permission", "interrupt", "transcript", "set-budget", "reminders",
     }  # fmt: skip
 
@@ -281,7 +281,8 @@ async def test_the_bridge_copies_bytes_both_ways_and_ends_with_stdin(hive: InPro
 
 async def test_the_bridge_says_so_when_the_daemon_hangs_up(hive: InProcessHive) -> None:
     await hive.add_agent("alpha")
-    argv = [sys.executable, "-m", "hive_trio", "mcp-bridge", str(hive.socket_path("alpha"))]
+    socket = str(hive.socket_path("alpha"))
+    argv = [sys.executable, "-m", "hive_trio", "mcp-bridge", socket, "--reconnect-for", "0.5"]
     process = await trio.lowlevel.open_process(
         argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )

@@ -135,3 +135,9 @@ def test_no_dispatch_by_attribute_name(path: Path) -> None:
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr":
             assert len(node.args) < 2 or not isinstance(node.args[1], ast.JoinedStr), ast.unparse(node)
+
+
+def test_the_harness_reaches_the_hive_only_as_a_client() -> None:
+    # `hive-trio agent` runs in the agent's process: its socket and its channel are all it has of the daemon.
+    inner = ("hive_trio.core", "hive_trio.store", "hive_trio.daemon", "hive_trio.lifecycle", "hive_trio.dashboard")
+    assert violations(("hive_trio.agent",), (*inner, "hive_trio.sockets", "hive_trio.cli")) == []

@@ -40,6 +40,7 @@ HELPER_EVENTS: list[Any] = [
     h.HelperLoggedIn(agent="alpha"),
     h.HelperTurnFailed(agent="alpha", note="alpha's turn failed: boom"),
     h.HelperBudgetExceeded(agent="alpha"),
+    r.HelperUndeliverable(id=3, to="bob@lab", reason="lab: no agent 'bob' on hive 'lab'"),
 ]
 
 DASHBOARD_EVENTS: list[Any] = [

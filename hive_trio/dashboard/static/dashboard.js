@@ -221,7 +221,40 @@
     state.log = snap.messages.map((m) => ({ id: m.id, from: m.from, to: m.to, body: m.body, at: m.sent_at, delivered: m.delivered_at !== null }));
     state.tombstones = snap.tombstones || [];
     state.permissions = new Map((snap.permissions || []).filter((r) => !r.decision).map((r) => [r.id, r]));
+    applyFederation(snap);
     renderAll();
+  }
+
+  // Federation (docs/FEDERATION.md): remote agents and the link-state line. The link is not an event
+  // stream of its own, so while one exists the page re-reads it from /api/state every few seconds.
+  let federationTimer = null;
+  function applyFederation(snap) {
+    state.remote = snap.remote_agents || [];
+    state.link = snap.link || null;
+    if (state.link && federationTimer === null) {
+      federationTimer = setInterval(async () => {
+        try {
+          const r = await fetch("/api/state", { credentials: "same-origin" });
+          if (r.ok) { applyFederation(await r.json()); renderFederation(); }
+        } catch (_) { /* the stream's reconnect handles a daemon that went away */ }
+      }, 5000);
+    }
+  }
+
+  function renderFederation() {
+    const el = $("federation");
+    if (!el) return;
+    const link = state.link;
+    el.hidden = !link;
+    if (!link) return;
+    const now = Date.now() / 1000;
+    const ago = (t) => `${Math.max(0, Math.round(now - t))}s ago`;
+    const parts = [`Link ${link.hive}: ${link.connected ? "connected" : "DISCONNECTED"}`, `outbox ${link.outbox_depth}`];
+    if (link.oldest_unforwarded_at) parts.push(`oldest unforwarded ${ago(link.oldest_unforwarded_at)}`);
+    parts.push(link.last_contact_at ? `last contact ${ago(link.last_contact_at)}` : "no contact yet");
+    if (link.error) parts.push(`error: ${link.error}`);
+    const remote = (state.remote || []).map((a) => `${a.name}@${a.hive}${a.running ? "" : " (stopped)"}`);
+    el.textContent = parts.join(" · ") + (remote.length ? ` — remote agents: ${remote.join(", ")}` : "");
   }
 
   // By the message id both carry; by content only for events from a daemon without ids.
@@ -815,6 +848,7 @@
     const tomb = $("tombstones");
     tomb.hidden = state.tombstones.length === 0;
     tomb.textContent = state.tombstones.length ? `Kept state of destroyed agents: ${state.tombstones.join(", ")}` : "";
+    renderFederation();
     renderRecipients();
     renderAgentView();
   }
@@ -833,7 +867,8 @@
     const select = $("send-to");
     const current = select.value;
     const names = [...state.agents.keys()].sort();
-    const wanted = [...names, "manager", "*"];
+    const remote = (state.remote || []).map((a) => `${a.name}@${a.hive}`).sort();
+    const wanted = [...names, ...remote, "manager", "*"];
     const have = [...select.options].map((o) => o.value);
     if (wanted.join("\u0000") === have.join("\u0000")) return;
     select.replaceChildren(...wanted.map((n) => h("option", { value: n, text: n === "*" ? "everyone" : n })));

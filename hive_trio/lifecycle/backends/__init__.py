@@ -50,6 +50,11 @@ class Run(Protocol):
         ...
 
     @property
+    def exited_cleanly(self) -> bool:
+        """It ended on its own with success (status 0): a stop of its own, never a crash."""
+        ...
+
+    @property
     def pid(self) -> int | None: ...
 
     async def stop(self, *, grace: float) -> None:

@@ -236,6 +236,10 @@ class ContainerRun:
     def exit_reason(self) -> str:
         return self._reason
 
+    @property
+    def exited_cleanly(self) -> bool:
+        return False  # a container that stops by itself is never asked to: judge it as a crash
+
     async def watch(self, *, interval: float) -> None:
         try:
             with self._watch_scope:

@@ -324,6 +324,10 @@ class ProcessRun:
     def exit_reason(self) -> str:
         return describe_exit(self.returncode)
 
+    @property
+    def exited_cleanly(self) -> bool:
+        return self.returncode == 0 and not self.stop_requested
+
     async def stop(self, *, grace: float) -> None:
         if self.exited.is_set():
             return

@@ -28,6 +28,7 @@ from hive_trio.records import (
     dumps,
     json_type_name,
 )
+from hive_trio.rules.federation import parse_address
 from hive_trio.rules.names import validate_agent_name, validate_recipient
 
 COMMANDS: Final[dict[str, type[Any]]] = {cls.tag_value: cls for cls in HOST_REQUEST_TYPES}
@@ -86,7 +87,9 @@ def _validate_names(request: HostRequest) -> None:
         if isinstance(request, HostSend):
             if request.to == SYSTEM_SENDER:
                 raise InvalidRequest("'system' sends messages but never receives them")
-            validate_recipient(request.to)
+            # `agent@hive` is another hive's agent (docs/FEDERATION.md); the coordinator routes it.
+            if parse_address(request.to) is None:
+                validate_recipient(request.to)
     except InvalidRequest as exc:
         raise HostProtocolError(f"{type(request).tag_value}: {exc}") from None
 

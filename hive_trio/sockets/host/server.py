@@ -182,7 +182,12 @@ class HostCommands:
         return {"agents": await self.coordinator.agent_names()}
 
     async def _agent_status(self, _: HostAgentStatus) -> Fields:
-        return {"agent_statuses": unstructure(await self.coordinator.agent_statuses())}
+        fields: Fields = {"agent_statuses": unstructure(await self.coordinator.agent_statuses())}
+        if self.coordinator.federation is not None:
+            # New optional keys (host.sock v1 clients ignore what they do not know): docs/FEDERATION.md.
+            fields["remote_agents"] = unstructure(await self.coordinator.remote_agents())
+            fields["link"] = unstructure(await self.coordinator.link_state())
+        return fields
 
     async def _set_paused(self, request: HostSetPaused) -> Fields:
         record = await self.coordinator.set_paused(request.name, request.paused)

@@ -189,6 +189,7 @@ class InitializeFirst:
             return result
         if (
             not self.initialized
+            and not _modern_envelope(ctx.params)
             and ctx.request_id is not None
             and method not in NOT_GATED
             and self.server.get_request_handler(method) is not None
@@ -201,6 +202,16 @@ class InitializeFirst:
 
 
 NOT_GATED = frozenset({"ping"})
+MODERN_VERSION_KEY = "io.modelcontextprotocol/protocolVersion"
+
+
+def _modern_envelope(params: Any) -> bool:
+    """A 2026-07-28 request (its own `_meta` envelope): that era has no handshake, so nothing to gate.
+
+    Claude Code 2.1.3xx opens with `server/discover` in that era; the SDK then serves the connection in it
+    and refuses a later `initialize`, so gating the probe left Claude Code with no hive tools at all."""
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    return isinstance(meta, dict) and MODERN_VERSION_KEY in meta
 
 
 @functools.cache

@@ -437,7 +437,11 @@ class Toolbox:
     async def _list_agents(self, _: NoArgs) -> dict[str, Any]:
         # hive-c0re's `list_agents` is the registry of agent sockets, held in memory: no database read,
         # so it stays cheap however often a harness calls it. Status rows are the operator's (host.sock).
-        return {"agents": self.coordinator.registered_names()}
+        result: dict[str, Any] = {"agents": self.coordinator.registered_names()}
+        if self.coordinator.federation is not None:
+            # Agents of other hives, addressed `name@hive` (docs/FEDERATION.md); held in memory too.
+            result["remote_agents"] = unstructure(await self.coordinator.remote_agents())
+        return result
 
     async def _remind(self, args: RemindArgs) -> dict[str, Any]:
         reminder = await self.coordinator.reports.remind(
