@@ -377,7 +377,6 @@ def backup_database(source: Path, target: Path) -> int:
 
 def connect(path: Path, *, synchronous: str = "FULL") -> apsw.Connection:
     route_sqlite_log()
-    secure_files(path)
     flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE | apsw.SQLITE_OPEN_NOFOLLOW
     conn = apsw.Connection(str(path), flags=flags)
     conn.setbusytimeout(BUSY_TIMEOUT_MS)
@@ -452,6 +451,10 @@ class Database:
 
     def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
         self.path = path
+        # Once, before SQLite opens anything: closing any descriptor of hive.db or its -shm in this process
+        # drops every POSIX lock SQLite holds on it, and then another process's connection believes it is
+        # the last one, checkpoints and deletes the WAL this daemon is still writing to.
+        secure_files(path)
         self._writer = connect(path, synchronous=synchronous)
         migrate(self._writer)
         self._reader = connect(path, synchronous=synchronous)

@@ -99,7 +99,8 @@ async def test_hive_trio_up_brings_a_living_hive(short_tmp: Path) -> None:
             # Everything within 10 seconds of typing the command.
             await eventually(
                 living,
-                watch=[short_tmp / "hive-state", run_dir / "pids"],
+                # short_tmp too: the other two do not exist yet, and only an existing directory is watched.
+                watch=[short_tmp, short_tmp / "hive-state", run_dir / "pids"],
                 within=10,
                 what=f"a living hive; output so far:\n{output.decode()}",
             )
