@@ -41,7 +41,7 @@ from wsproto.frame_protocol import FrameProtocol
 
 from hive_trio.daemon import open_hive, tune_garbage_collection
 from hive_trio.dashboard.protocol import ResumePoint, stream_url
-from hive_trio.dashboard.server import StreamConnection
+from hive_trio.dashboard.server import DashboardServer
 from hive_trio.dashboard.token import dashboard_url
 from hive_trio.records import OPERATOR, SentEvent
 from hive_trio.rules.config import Config
@@ -177,27 +177,35 @@ def run_subscribers(url: str, stall_url: str | None, count: int, seconds: float)
 
 
 class WriteProbe:
-    """Counts stream frames handed to the kernel, to time the server's side of a fan-out.
+    """Times the server's side of a fan-out: until it has handed `target` event frames to the kernel.
 
-    A measuring probe for this script only: it wraps `StreamConnection._send` in this process.
+    Polls the dashboard's own count (`DashboardServer.frames_written`) from a task of its own.
     """
 
     def __init__(self) -> None:
         self.target = 0
-        self.count = 0
+        self.start = 0
         self.done_at = 0.0
-        original = StreamConnection._send
+        self.servers: list[DashboardServer] = []
+        original = DashboardServer.__init__
 
-        async def probed(conn: StreamConnection, text: str) -> None:
-            await original(conn, text)
-            self.count += 1
-            if self.count == self.target:
-                self.done_at = now()
+        def recording(server: DashboardServer, *args: Any, **kwargs: Any) -> None:
+            original(server, *args, **kwargs)
+            self.servers.append(server)
 
-        StreamConnection._send = probed  # type: ignore[method-assign]
+        DashboardServer.__init__ = recording  # type: ignore[method-assign]
+
+    def written(self) -> int:
+        return self.servers[-1].frames_written if self.servers else 0
 
     def arm(self, frames: int) -> None:
-        self.target, self.count, self.done_at = frames, 0, 0.0
+        self.target, self.start, self.done_at = frames, self.written(), 0.0
+
+    async def watch(self) -> None:
+        while True:
+            await trio.sleep(0.0005)
+            if self.target and not self.done_at and self.written() - self.start >= self.target:
+                self.done_at = now()
 
 
 async def run_case(args: argparse.Namespace, probe: WriteProbe, *, stall: bool) -> dict[str, Any]:
@@ -225,6 +233,7 @@ async def run_case(args: argparse.Namespace, probe: WriteProbe, *, stall: bool) 
             if stall:
                 child += ["--stall-url", stream_url(base, token=None, resume=None)]
             async with trio.open_nursery() as nursery:
+                nursery.start_soon(probe.watch)
                 proc = await nursery.start(partial(trio.run_process, child, stdout=subprocess.PIPE, check=False))
                 lines = proc_lines(proc)
                 connect_started = now()

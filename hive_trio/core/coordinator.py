@@ -24,7 +24,7 @@ from typing import Any, NoReturn, Protocol
 import attrs
 import trio
 
-from hive_trio.core.event_hub import EventHub, Subscription
+from hive_trio.core.event_hub import Bell, EventHub, Subscription
 from hive_trio.core.inbox_bells import InboxBells
 from hive_trio.core.reports import HarnessReports
 from hive_trio.errors import Busy, Conflict, HiveError, InvalidRequest, sole_error
@@ -498,6 +498,10 @@ class Coordinator:
     def subscribe(self, *, buffer: int | None = None) -> AbstractContextManager[Subscription]:
         """Subscribe to the dashboard events (adapters read the hub; only the coordinator emits)."""
         return self._hub.subscribe(buffer=buffer)
+
+    def event_bell(self) -> AbstractContextManager[Bell]:
+        """A bell rung after each dashboard event (for a reader of many subscriptions at once)."""
+        return self._hub.bell()
 
     def replay_since(self, seq: int) -> list[DashboardEvent] | None:
         return self._hub.replay_since(seq)

@@ -52,12 +52,31 @@ class Subscription:
             raise StopAsyncIteration from None
 
 
+@attrs.define(eq=False)
+class Bell:
+    """Rung after every `emit` (once per burst, however many events): a wake-up that carries nothing.
+
+    For a reader that pulls events from subscriptions it already holds (the dashboard's fan-out
+    writer), so one task wakes per burst instead of one per subscriber.
+    """
+
+    _rung: trio.Event = attrs.field(factory=trio.Event)
+
+    def ring(self) -> None:
+        self._rung.set()
+
+    async def wait(self) -> None:
+        await self._rung.wait()
+        self._rung = trio.Event()
+
+
 class EventHub:
     def __init__(self, *, buffer: int = 256, ring: int = 4096) -> None:
         self._seq = 0
         self._buffer = buffer
         self._ring: deque[DashboardEvent] = deque(maxlen=ring)
         self._subscribers: set[Subscription] = set()
+        self._bells: set[Bell] = set()
         self.dropped_subscribers = 0
 
     # ------------------------------------------------------------------ seq and fan-out
@@ -71,6 +90,8 @@ class EventHub:
         self._ring.append(stamped)
         for sub in list(self._subscribers):
             self._offer(sub, stamped)
+        for bell in self._bells:
+            bell.ring()
         return stamped
 
     def _offer(self, sub: Subscription, event: DashboardEvent) -> None:
@@ -105,6 +126,16 @@ class EventHub:
             self._subscribers.discard(sub)
             send.close()
             receive.close()
+
+    @contextmanager
+    def bell(self) -> Iterator[Bell]:
+        """A `Bell` rung after each emit, for as long as the block lasts."""
+        bell = Bell()
+        self._bells.add(bell)
+        try:
+            yield bell
+        finally:
+            self._bells.discard(bell)
 
     @property
     def subscriber_count(self) -> int:

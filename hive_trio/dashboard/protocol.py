@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import attrs
 import cattrs
+from wsproto.frame_protocol import FrameProtocol
 
 from hive_trio.records import (
     CONVERTER,
@@ -116,6 +117,18 @@ def encode_event(event: DashboardEvent) -> str:
 
 def encode_resumed(seq: int, epoch: str) -> str:
     return _dump(ResumedFrame(seq=seq, epoch=epoch))
+
+
+def text_frame(text: str) -> bytes:
+    """`text` as one whole, unmasked websocket text frame: what a server without extensions sends.
+
+    wsproto frames it; with `fin=True` its frame writer keeps no state between calls, so the same
+    bytes are right for every connection.
+    """
+    return bytes(_FRAMES.send_data(text, fin=True))
+
+
+_FRAMES: Final = FrameProtocol(client=False, extensions=[])
 
 
 def encode_result(req: RequestId, *, ok: bool, error: str | None = None, result: Any = None) -> str:
@@ -307,5 +320,6 @@ __all__ = [
     "parse_resume",
     "split_host",
     "stream_url",
+    "text_frame",
     "token_matches",
 ]

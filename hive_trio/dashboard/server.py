@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import socket
 from collections import OrderedDict
+from collections.abc import Awaitable
 from contextlib import suppress
 from functools import partial
 from pathlib import Path
@@ -28,7 +29,7 @@ import trio_websocket
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
 
 from hive_trio.core.coordinator import Coordinator
-from hive_trio.core.event_hub import Resync, Subscription
+from hive_trio.core.event_hub import HubItem, Resync, Subscription
 from hive_trio.dashboard.actions import perform
 from hive_trio.dashboard.protocol import (
     CLOSE_GOING_AWAY,
@@ -41,6 +42,7 @@ from hive_trio.dashboard.protocol import (
     encode_snapshot,
     is_loopback_host,
     parse_action,
+    text_frame,
 )
 from hive_trio.dashboard.routes import (
     JSON,
@@ -90,6 +92,8 @@ MAX_ACTIONS_IN_FLIGHT: Final = 16
 # Results waiting for a connection that is not reading; past this the connection is closed.
 RESULT_BACKLOG: Final = 64
 ENCODED_CACHE: Final = 2048
+# The fan-out yields to other tasks after this many connections (a 1,000-subscriber pass takes ~10 ms).
+FAN_OUT_SLICE: Final = 128
 # Kernel memory a peer that reads nothing can pin; past it, writes back-pressure and the hub drops it.
 SEND_BUFFER: Final = 128 * 1024
 # Dead idle peers are found by TCP keepalive; websockets get no pings (nothing to tune, nothing to
@@ -112,7 +116,8 @@ class DashboardServer:
         self._waiting: set[trio.CancelScope] = set()  # HTTP connections waiting for a request head
         self._accepting = trio.CancelScope()
         self._actions: trio.Nursery | None = None
-        self._encoded: OrderedDict[int, str] = OrderedDict()
+        self._framed: OrderedDict[int, bytes] = OrderedDict()
+        self.frames_written = 0  # event frames handed to the kernel (a benchmark's probe)
 
     # ------------------------------------------------------------------ the server's life
     async def serve(
@@ -130,6 +135,7 @@ class DashboardServer:
             self._actions = actions
             # Checked a few times per timeout: a stalled peer is cut between 1 and 1.25 timeouts.
             actions.start_soon(partial(serve_stall_watch, self.streams, interval=min(1.0, self.stall_timeout / 4)))
+            await actions.start(self._fan_out)
             async with trio.open_nursery() as connections:
                 await connections.start(self._accept, listener, connections)
                 task_status.started()
@@ -279,14 +285,37 @@ class DashboardServer:
         return None
 
     # ------------------------------------------------------------------ shared work
-    def encoded(self, event: DashboardEvent) -> str:
-        """Each event is encoded once however many connections send it."""
-        frame = self._encoded.get(event.seq)
+    def framed(self, event: DashboardEvent) -> bytes:
+        """Each event is encoded and framed once however many connections send it.
+
+        Server frames are unmasked and this server negotiates no extension, so every subscriber's
+        websocket gets the very same bytes.
+        """
+        frame = self._framed.get(event.seq)
         if frame is None:
-            frame = self._encoded[event.seq] = encode_event(event)
-            if len(self._encoded) > ENCODED_CACHE:
-                self._encoded.popitem(last=False)
+            frame = self._framed[event.seq] = text_frame(encode_event(event))
+            if len(self._framed) > ENCODED_CACHE:
+                self._framed.popitem(last=False)
         return frame
+
+    async def _fan_out(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> NoReturn:
+        """After each burst of events, write them to every caught-up subscriber from this one task.
+
+        The hub's bell only wakes it: every connection still reads its own subscription
+        (so its bound, its Resync and its order are the hub's), and a connection whose socket cannot
+        take a frame at once is left to its own task, so a stalled one costs the others one failed
+        `send_nowait` call. One task writing 1,000 sockets replaces 1,000 task wake-ups and
+        trio-websocket's per-frame lock and framing (docs/PERFORMANCE.md, "Dashboard fan-out").
+        """
+        with self.coord.event_bell() as bell:
+            task_status.started()
+            while True:
+                await bell.wait()
+                for i, conn in enumerate(list(self.connections)):
+                    conn.deliver_live()
+                    if i % FAN_OUT_SLICE == FAN_OUT_SLICE - 1:
+                        await trio.lowlevel.checkpoint()  # let other work in between slices
+        raise AssertionError("unreachable")
 
     def start_action(self, conn: StreamConnection, action: DashboardAction) -> None:
         # Actions run in the server's nursery, not the connection's: an operator who closes the tab
@@ -317,6 +346,10 @@ class StreamConnection:
         self._gone = False
         self._listening = trio.CancelScope()
         self._sub: Subscription | None = None
+        self._last = 0  # the seq of the last event written (or in the snapshot)
+        self._live = False  # caught up and asleep: the server's fan-out writes for it
+        self._wake = trio.Event()
+        self._held: HubItem | None = None  # taken by the fan-out, left for `_pump`
         self._slots = trio.Semaphore(MAX_ACTIONS_IN_FLIGHT)
         self._results_send, self._results = trio.open_memory_channel[str](RESULT_BACKLOG)
 
@@ -338,6 +371,7 @@ class StreamConnection:
         self._listening.cancel()
         if self._sub is not None:
             self._sub.receive.close()
+        self._wake.set()
         self._results.close()
 
     async def _send(self, text: str) -> None:
@@ -361,29 +395,100 @@ class StreamConnection:
 
     # ------------------------------------------------------------------ events out
     async def _pump(self) -> None:
+        """Snapshot (or resume), then events in seq order until finished; a resync reloads in full.
+
+        While this connection is `live` (caught up, nothing pending) the server's fan-out writes its
+        events, framed once for everyone, straight to the socket (`deliver_live`), and this task
+        sleeps. It takes over whenever that cannot finish a frame without waiting: a busy or full
+        socket, a Resync. Either way the events come from this connection's own hub subscription,
+        whose bound is what a subscriber may hold.
+        """
         resume = self.resume
         while not self._finished:
             # Subscribe *before* the snapshot: every event after its seq is then in the subscription.
             with self.coord.subscribe() as sub:
                 self._sub = sub
                 try:
-                    last = await self._start_point(resume)
+                    self._last = await self._start_point(resume)
                 except HiveError:
                     log.exception("dashboard snapshot failed; closing the stream")
                     self._finish(1011)
                     return
-                async for item in sub:
-                    if isinstance(item, Resync):
-                        break
-                    if item.seq <= last:
-                        continue
-                    await self._send(self.server.encoded(item))
-                    last = item.seq
-                else:
-                    return  # finished: `_finish` closed the subscription
+                if not await self._catch_up(sub):
+                    return  # finished
             # Fell behind its bounded channel: the hub dropped it without waiting. Reload in full.
             self.resyncs += 1
             resume = None
+
+    async def _catch_up(self, sub: Subscription) -> bool:
+        """Write what the subscription holds, then sleep while the fan-out writes; True: resync."""
+        while not self._finished:
+            if self.stream.pending:
+                await self._write(self.stream.flush())
+                continue
+            item, self._held = self._held, None
+            if item is None:
+                try:
+                    item = sub.receive.receive_nowait()
+                except trio.WouldBlock:
+                    self._live = True
+                    await self._wake.wait()
+                    self._wake = trio.Event()
+                    self._live = False
+                    continue
+                except (trio.EndOfChannel, trio.ClosedResourceError):
+                    return False
+            if isinstance(item, Resync):
+                return True
+            if self.ws.closed is not None:
+                return False  # closing: no data frame may follow the close frame; the reader finishes us
+            if item.seq > self._last:
+                await self._write(self.stream.send_all(self.server.framed(item)))
+                self._last = item.seq
+                self.server.frames_written += 1
+        return False
+
+    def deliver_live(self) -> None:
+        """The fan-out's turn: write this connection's waiting events now, without a task switch.
+
+        Whatever cannot go out at once (busy or full socket, a Resync, the end) wakes `_pump`.
+        """
+        sub = self._sub
+        if not self._live or sub is None:
+            return
+        while True:
+            try:
+                item = sub.receive.receive_nowait()
+            except trio.WouldBlock:
+                return
+            except (trio.EndOfChannel, trio.ClosedResourceError):
+                self._wake.set()
+                return
+            if isinstance(item, Resync) or self.ws.closed is not None:
+                self._held = item  # for `_pump`, which knows what a Resync or a close means
+                self._wake.set()
+                return
+            if item.seq <= self._last:
+                continue
+            if not self.stream.send_nowait(self.server.framed(item)):
+                self._held = item
+                self._wake.set()
+                return
+            self._last = item.seq
+            self.server.frames_written += 1
+            if self.stream.pending:
+                self._wake.set()
+                return
+
+    async def _write(self, write: Awaitable[None]) -> None:
+        """Await one raw write of ours (framed bytes); a cut stream finishes this connection."""
+        try:
+            await write
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._gone = True
+            self._finish(None)
+            if self.stream.stalled:
+                log.warning("a dashboard client read nothing for %g s; cut it", self.stream.stall_timeout)
 
     async def _start_point(self, resume: ResumePoint | None) -> int:
         if resume is not None and resume.epoch == self.coord.epoch:
@@ -392,7 +497,7 @@ class StreamConnection:
                 await self._send(encode_resumed(resume.since, resume.epoch))
                 last = resume.since
                 for event in missed:
-                    await self._send(self.server.encoded(event))
+                    await self._write(self.stream.send_all(self.server.framed(event)))
                     last = event.seq
                 return last
         snapshot = await self.coord.snapshot()

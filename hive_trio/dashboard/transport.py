@@ -15,6 +15,7 @@ This module must never know about routes, tokens, the hub or the coordinator.
 from __future__ import annotations
 
 import math
+import os
 import socket
 import struct
 from collections.abc import Callable, Collection
@@ -60,6 +61,10 @@ class ConnectionStream(trio.abc.Stream):
         self._broken = False
         self._closed = False
         self._on_close: list[Callable[[], object]] = []
+        # Writers take turns (trio-websocket's own, ours, `send_nowait`'s leftover), so frames never
+        # interleave; `_pending` is the tail of a frame `send_nowait` began, written before anything else.
+        self._lock = trio.StrictFIFOLock()
+        self._pending: memoryview | None = None
 
     @property
     def broken(self) -> bool:
@@ -84,7 +89,51 @@ class ConnectionStream(trio.abc.Stream):
             return data
         return await self._stream.receive_some(max_bytes)
 
+    @property
+    def pending(self) -> bool:
+        """A frame begun by `send_nowait` is not finished: `flush` (or any `send_all`) must finish it."""
+        return self._pending is not None
+
+    def send_nowait(self, frame: bytes) -> bool:
+        """Hand `frame` to the kernel now, without a task switch; False if it must wait its turn.
+
+        It waits (False) while another write holds the stream or a frame's tail is pending, and when
+        the stream is cut. A kernel buffer that takes only part of it keeps the rest as `pending`, so
+        the frame is still whole on the wire once someone flushes; that is the caller's to arrange.
+        This is the dashboard fan-out's path: one framed event written to every subscriber's socket
+        from one task (docs/PERFORMANCE.md).
+        """
+        if self._broken or self._closed or self._pending is not None or self._lock.locked():
+            return False
+        fd = self._stream.socket.fileno()
+        if fd == -1:
+            return False
+        try:
+            sent = os.write(fd, frame)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self.abort()  # reset or gone: whoever writes next finds it cut
+            return False
+        if sent < len(frame):
+            self._pending = memoryview(frame)[sent:]
+        return True
+
+    async def flush(self) -> None:
+        """Finish a frame `send_nowait` began (stall-bounded like any write)."""
+        await self.send_all(b"")
+
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self._broken:
+            raise trio.BrokenResourceError("the dashboard connection was cut")
+        async with self._lock:
+            if self._pending is not None:
+                pending, self._pending = self._pending, None
+                await self._send_bounded(pending)
+            if data:
+                await self._send_bounded(data)
+
+    async def _send_bounded(self, data: bytes | bytearray | memoryview) -> None:
         if self._broken:
             raise trio.BrokenResourceError("the dashboard connection was cut")
         try:
