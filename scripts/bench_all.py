@@ -30,15 +30,23 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 
 
-def benches(quick: bool, before: str) -> dict[str, list[str]]:
+def benches(
+    quick: bool, before: str, *, seconds_each: float | None = None, events: int | None = None
+) -> dict[str, list[str]]:
     seconds = "1" if quick else "5"
+    if seconds_each is not None:
+        seconds = f"{seconds_each:g}"
     repeat = "1" if quick else "3"
     return {
         "store": ["bench_store.py", "--seconds", seconds, "--repeat", repeat],
         "send": ["bench_send.py", "--seconds", seconds, "--rounds", repeat, *(["--before", before] if before else [])],
         "slow_fsync": ["bench_send.py", "--slow-fsync-us", "20000", "--seconds", "2" if quick else "4"],
         "mcp": ["bench_mcp.py", "--seconds", seconds, "--repeat", repeat, "--connections", "1"],
-        "dashboard": ["bench_dashboard.py", *(["--subscribers", "100", "--events", "10"] if quick else [])],
+        "dashboard": [
+            "bench_dashboard.py",
+            *(["--subscribers", "100", "--events", "10"] if quick else []),
+            *(["--events", str(events)] if events is not None and not quick else []),
+        ],
         "agents": ["bench_agents.py", "--agents", "100" if quick else "1000"],
     }
 
@@ -185,10 +193,20 @@ def main() -> None:
         help="git revision whose daemon bench_send runs beside this one, interleaved ('' to skip); "
         "default: main before the faster MCP path",
     )
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="seconds per measured round of the store, send and mcp benches (default 5; 3 rounds each); "
+        "--seconds 2 --events 30 makes a full-size run of about 4 minutes",
+    )
+    parser.add_argument("--events", type=int, default=None, help="dashboard events per case (default 60, at 2/s)")
     args = parser.parse_args()
-    plan = benches(args.quick, args.before)
+    plan = benches(args.quick, args.before, seconds_each=args.seconds, events=args.events)
     found = {name: run(name, argv) for name, argv in plan.items() if args.only is None or name in args.only}
-    print(f"\n## Summary ({time.strftime('%Y-%m-%d %H:%M')}, {'quick' if args.quick else 'full'} run)\n")
+    print(
+        f"\n## Summary ({time.strftime('%Y-%m-%d %H:%M')}, {'quick' if args.quick else 'full'} run; {' '.join(sys.argv[1:]) or 'defaults'})\n"
+    )
     print(
         f"Machine: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
         f"{platform.platform()}, Python {platform.python_version()}\n"
