@@ -204,9 +204,8 @@ def main() -> None:
     args = parser.parse_args()
     plan = benches(args.quick, args.before, seconds_each=args.seconds, events=args.events)
     found = {name: run(name, argv) for name, argv in plan.items() if args.only is None or name in args.only}
-    print(
-        f"\n## Summary ({time.strftime('%Y-%m-%d %H:%M')}, {'quick' if args.quick else 'full'} run; {' '.join(sys.argv[1:]) or 'defaults'})\n"
-    )
+    used = " ".join(sys.argv[1:]) or "defaults"
+    print(f"\n## Summary ({time.strftime('%Y-%m-%d %H:%M')}, {'quick' if args.quick else 'full'} run; {used})\n")
     print(
         f"Machine: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
         f"{platform.platform()}, Python {platform.python_version()}\n"
