@@ -109,14 +109,17 @@ def _configure_logging(level: str) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from hive_trio.examples.up import run_up
+    from hive_trio.examples.up import claude_runtime_missing, run_up
+
+    if args.runtime == "claude" and (missing := claude_runtime_missing()) is not None:
+        raise CliError(missing)
 
     state_dir = Path(args.state_dir or UP_STATE_DIR).resolve()
     runtime_dir = Path(args.runtime_dir).resolve() if args.runtime_dir else embedded_runtime_dir(state_dir)
     args.state_dir, args.runtime_dir = str(state_dir), str(runtime_dir)
     config = load_cli_config(args)
     _configure_logging(args.log_level)
-    _run_refusing_in_one_line(run_up, config)
+    _run_refusing_in_one_line(run_up, config, args.runtime)
     return EXIT_OK
 
 
@@ -244,6 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("up", help="the daemon plus example agents, on embedded defaults (./hive-state)")
     daemon_options(p)
+    p.add_argument(
+        "--runtime",
+        choices=["examples", "claude"],
+        default="examples",
+        help="examples: the offline example agents (default); claude: the same layout as real Claude Code agents",
+    )
     p.set_defaults(run=cmd_up)
 
     p = sub.add_parser("watch", help="follow the hive's live events")
