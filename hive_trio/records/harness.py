@@ -390,6 +390,24 @@ class InterruptAction(Tagged, tag="interrupt"):
     req: ActionRequestId = None
 
 
+@attrs.frozen
+class TranscriptAction(Tagged, tag="transcript"):
+    """An agent's transcript for its view, as host.sock `transcript`: the last `limit` entries, or after `since`."""
+
+    name: str
+    limit: int = 200
+    since: int | None = None
+    req: ActionRequestId = None
+
+
+@attrs.frozen
+class RemindersAction(Tagged, tag="reminders"):
+    """An agent's pending reminders for its view, as host.sock `reminders`."""
+
+    name: str
+    req: ActionRequestId = None
+
+
 HARNESS_HELPER_EVENTS: Final = (HelperNeedsLogin, HelperLoggedIn, HelperTurnFailed, HelperBudgetExceeded)
 
 __all__ = [
@@ -420,8 +438,10 @@ __all__ = [
     "PermissionResolvedEvent",
     "RemindArgs",
     "Reminder",
+    "RemindersAction",
     "ReportStateArgs",
     "RequestPermissionArgs",
+    "TranscriptAction",
     "TranscriptEntry",
     "TranscriptKind",
     "TurnEventArgs",

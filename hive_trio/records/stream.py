@@ -10,7 +10,13 @@ from typing import Any, Final, TypeAlias
 import attrs
 
 from hive_trio.records.events import DashboardEvent
-from hive_trio.records.harness import AllowPermissionAction, DenyPermissionAction, InterruptAction
+from hive_trio.records.harness import (
+    AllowPermissionAction,
+    DenyPermissionAction,
+    InterruptAction,
+    RemindersAction,
+    TranscriptAction,
+)
 from hive_trio.records.rows import Snapshot
 from hive_trio.records.tagged import Tagged
 
@@ -138,6 +144,8 @@ DashboardAction: TypeAlias = (
     | InterruptAction
     | SetPausedAction
     | LogTailAction
+    | TranscriptAction
+    | RemindersAction
 )
 DASHBOARD_ACTION_TYPES: Final[tuple[type[Any], ...]] = DashboardAction.__args__
 DASHBOARD_OPS: Final[tuple[str, ...]] = tuple(t.tag_value for t in DASHBOARD_ACTION_TYPES)
