@@ -81,6 +81,8 @@ async def test_the_agent_view_and_the_queue_show_real_harness_reports(config: Co
                 await page.call("Page.navigate", url=url_of(hive) + "#agent=alpha")
                 await page.wait_for("document.body.dataset.sync === 'live'")
                 await page.wait_for("!document.querySelector('#agent-view').hidden")
+                # The log is read as soon as the page is live, not at the first 2 s poll.
+                await page.wait_for("document.querySelector('#agent-view-log').textContent !== ''", within=1.5)
 
                 # Live: a second turn starts and streams while the page looks.
                 await channel.turn_started("t-2", [2])
@@ -114,8 +116,14 @@ async def test_the_agent_view_and_the_queue_show_real_harness_reports(config: Co
                 await page.evaluate("document.querySelector('#agent-view').scrollIntoView()")
                 ARTIFACTS.mkdir(exist_ok=True)
                 await page.screenshot(ARTIFACTS / "dashboard-agent-transcript.png")
-                await page.evaluate("document.querySelector('.attention').scrollIntoView()")
+                # The queue on its own, the agent view closed; then the view again (its turns re-read).
+                await page.evaluate("location.hash = ''")
+                await page.wait_for("document.querySelector('#agent-view').hidden")
                 await page.screenshot(ARTIFACTS / "dashboard-permission.png")
+                await page.evaluate("location.hash = '#agent=alpha'")
+                await page.wait_for(f"{TRANSCRIPT}.includes('Patching conftest') && {TRANSCRIPT}.includes('flaky')")
+                # The log's first read lands too (it moves what is below it; a click must not race it).
+                await page.wait_for("document.querySelector('#agent-view-log').textContent !== ''")
 
                 # Allow resolves the blocked request; host.sock agrees.
                 await page.click(f'[data-permission="{first["id"]}"] button.approve')

@@ -371,7 +371,7 @@
 
   // ---------------------------------------------------------------- one agent's view (#agent=NAME)
   const SVG = "http://www.w3.org/2000/svg";
-  const view = { name: null, offset: null, text: "", timer: null, reminders: null, remindersFor: null, transcriptFor: null };
+  const view = { name: null, offset: null, text: "", timer: null, reminders: null, remindersFor: null, transcriptFor: null, logFor: null };
 
   function viewedAgent() {
     const m = /^#agent=(.+)$/.exec(location.hash);
@@ -444,10 +444,15 @@
       $("agent-view-log").textContent = "";
       if (view.timer) clearInterval(view.timer);
       view.timer = setInterval(pollLog, 2000);
-      pollLog();
+      view.logFor = null;
       view.reminders = null;
       view.remindersFor = null;
       view.transcriptFor = null;
+    }
+    // Read at once when the page is live (a view opened by the URL is rendered before the first snapshot).
+    if (view.logFor !== name && isLive()) {
+      view.logFor = name;
+      pollLog();
     }
     if (name !== "manager" && view.transcriptFor !== name && isLive()) {
       view.transcriptFor = name;
