@@ -145,6 +145,11 @@ async def test_the_agent_view_and_the_queue_show_real_harness_reports(config: Co
                 await channel.turn_finished("t-2", "interrupted", usage=usage)
                 await page.wait_for("document.querySelectorAll('#agent-view-usage svg rect').length === 2")
                 await page.wait_for(f"{TRANSCRIPT}.includes('interrupted')")
+                # A budget lowered below today's use: the view says it is exceeded.
+                await hive_host(hive, "set_budget", name="alpha", daily_tokens=1000)
+                over = "document.querySelector('#agent-view-usage .budget-line.over')"
+                budget = await page.wait_for(f"{over} && {over}.textContent")
+                assert budget.startswith("Budget: 1000 tokens/day — exceeded"), budget
                 await page.click(f'[data-permission="{second["id"]}"] button.deny')
                 await page.wait_for(f"!document.querySelector('[data-permission=\"{second['id']}\"]')")
                 assert page.console_errors == [], page.console_errors
