@@ -122,8 +122,10 @@ async def test_the_agent_view_and_the_queue_show_real_harness_reports(config: Co
                 await page.screenshot(ARTIFACTS / "dashboard-permission.png")
                 await page.evaluate("location.hash = '#agent=alpha'")
                 await page.wait_for(f"{TRANSCRIPT}.includes('Patching conftest') && {TRANSCRIPT}.includes('flaky')")
-                # The log's first read lands too (it moves what is below it; a click must not race it).
+                # The log's and the reminders' first reads land too (they move what is below them; a click
+                # must not race them).
                 await page.wait_for("document.querySelector('#agent-view-log').textContent !== ''")
+                await page.wait_for("!document.querySelector('#agent-view-reminders').hidden")
 
                 # Allow resolves the blocked request; host.sock agrees.
                 await page.click(f'[data-permission="{first["id"]}"] button.approve')
