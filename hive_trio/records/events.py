@@ -9,6 +9,7 @@ from typing import Any, Final, TypeAlias
 
 import attrs
 
+from hive_trio.records.bases import AboutAgent, AgentNote
 from hive_trio.records.federation import HelperUndeliverable
 from hive_trio.records.harness import (
     HelperBudgetExceeded,
@@ -47,23 +48,16 @@ class HelperApprovalResolved(Tagged, tag="approval_resolved"):
     tag: str | None = None
 
 
-@attrs.frozen
-class _AboutAgent(Tagged):
-    """A helper event that names only the agent."""
-
-    agent: str
+class HelperSpawned(AboutAgent, tag="spawned"): ...
 
 
-class HelperSpawned(_AboutAgent, tag="spawned"): ...
+class HelperKilled(AboutAgent, tag="killed"): ...
 
 
-class HelperKilled(_AboutAgent, tag="killed"): ...
+class HelperDestroyed(AboutAgent, tag="destroyed"): ...
 
 
-class HelperDestroyed(_AboutAgent, tag="destroyed"): ...
-
-
-class HelperNeedsUpdate(_AboutAgent, tag="needs_update"): ...
+class HelperNeedsUpdate(AboutAgent, tag="needs_update"): ...
 
 
 @attrs.frozen
@@ -73,10 +67,7 @@ class HelperRebuilt(Tagged, tag="rebuilt"):
     tag: str | None = None
 
 
-@attrs.frozen
-class HelperContainerCrash(Tagged, tag="container_crash"):
-    agent: str
-    note: str | None = None
+class HelperContainerCrash(AgentNote, tag="container_crash"): ...
 
 
 @attrs.frozen

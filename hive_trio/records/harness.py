@@ -14,10 +14,8 @@ from typing import Any, Final, TypeAlias
 
 import attrs
 
+from hive_trio.records.bases import AboutAgent, AgentNote, ById, ByIdAction, Named, NamedAction, RequestId
 from hive_trio.records.tagged import Tagged
-
-# A client-chosen dashboard request id (the same alias `records` defines for its actions).
-ActionRequestId: TypeAlias = int | str | None
 
 # hyperhive-style sentinel deciders of a permission request that no person resolved.
 TTL_DECIDER: Final = "ttl"
@@ -217,25 +215,16 @@ class Budget:
 # ------------------------------------------------------------------------------------ HelperEvent
 
 
-@attrs.frozen
-class HelperNeedsLogin(Tagged, tag="needs_login"):
-    agent: str
+class HelperNeedsLogin(AboutAgent, tag="needs_login"): ...
 
 
-@attrs.frozen
-class HelperLoggedIn(Tagged, tag="logged_in"):
-    agent: str
+class HelperLoggedIn(AboutAgent, tag="logged_in"): ...
 
 
-@attrs.frozen
-class HelperTurnFailed(Tagged, tag="turn_failed"):
-    agent: str
-    note: str | None = None
+class HelperTurnFailed(AgentNote, tag="turn_failed"): ...
 
 
-@attrs.frozen
-class HelperBudgetExceeded(Tagged, tag="budget_exceeded"):
-    agent: str
+class HelperBudgetExceeded(AboutAgent, tag="budget_exceeded"): ...
 
 
 # --------------------------------------------------------------------------------- DashboardEvent
@@ -329,14 +318,10 @@ class HostAllowPermission(Tagged, tag="allow_permission"):
     always: bool = False
 
 
-@attrs.frozen
-class HostDenyPermission(Tagged, tag="deny_permission"):
-    id: int
+class HostDenyPermission(ById, tag="deny_permission"): ...
 
 
-@attrs.frozen
-class HostInterrupt(Tagged, tag="interrupt"):
-    name: str
+class HostInterrupt(Named, tag="interrupt"): ...
 
 
 @attrs.frozen
@@ -348,11 +333,8 @@ class HostSetBudget(Tagged, tag="set_budget"):
     daily_usd: float | None = None
 
 
-@attrs.frozen
-class HostReminders(Tagged, tag="reminders"):
+class HostReminders(Named, tag="reminders"):
     """An agent's pending reminders."""
-
-    name: str
 
 
 # The verbs above, as one union (a member of `HostRequest`) and the tuple to test a request against.
@@ -375,19 +357,13 @@ HARNESS_HOST_REQUEST_TYPES: Final[tuple[type[Any], ...]] = HarnessHostRequest.__
 class AllowPermissionAction(Tagged, tag="allow_permission"):
     id: int
     always: bool = False
-    req: ActionRequestId = None
+    req: RequestId = None
 
 
-@attrs.frozen
-class DenyPermissionAction(Tagged, tag="deny_permission"):
-    id: int
-    req: ActionRequestId = None
+class DenyPermissionAction(ByIdAction, tag="deny_permission"): ...
 
 
-@attrs.frozen
-class InterruptAction(Tagged, tag="interrupt"):
-    name: str
-    req: ActionRequestId = None
+class InterruptAction(NamedAction, tag="interrupt"): ...
 
 
 HARNESS_HELPER_EVENTS: Final = (HelperNeedsLogin, HelperLoggedIn, HelperTurnFailed, HelperBudgetExceeded)
