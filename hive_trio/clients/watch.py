@@ -109,6 +109,11 @@ def render_snapshot(state: LiveState, paint: Paint = plain) -> list[str]:
     return lines
 
 
+def _verdict(ok: bool, why: str | None) -> tuple[str, str]:
+    """How an outcome is painted (green when it went through, red otherwise) and its reason, as ` (…)`."""
+    return ("green" if ok else "red"), (f" ({_preview(why)})" if why else "")
+
+
 def render_event(event: DashboardEvent, paint: Paint = plain, *, now: float | None = None) -> str | None:
     """One line for an event, or None for one not worth a line (a spinner cleared by a state change)."""
     match event:
@@ -124,8 +129,7 @@ def render_event(event: DashboardEvent, paint: Paint = plain, *, now: float | No
             desc = f": {_preview(event.description)}" if event.description else ""
             return paint("yellow", f"approval #{event.id} requested — {what}{sha} for {event.agent}{desc}")
         case ApprovalResolvedEvent():
-            colour = "green" if event.status.value == "approved" else "red"
-            note = f" ({_preview(event.note)})" if event.note else ""
+            colour, note = _verdict(event.status.value == "approved", event.note)
             return paint(colour, f"approval #{event.id} for {event.agent} {event.status.value}{note}")
         case QuestionAddedEvent():
             opts = f" [{' / '.join(_safe(o) for o in event.options)}]" if event.options else ""
@@ -153,8 +157,7 @@ def render_event(event: DashboardEvent, paint: Paint = plain, *, now: float | No
             text = f": {_preview(event.text)}" if event.text else ""
             return paint("dim", f"{event.agent} {what}{text}")
         case TurnFinishedEvent():
-            colour = "green" if event.outcome.value == "ok" else "red"
-            why = f" ({_preview(event.error)})" if event.error else ""
+            colour, why = _verdict(event.outcome.value == "ok", event.error)
             return paint(colour, f"{event.agent}: turn {_safe(event.turn_id)} {event.outcome.value}{why}")
         case PermissionAddedEvent():
             left = event.deadline_at - (time.time() if now is None else now)
