@@ -10,6 +10,7 @@ from typing import Any, Final, TypeAlias
 import attrs
 
 from hive_trio.records.bases import AboutAgent, AgentNote
+from hive_trio.records.carry import carried
 from hive_trio.records.federation import HelperUndeliverable
 from hive_trio.records.harness import (
     HelperBudgetExceeded,
@@ -81,9 +82,7 @@ class HelperQuestionAsked(Tagged, tag="question_asked"):
 
     @classmethod
     def of(cls, q: Question) -> HelperQuestionAsked:
-        return cls(
-            id=q.id, asker=q.asker, question=q.question, options=q.options, multi=q.multi, deadline_at=q.deadline_at
-        )
+        return carried(cls, q)
 
 
 @attrs.frozen
@@ -197,16 +196,7 @@ class QuestionAddedEvent(Tagged, tag="question_added"):
 
     @classmethod
     def of(cls, q: Question) -> QuestionAddedEvent:
-        return cls(
-            id=q.id,
-            asker=q.asker,
-            question=q.question,
-            options=q.options,
-            multi=q.multi,
-            asked_at=q.asked_at,
-            deadline_at=q.deadline_at,
-            default_answer=q.default_answer,
-        )
+        return carried(cls, q)
 
 
 @attrs.frozen

@@ -12,6 +12,7 @@ from typing import Any, Final, TypeAlias
 import attrs
 
 from hive_trio.records.bases import ById, Named
+from hive_trio.records.carry import carried
 from hive_trio.records.harness import HarnessHostRequest
 from hive_trio.records.rows import Approval, ApprovalKind, ApprovalStatus
 from hive_trio.records.tagged import Tagged
@@ -252,17 +253,6 @@ class HostApproval:
 
     @classmethod
     def of(cls, approval: Approval) -> HostApproval:
-        return cls(
-            id=approval.id,
-            agent=approval.agent,
-            kind=approval.kind,
-            status=approval.status,
-            requested_at=rfc3339(approval.requested_at) or "",
-            commit_ref=approval.commit_ref,
-            fetched_sha=approval.fetched_sha,
-            description=approval.description,
-            diff=approval.diff,
-            note=approval.note,
-            resolved_at=rfc3339(approval.resolved_at),
-            requested_by=approval.requested_by,
+        return carried(
+            cls, approval, requested_at=rfc3339(approval.requested_at) or "", resolved_at=rfc3339(approval.resolved_at)
         )
