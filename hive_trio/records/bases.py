@@ -13,6 +13,12 @@ import attrs
 
 from hive_trio.records.tagged import Tagged
 
+
+def doc(text: str) -> dict[str, str]:
+    """A field's `doc` metadata: the text a tool's JSON schema shows for that argument (`sockets.mcp.tools`)."""
+    return {"doc": text}
+
+
 # A client-chosen request id of a dashboard action: a JSON number or string (or absent).
 RequestId: TypeAlias = int | str | None
 
