@@ -11,6 +11,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import trio
+
 Operator = Callable[[str, str, Callable[[argparse.Namespace], int]], argparse.ArgumentParser]
 
 
@@ -38,6 +40,16 @@ def _listing(key: str, empty: str, headers: list[str], row: Callable[[Row], list
 
 def cmd_permissions(args: argparse.Namespace) -> int:
     cli = _cli()
+    if args.words:
+        # `permissions allow ID` / `permissions deny ID`: the queue's own verbs, as `approvals show ID` is.
+        verb = args.words[0]
+        if len(args.words) != 2 or verb not in ("allow", "deny"):
+            raise cli.CliError("usage: hive-trio permissions [allow ID [--always] | deny ID]", cli.EXIT_USAGE)
+        args.id = cli._positive_id(args.words[1])
+        return cmd_allow(args) if verb == "allow" else cmd_deny_permission(args)
+    if args.always:
+        raise cli.CliError("--always goes with `permissions allow ID`", cli.EXIT_USAGE)
+
     human = _listing(
         "permissions",
         "no permission requests",
@@ -53,12 +65,13 @@ def cmd_permissions(args: argparse.Namespace) -> int:
             p.get("decided_by"),
         ],
     )
+
     return int(cli._print(args, cli._host_call(args, "permissions", all=args.all), human))
 
 
 def cmd_allow(args: argparse.Namespace) -> int:
     cli = _cli()
-    response = cli._host_call(args, "allow_permission", id=args.id, always=args.always)
+    response = cli._host_call(args, "allow_permission", id=args.id, always=bool(args.always))
     how = " (always, for this tool and agent)" if args.always else ""
     return int(cli._print(args, response, lambda _: f"permission #{args.id}: allowed{how}"))
 
@@ -101,7 +114,33 @@ def cmd_transcript(args: argparse.Namespace) -> int:
             e.get("text") or e.get("input_json"),
         ],
     )
-    return int(cli._print(args, cli._host_call(args, "transcript", **fields), human))
+
+    first = cli._host_call(args, "transcript", **fields)
+    status = int(cli._print(args, first, human))
+    if args.follow:
+        entries = first.get("entries") or []
+        last = max([int(e["id"]) for e in entries] + [args.since or 0])
+        with cli.reaching_the_daemon(args):
+            trio.run(_follow_transcript, args, last, human)
+    return status
+
+
+async def _follow_transcript(args: argparse.Namespace, last: int, human: Callable[[dict[str, Any]], str]) -> None:
+    """Print entries as they are reported, asking host.sock for those after the last one seen."""
+    from hive_trio.cli.discovery import discovered_hive, load_cli_config
+    from hive_trio.cli.views import FOLLOW_SECONDS
+    from hive_trio.clients.host import open_host_client
+    from hive_trio.rules.paths import HivePaths
+
+    config = load_cli_config(args, **discovered_hive(args))
+    async with open_host_client(HivePaths(config.state_dir, config.runtime_dir).host_socket) as client:
+        while True:
+            await trio.sleep(FOLLOW_SECONDS)
+            chunk = await client.request("transcript", name=args.name, limit=args.limit, since=last)
+            entries = chunk.get("entries") or []
+            if entries:
+                print(json.dumps(chunk, ensure_ascii=False) if args.json else human(chunk), flush=True)
+                last = max(int(e["id"]) for e in entries)
 
 
 def cmd_set_budget(args: argparse.Namespace) -> int:
@@ -112,18 +151,22 @@ def cmd_set_budget(args: argparse.Namespace) -> int:
 
 def cmd_reminders(args: argparse.Namespace) -> int:
     cli = _cli()
+
     human = _listing(
         "reminders",
         f"no pending reminders for {args.name}",
         ["ID", "DUE", "BODY"],
         lambda m: [m.get("id"), cli._when(m.get("due_at")), m.get("body")],
     )
+
     return int(cli._print(args, cli._host_call(args, "reminders", name=args.name), human))
 
 
 def add_harness_commands(operator: Operator, positive_int: Callable[[str], int]) -> None:
     p = operator("permissions", "open permission requests from agents' harnesses", cmd_permissions)
+    p.add_argument("words", nargs="*", metavar="allow|deny ID", help="decide one request")
     p.add_argument("--all", action="store_true", help="recently decided ones too (the audit trail)")
+    p.add_argument("--always", action="store_true", help="with `allow ID`: always allow this tool for this agent")
     p = operator("allow", "allow a permission request", cmd_allow)
     p.add_argument("id", metavar="ID", type=positive_int)
     p.add_argument("--always", action="store_true", help="and always allow this tool for this agent")
@@ -135,6 +178,7 @@ def add_harness_commands(operator: Operator, positive_int: Callable[[str], int])
     p.add_argument("name", metavar="NAME")
     p.add_argument("--limit", type=positive_int, default=50)
     p.add_argument("--since", type=positive_int, help="entries after this entry id")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new entries (Ctrl-C stops)")
     p = operator("set-budget", "set an agent's daily token and spend limits (omitted: unlimited)", cmd_set_budget)
     p.add_argument("name", metavar="NAME")
     p.add_argument("--tokens", type=int, help="tokens per UTC day")

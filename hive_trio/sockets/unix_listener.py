@@ -139,6 +139,9 @@ def bind_unix_socket(path: Path, *, mode: int, group: str | None = None) -> tupl
 
 async def bind_unix_listener(path: Path, *, mode: int, group: str | None = None) -> BoundSocket:
     """Bind a listening unix socket at `path`, created with `mode` (and `group` if it exists)."""
+    # Forget the previous binding before the new file exists: an old server finishing while the bind runs
+    # in its thread must not take the fresh file for its own (the kernel may reuse the inode number).
+    _latest.pop(path, None)
     try:
         sock, device, inode = await trio.to_thread.run_sync(lambda: bind_unix_socket(path, mode=mode, group=group))
     except OSError as exc:

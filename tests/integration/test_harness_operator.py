@@ -425,3 +425,57 @@ async def test_open_requests_per_agent_are_bounded_and_the_event_input_is_cut(hi
 
 async def ask_with(channel: HarnessChannel, out: list[ClientDecision], tool_input: dict[str, Any]) -> None:
     out.append(await channel.request_permission("Write", tool_input))
+
+
+async def test_permissions_allow_and_deny_as_the_queues_own_verbs(
+    hive: InProcessHive, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hive_trio.cli import main
+
+    run_dir = str(hive.config.runtime_dir)
+
+    async def cli(*argv: str) -> tuple[int, str]:
+        code = await trio.to_thread.run_sync(main, [argv[0], "--runtime-dir", run_dir, *argv[1:]])
+        captured = capsys.readouterr()
+        return code, captured.out + captured.err
+
+    answers: list[ClientDecision] = []
+    async with open_test_channel(hive.coordinator, "alpha") as channel, trio.open_nursery() as nursery:
+        nursery.start_soon(ask, channel, answers)
+        nursery.start_soon(ask, channel, answers)
+        first, second = await wait_for_requests(hive, 2)
+        code, out = await cli("permissions", "allow", str(first["id"]), "--always")
+        assert code == 0 and f"permission #{first['id']}: allowed (always" in out
+        code, out = await cli("permissions", "deny", str(second["id"]))
+        assert code == 0 and f"permission #{second['id']}: denied" in out
+        code, out = await cli("permissions", "frob", "1")
+        assert code == 2 and "usage: hive-trio permissions [allow ID [--always] | deny ID]" in out
+        code, out = await cli("permissions", "deny", "x")
+        assert code == 2 and "expected a positive id" in out
+        code, out = await cli("permissions", "--always")
+        assert code == 2 and "--always goes with `permissions allow ID`" in out
+    assert sorted(a.allowed for a in answers) == [False, True]
+
+
+@pytest.mark.timeout(30)
+async def test_transcript_follow_prints_entries_as_they_are_reported(hive: InProcessHive) -> None:
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "hive_trio", "--runtime-dir", str(hive.config.runtime_dir), "transcript", "alpha"]
+    async with open_test_channel(hive.coordinator, "alpha") as channel:
+        await channel.turn_event("t1", "text", text="before the follow")
+        proc = await trio.lowlevel.open_process([*argv, "-f"], stdout=subprocess.PIPE)
+        try:
+            seen = b""
+            assert proc.stdout is not None
+            with trio.fail_after(20):
+                while b"before the follow" not in seen:
+                    seen += await proc.stdout.receive_some(65536)
+                await channel.turn_event("t1", "text", text="while following")
+                while b"while following" not in seen:
+                    seen += await proc.stdout.receive_some(65536)
+            assert seen.count(b"before the follow") == 1  # an entry is printed once
+        finally:
+            proc.kill()
+            await proc.wait()

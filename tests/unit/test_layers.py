@@ -87,7 +87,14 @@ def test_the_graph_was_read() -> None:
 def test_adapters_lifecycle_and_clients_never_import_a_store_or_apsw() -> None:
     assert (
         violations(
-            ("hive_trio.sockets", "hive_trio.dashboard", "hive_trio.lifecycle", "hive_trio.clients"),
+            (
+                "hive_trio.sockets",
+                "hive_trio.dashboard",
+                "hive_trio.lifecycle",
+                "hive_trio.clients",
+                "hive_trio.federation",
+                "hive_trio.service",
+            ),
             ("hive_trio.store", "apsw"),
         )
         == []
