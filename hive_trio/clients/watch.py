@@ -109,6 +109,11 @@ def render_snapshot(state: LiveState, paint: Paint = plain) -> list[str]:
     return lines
 
 
+def _seconds_left(deadline_at: float, now: float | None) -> int:
+    """Whole seconds until a deadline (0 once it passed); `now` is the test's clock, else the wall clock."""
+    return max(0, round(deadline_at - (time.time() if now is None else now)))
+
+
 def _verdict(ok: bool, why: str | None) -> tuple[str, str]:
     """How an outcome is painted (green when it went through, red otherwise) and its reason, as ` (…)`."""
     return ("green" if ok else "red"), (f" ({_preview(why)})" if why else "")
@@ -135,8 +140,7 @@ def render_event(event: DashboardEvent, paint: Paint = plain, *, now: float | No
             opts = f" [{' / '.join(_safe(o) for o in event.options)}]" if event.options else ""
             due = ""
             if event.deadline_at is not None:
-                left = event.deadline_at - (time.time() if now is None else now)
-                due = f" (answer within {max(0, round(left))}s)"
+                due = f" (answer within {_seconds_left(event.deadline_at, now)}s)"
             return paint("magenta", f"question #{event.id} from {event.asker}: {_preview(event.question)}{opts}{due}")
         case QuestionResolvedEvent():
             how = "cancelled" if event.cancelled else f"answered by {event.answerer}: {_preview(event.answer)}"
@@ -160,9 +164,8 @@ def render_event(event: DashboardEvent, paint: Paint = plain, *, now: float | No
             colour, why = _verdict(event.outcome.value == "ok", event.error)
             return paint(colour, f"{event.agent}: turn {_safe(event.turn_id)} {event.outcome.value}{why}")
         case PermissionAddedEvent():
-            left = event.deadline_at - (time.time() if now is None else now)
             line = f"permission #{event.id}: {event.agent} asks to use {_safe(event.tool)} {_preview(event.input_json)}"
-            return paint("yellow", f"{line} (denied in {max(0, round(left))}s unless allowed)")
+            return paint("yellow", f"{line} (denied in {_seconds_left(event.deadline_at, now)}s unless allowed)")
         case PermissionResolvedEvent():
             colour = "green" if event.decision.value == "allow" else "red"
             always = " (always)" if event.always else ""
