@@ -13,7 +13,8 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any, Final
@@ -142,6 +143,17 @@ def cmd_dashboard_url(args: argparse.Namespace) -> int:
     return _print(args, _host_call(args, "dashboard_url"), lambda r: str(r["url"]))
 
 
+@contextmanager
+def _refusals_as_cli_errors(refusal: type[Exception], os_failure: str) -> Iterator[None]:
+    """A command's own refusal, said as it is, and an OSError after `os_failure`: one line, no traceback."""
+    try:
+        yield
+    except refusal as exc:
+        raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"{os_failure}: {exc.strerror or exc}") from None
+
+
 def cmd_install_unit(args: argparse.Namespace) -> int:
     from hive_trio.service.unit import DEFAULT_UNIT_PATH, UnitError, install_unit, render_unit
 
@@ -151,16 +163,12 @@ def cmd_install_unit(args: argparse.Namespace) -> int:
     if args.runtime_dir:
         fields["runtime_dir"] = Path(args.runtime_dir).absolute()
     path = Path(args.output) if args.output and args.output != "-" else DEFAULT_UNIT_PATH
-    try:
+    with _refusals_as_cli_errors(UnitError, f"cannot write {path}"):
         text = render_unit(**fields)
         if args.output == "-":
             sys.stdout.write(text)
             return EXIT_OK
         install_unit(path, text, force=args.force)
-    except UnitError as exc:
-        raise CliError(str(exc)) from None
-    except OSError as exc:
-        raise CliError(f"cannot write {path}: {exc.strerror or exc}") from None
     print(f"wrote {path}; now: systemctl daemon-reload && systemctl enable --now {path.stem}")
     return EXIT_OK
 
@@ -179,12 +187,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
     db = HivePaths(config.state_dir, config.runtime_dir).db
     if not db.is_file():
         raise CliError(f"no hive.db at {db}: pass --state-dir of the hive to back up")
-    try:
+    with _refusals_as_cli_errors(HiveError, f"could not back up {db} to {args.file}"):
         pages = backup_database(db, Path(args.file))
-    except HiveError as exc:
-        raise CliError(str(exc)) from None
-    except OSError as exc:
-        raise CliError(f"could not back up {db} to {args.file}: {exc.strerror or exc}") from None
     print(f"backed up {db} ({pages} pages) to {args.file}")
     return EXIT_OK
 
