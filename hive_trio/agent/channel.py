@@ -38,7 +38,7 @@ class Usage:
 
 @attrs.frozen
 class PermissionDecision:
-    id: str | None
+    id: int | None
     decision: Literal["allow", "deny"]
     reason: str | None = None
 
@@ -170,12 +170,10 @@ async def open_channel_from_env(environ: Mapping[str, str] | None = None) -> Asy
         yield NullHarnessChannel()
         return
     os.set_inheritable(fd, False)
-    try:
-        from hive_trio.clients import harness as daemon_side  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        log.warning("this hive-trio has no harness channel client: %s ignored", HARNESS_FD_ENV)
-        yield NullHarnessChannel()
-        return
-    async with daemon_side.open_harness_channel(fd) as channel:
+    # Imported here: the channel client pulls in the MCP SDK's client session, which a harness
+    # without a channel (a container agent) never needs.
+    from hive_trio.clients.harness import open_harness_channel
+
+    async with open_harness_channel(fd) as channel:
         checked: HarnessChannel = channel
         yield checked

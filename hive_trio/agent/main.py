@@ -24,6 +24,7 @@ import trio
 from hive_trio.agent.channel import HarnessChannel, open_channel_from_env
 from hive_trio.agent.loop import LoopSettings, TurnLoop
 from hive_trio.agent.runtimes import Runtime
+from hive_trio.records.carry import carried
 
 log = logging.getLogger("hive_trio.agent")
 
@@ -63,17 +64,13 @@ def options_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Harnes
         value = getattr(args, flag)
         if value is not None and not value > 0:
             raise HarnessConfigError(f"--{flag.replace('_', '-')} must be a positive number of seconds")
-    return HarnessOptions(
+    # The options are the flags of the same name (add_arguments), but for what the backend's environment says.
+    return carried(
+        HarnessOptions,
+        args,
         agent=environ["HIVE_AGENT"],
         socket=Path(environ["HIVE_SOCKET"]),
         state_dir=Path(environ["HIVE_STATE_DIR"]),
-        runtime=args.runtime,
-        turn_command=args.turn_command,
-        model=args.model,
-        turn_timeout=args.turn_timeout,
-        permission_ttl=args.permission_ttl,
-        retry_delay=args.retry_delay,
-        auth_retry_delay=args.auth_retry_delay,
     )
 
 

@@ -13,7 +13,8 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any, Final
@@ -109,14 +110,17 @@ def _configure_logging(level: str) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from hive_trio.examples.up import run_up
+    from hive_trio.examples.up import claude_runtime_missing, run_up
+
+    if args.runtime == "claude" and (missing := claude_runtime_missing()) is not None:
+        raise CliError(missing)
 
     state_dir = Path(args.state_dir or UP_STATE_DIR).resolve()
     runtime_dir = Path(args.runtime_dir).resolve() if args.runtime_dir else embedded_runtime_dir(state_dir)
     args.state_dir, args.runtime_dir = str(state_dir), str(runtime_dir)
     config = load_cli_config(args)
     _configure_logging(args.log_level)
-    _run_refusing_in_one_line(run_up, config)
+    _run_refusing_in_one_line(run_up, config, args.runtime)
     return EXIT_OK
 
 
@@ -139,6 +143,17 @@ def cmd_dashboard_url(args: argparse.Namespace) -> int:
     return _print(args, _host_call(args, "dashboard_url"), lambda r: str(r["url"]))
 
 
+@contextmanager
+def _refusals_as_cli_errors(refusal: type[Exception], os_failure: str) -> Iterator[None]:
+    """A command's own refusal, said as it is, and an OSError after `os_failure`: one line, no traceback."""
+    try:
+        yield
+    except refusal as exc:
+        raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"{os_failure}: {exc.strerror or exc}") from None
+
+
 def cmd_install_unit(args: argparse.Namespace) -> int:
     from hive_trio.service.unit import DEFAULT_UNIT_PATH, UnitError, install_unit, render_unit
 
@@ -148,16 +163,12 @@ def cmd_install_unit(args: argparse.Namespace) -> int:
     if args.runtime_dir:
         fields["runtime_dir"] = Path(args.runtime_dir).absolute()
     path = Path(args.output) if args.output and args.output != "-" else DEFAULT_UNIT_PATH
-    try:
+    with _refusals_as_cli_errors(UnitError, f"cannot write {path}"):
         text = render_unit(**fields)
         if args.output == "-":
             sys.stdout.write(text)
             return EXIT_OK
         install_unit(path, text, force=args.force)
-    except UnitError as exc:
-        raise CliError(str(exc)) from None
-    except OSError as exc:
-        raise CliError(f"cannot write {path}: {exc.strerror or exc}") from None
     print(f"wrote {path}; now: systemctl daemon-reload && systemctl enable --now {path.stem}")
     return EXIT_OK
 
@@ -176,12 +187,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
     db = HivePaths(config.state_dir, config.runtime_dir).db
     if not db.is_file():
         raise CliError(f"no hive.db at {db}: pass --state-dir of the hive to back up")
-    try:
+    with _refusals_as_cli_errors(HiveError, f"could not back up {db} to {args.file}"):
         pages = backup_database(db, Path(args.file))
-    except HiveError as exc:
-        raise CliError(str(exc)) from None
-    except OSError as exc:
-        raise CliError(f"could not back up {db} to {args.file}: {exc.strerror or exc}") from None
     print(f"backed up {db} ({pages} pages) to {args.file}")
     return EXIT_OK
 
@@ -244,6 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("up", help="the daemon plus example agents, on embedded defaults (./hive-state)")
     daemon_options(p)
+    p.add_argument(
+        "--runtime",
+        choices=["examples", "claude"],
+        default="examples",
+        help="examples: the offline example agents (default); claude: the same layout as real Claude Code agents",
+    )
     p.set_defaults(run=cmd_up)
 
     p = sub.add_parser("watch", help="follow the hive's live events")

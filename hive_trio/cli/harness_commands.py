@@ -23,6 +23,21 @@ def _cli() -> Any:
     return operator
 
 
+Row = dict[str, Any]
+
+
+def _listing(key: str, empty: str, headers: list[str], row: Callable[[Row], list[Any]]) -> Callable[[Row], str]:
+    """The human form of a listing response: `empty` when `key` holds nothing, else a table of each `row`."""
+
+    def human(r: Row) -> str:
+        rows = r.get(key) or []
+        if not rows:
+            return empty
+        return str(_cli().format_table(headers, [row(item) for item in rows]))
+
+    return human
+
+
 def cmd_permissions(args: argparse.Namespace) -> int:
     cli = _cli()
     if args.words:
@@ -35,28 +50,21 @@ def cmd_permissions(args: argparse.Namespace) -> int:
     if args.always:
         raise cli.CliError("--always goes with `permissions allow ID`", cli.EXIT_USAGE)
 
-    def human(r: dict[str, Any]) -> str:
-        rows = r.get("permissions") or []
-        if not rows:
-            return "no permission requests"
-        return str(
-            cli.format_table(
-                ["ID", "AGENT", "TOOL", "INPUT", "ASKED", "DEADLINE", "DECISION", "BY"],
-                [
-                    [
-                        p.get("id"),
-                        p.get("agent"),
-                        p.get("tool"),
-                        p.get("input_json"),
-                        cli._when(p.get("requested_at")),
-                        cli._when(p.get("deadline_at")),
-                        p.get("decision"),
-                        p.get("decided_by"),
-                    ]
-                    for p in rows
-                ],
-            )
-        )
+    human = _listing(
+        "permissions",
+        "no permission requests",
+        ["ID", "AGENT", "TOOL", "INPUT", "ASKED", "DEADLINE", "DECISION", "BY"],
+        lambda p: [
+            p.get("id"),
+            p.get("agent"),
+            p.get("tool"),
+            p.get("input_json"),
+            cli._when(p.get("requested_at")),
+            cli._when(p.get("deadline_at")),
+            p.get("decision"),
+            p.get("decided_by"),
+        ],
+    )
 
     return int(cli._print(args, cli._host_call(args, "permissions", all=args.all), human))
 
@@ -93,26 +101,19 @@ def cmd_transcript(args: argparse.Namespace) -> int:
     if args.since is not None:
         fields["since"] = args.since
 
-    def human(r: dict[str, Any]) -> str:
-        rows = r.get("entries") or []
-        if not rows:
-            return f"no transcript for {args.name}"
-        return str(
-            cli.format_table(
-                ["ID", "AT", "TURN", "KIND", "TOOL", "TEXT"],
-                [
-                    [
-                        e.get("id"),
-                        cli._when(e.get("at")),
-                        e.get("turn_id"),
-                        e.get("outcome") or e.get("kind"),
-                        e.get("tool"),
-                        e.get("text") or e.get("input_json"),
-                    ]
-                    for e in rows
-                ],
-            )
-        )
+    human = _listing(
+        "entries",
+        f"no transcript for {args.name}",
+        ["ID", "AT", "TURN", "KIND", "TOOL", "TEXT"],
+        lambda e: [
+            e.get("id"),
+            cli._when(e.get("at")),
+            e.get("turn_id"),
+            e.get("outcome") or e.get("kind"),
+            e.get("tool"),
+            e.get("text") or e.get("input_json"),
+        ],
+    )
 
     first = cli._host_call(args, "transcript", **fields)
     status = int(cli._print(args, first, human))
@@ -151,15 +152,12 @@ def cmd_set_budget(args: argparse.Namespace) -> int:
 def cmd_reminders(args: argparse.Namespace) -> int:
     cli = _cli()
 
-    def human(r: dict[str, Any]) -> str:
-        rows = r.get("reminders") or []
-        if not rows:
-            return f"no pending reminders for {args.name}"
-        return str(
-            cli.format_table(
-                ["ID", "DUE", "BODY"], [[m.get("id"), cli._when(m.get("due_at")), m.get("body")] for m in rows]
-            )
-        )
+    human = _listing(
+        "reminders",
+        f"no pending reminders for {args.name}",
+        ["ID", "DUE", "BODY"],
+        lambda m: [m.get("id"), cli._when(m.get("due_at")), m.get("body")],
+    )
 
     return int(cli._print(args, cli._host_call(args, "reminders", name=args.name), human))
 

@@ -28,6 +28,7 @@ from hive_trio.records import (
     TransientKind,
     TransientSetEvent,
 )
+from hive_trio.records.carry import carried
 from hive_trio.records.harness import PermissionAddedEvent, PermissionRequest, PermissionResolvedEvent
 
 LOG_LIMIT: Final = 500
@@ -114,14 +115,7 @@ class LiveState:
                 self.agents.pop(event.name, None)
                 self.transients.pop(event.name, None)
             case PermissionAddedEvent():
-                self.permissions[event.id] = PermissionRequest(
-                    id=event.id,
-                    agent=event.agent,
-                    tool=event.tool,
-                    input_json=event.input_json,
-                    requested_at=event.requested_at,
-                    deadline_at=event.deadline_at,
-                )
+                self.permissions[event.id] = carried(PermissionRequest, event)
             case PermissionResolvedEvent():
                 self.permissions.pop(event.id, None)
 

@@ -109,6 +109,16 @@ def render_snapshot(state: LiveState, paint: Paint = plain) -> list[str]:
     return lines
 
 
+def _seconds_left(deadline_at: float, now: float | None) -> int:
+    """Whole seconds until a deadline (0 once it passed); `now` is the test's clock, else the wall clock."""
+    return max(0, round(deadline_at - (time.time() if now is None else now)))
+
+
+def _verdict(ok: bool, why: str | None) -> tuple[str, str]:
+    """How an outcome is painted (green when it went through, red otherwise) and its reason, as ` (…)`."""
+    return ("green" if ok else "red"), (f" ({_preview(why)})" if why else "")
+
+
 def render_event(event: DashboardEvent, paint: Paint = plain, *, now: float | None = None) -> str | None:
     """One line for an event, or None for one not worth a line (a spinner cleared by a state change)."""
     match event:
@@ -124,15 +134,13 @@ def render_event(event: DashboardEvent, paint: Paint = plain, *, now: float | No
             desc = f": {_preview(event.description)}" if event.description else ""
             return paint("yellow", f"approval #{event.id} requested — {what}{sha} for {event.agent}{desc}")
         case ApprovalResolvedEvent():
-            colour = "green" if event.status.value == "approved" else "red"
-            note = f" ({_preview(event.note)})" if event.note else ""
+            colour, note = _verdict(event.status.value == "approved", event.note)
             return paint(colour, f"approval #{event.id} for {event.agent} {event.status.value}{note}")
         case QuestionAddedEvent():
             opts = f" [{' / '.join(_safe(o) for o in event.options)}]" if event.options else ""
             due = ""
             if event.deadline_at is not None:
-                left = event.deadline_at - (time.time() if now is None else now)
-                due = f" (answer within {max(0, round(left))}s)"
+                due = f" (answer within {_seconds_left(event.deadline_at, now)}s)"
             return paint("magenta", f"question #{event.id} from {event.asker}: {_preview(event.question)}{opts}{due}")
         case QuestionResolvedEvent():
             how = "cancelled" if event.cancelled else f"answered by {event.answerer}: {_preview(event.answer)}"
@@ -153,13 +161,11 @@ def render_event(event: DashboardEvent, paint: Paint = plain, *, now: float | No
             text = f": {_preview(event.text)}" if event.text else ""
             return paint("dim", f"{event.agent} {what}{text}")
         case TurnFinishedEvent():
-            colour = "green" if event.outcome.value == "ok" else "red"
-            why = f" ({_preview(event.error)})" if event.error else ""
+            colour, why = _verdict(event.outcome.value == "ok", event.error)
             return paint(colour, f"{event.agent}: turn {_safe(event.turn_id)} {event.outcome.value}{why}")
         case PermissionAddedEvent():
-            left = event.deadline_at - (time.time() if now is None else now)
             line = f"permission #{event.id}: {event.agent} asks to use {_safe(event.tool)} {_preview(event.input_json)}"
-            return paint("yellow", f"{line} (denied in {max(0, round(left))}s unless allowed)")
+            return paint("yellow", f"{line} (denied in {_seconds_left(event.deadline_at, now)}s unless allowed)")
         case PermissionResolvedEvent():
             colour = "green" if event.decision.value == "allow" else "red"
             always = " (always)" if event.always else ""

@@ -34,6 +34,7 @@ from hive_trio.records import (
     Message,
     to_json,
 )
+from hive_trio.records.carry import carried
 from hive_trio.records.harness import (
     WITHDRAWN_DECIDER,
     AgentUsage,
@@ -497,13 +498,10 @@ class HarnessReports:
         waiter = self._waiters[request.id] = trio.Event()
         try:
             self.hub.emit(
-                PermissionAddedEvent(
-                    id=request.id,
-                    agent=name,
-                    tool=checked,
+                carried(
+                    PermissionAddedEvent,
+                    request,
                     input_json=transcripts_sql.cap_text(input_json, DASHBOARD_INPUT_MAX) or "null",
-                    requested_at=request.requested_at,
-                    deadline_at=request.deadline_at,
                 )
             )
             self._bells["permission"].set()
@@ -547,17 +545,7 @@ class HarnessReports:
 
     def _decided(self, p: PermissionRequest) -> None:
         assert p.decision is not None and p.decided_by is not None
-        self.hub.emit(
-            PermissionResolvedEvent(
-                id=p.id,
-                agent=p.agent,
-                tool=p.tool,
-                decision=p.decision,
-                decided_by=p.decided_by,
-                always=p.always,
-                decided_at=p.decided_at or self.coord.clock(),
-            )
-        )
+        self.hub.emit(carried(PermissionResolvedEvent, p, decided_at=p.decided_at or self.coord.clock()))
         waiter = self._waiters.get(p.id)
         if waiter is not None:
             waiter.set()

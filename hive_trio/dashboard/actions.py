@@ -31,7 +31,14 @@ from hive_trio.records import (
     StopAction,
     unstructure,
 )
-from hive_trio.records.harness import AllowPermissionAction, DenyPermissionAction, InterruptAction, PermissionDecision
+from hive_trio.records.harness import (
+    AllowPermissionAction,
+    DenyPermissionAction,
+    InterruptAction,
+    PermissionDecision,
+    RemindersAction,
+    TranscriptAction,
+)
 from hive_trio.rules.names import validate_agent_name
 
 
@@ -79,6 +86,13 @@ async def perform(coord: Coordinator, action: DashboardAction) -> Any:
         case LogTailAction(name=name, offset=offset, max_bytes=max_bytes):
             chunk = await read_agent_log(coord, name, offset=offset, max_bytes=max_bytes)
             return {"name": name, "text": chunk.text, "offset": chunk.offset, "rotated": chunk.rotated}
+        case TranscriptAction(name=name, limit=limit, since=since):
+            await coord.require_agent(name)
+            entries = await coord.reports.transcript(name, limit=limit, since=since)
+            return {"name": name, "entries": unstructure(entries)}
+        case RemindersAction(name=name):
+            await coord.require_agent(name)
+            return {"name": name, "reminders": unstructure(await coord.reports.pending_reminders(name))}
     return None
 
 

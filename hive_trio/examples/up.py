@@ -2,7 +2,9 @@
 
 It runs the same `open_hive` as the daemon, with state in `./hive-state`, the dashboard on loopback,
 three example agents (spawned directly, as the operator would) and the example manager, all on the
-process backend and all real MCP clients of their sockets. It prints where to look and what to try,
+process backend and all real MCP clients of their sockets. `--runtime claude` runs the same layout with
+real Claude Code agents instead (the harness, `hive-trio agent --runtime claude`, as the agent and the
+manager command); the default stays the offline examples. It prints where to look and what to try,
 and runs until Ctrl-C. It must never do anything the daemon itself would not: no shortcuts into the
 stores, only lifecycle operations and the sockets.
 """
@@ -14,7 +16,7 @@ import shutil
 import signal
 import sys
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 
 import attrs
 import trio
@@ -33,6 +35,9 @@ from hive_trio.rules.config import (
 
 EXAMPLE_AGENTS: Final = ("alice", "bob", "carol")
 
+UpRuntime = Literal["examples", "claude"]
+UP_RUNTIMES: Final[tuple[UpRuntime, ...]] = ("examples", "claude")
+
 
 def example_agent_command(python: str = sys.executable) -> str:
     return python_module_command("hive_trio.examples.agent", python)
@@ -42,14 +47,29 @@ def example_manager_command(python: str = sys.executable) -> str:
     return python_module_command("hive_trio.examples.manager", python)
 
 
-def up_config(config: Config) -> Config:
+def claude_harness_command(python: str = sys.executable) -> str:
+    """The real-agent harness with this Python: the daemon's default agent command."""
+    return f"{python_module_command('hive_trio', python)} agent --runtime claude"
+
+
+def claude_runtime_missing() -> str | None:
+    """Why `--runtime claude` cannot run here (the claude extra is not installed), or None."""
+    import importlib.util
+
+    if importlib.util.find_spec("claude_agent_sdk") is None:
+        return "--runtime claude needs the claude extra: pip install 'hive-trio[claude]'"
+    return None
+
+
+def up_config(config: Config, *, runtime: UpRuntime = "examples") -> Config:
     """`config` with `up`'s defaults wherever the operator left the daemon's defaults in place.
 
     State goes to `./hive-state`, and the runtime dir follows the CLI's rule for `up`
     (`cli.discovery.embedded_runtime_dir`: under the state dir, or a private /tmp dir when socket paths there
     would be too long), so `run_up` called directly finds the same hive the `hive-trio` commands do,
     and never replaces the sockets of a `hive-trio daemon` running on the defaults. Agents and manager
-    run the bundled examples, with this Python.
+    run the bundled examples, with this Python; with `runtime="claude"` they run the Claude harness.
+    An agent or manager command the operator set is kept either way.
     """
     state_dir = UP_STATE_DIR.resolve() if config.state_dir == default_state_dir() else config.state_dir
     runtime_dir = config.runtime_dir
@@ -59,11 +79,13 @@ def up_config(config: Config) -> Config:
         config,
         state_dir=state_dir,
         runtime_dir=runtime_dir,
-        # The daemon's default is the real-agent harness; `up` asks for the examples by name.
-        agent_command=example_agent_command()
+        # The daemon's default is the real-agent harness; `up` asks for the examples by name unless
+        # told `--runtime claude`, and then names the harness with this very Python.
+        agent_command=(example_agent_command() if runtime == "examples" else claude_harness_command())
         if config.agent_command == DEFAULT_AGENT_COMMAND
         else config.agent_command,
-        manager_command=config.manager_command or example_manager_command(),
+        manager_command=config.manager_command
+        or (example_manager_command() if runtime == "examples" else claude_harness_command()),
     )
 
 
@@ -102,13 +124,18 @@ class Pending:
     will_propose: bool = False
 
 
-async def pending_for_banner(coord: Coordinator, names: tuple[str, ...] = EXAMPLE_AGENTS) -> Pending:
+async def pending_for_banner(
+    coord: Coordinator, names: tuple[str, ...] = EXAMPLE_AGENTS, *, runtime: UpRuntime = "examples"
+) -> Pending:
     from hive_trio.examples.agent import ASKED_MARKER
     from hive_trio.examples.manager import PROPOSED_MARKER
     from hive_trio.records import ApprovalStatus
 
     present = [n for n in names if await coord.find_agent(n) is not None]
     asker = present[0] if present else None
+    if runtime != "examples":
+        # Claude agents ask and propose only when their model decides to: promise nothing.
+        asker = None
     will_ask = asker is not None and not await trio.Path(coord.paths.agent_notes(asker) / ASKED_MARKER).exists()
     will_propose = asker is not None and not await trio.Path(coord.paths.manager_notes / PROPOSED_MARKER).exists()
     return Pending(
@@ -123,7 +150,9 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
-def banner(coord: Coordinator, config: Config, pending: Pending | None = None) -> str:
+def banner(
+    coord: Coordinator, config: Config, pending: Pending | None = None, *, runtime: UpRuntime = "examples"
+) -> str:
     state = shlex.quote(str(config.state_dir))
     # From this directory the commands find `up`'s hive on their own (cli.discovery.discovered_hive).
     found = config.state_dir == UP_STATE_DIR.resolve() and config.runtime_dir == embedded_runtime_dir(config.state_dir)
@@ -153,8 +182,17 @@ def banner(coord: Coordinator, config: Config, pending: Pending | None = None) -
         if pending.approvals or pending.will_propose
         else ""
     )
+    if runtime == "claude":
+        running = (
+            f"Claude Code agents {', '.join(EXAMPLE_AGENTS)} and a Claude Code manager are running"
+            " (harness: hive-trio agent --runtime claude).\n"
+            "  Each logs in on its own (its claude/ dir under the state dir) unless ANTHROPIC_API_KEY is set;\n"
+            "  the dashboard shows who needs a login, and each tool use that waits for your permission."
+        )
+    else:
+        running = f"example agents {', '.join(EXAMPLE_AGENTS)} and an example manager are running."
     return f"""\
-hive-trio is up: example agents {", ".join(EXAMPLE_AGENTS)} and an example manager are running.
+hive-trio is up: {running}
   state:   {config.state_dir}
   runtime: {config.runtime_dir}
   {dashboard}
@@ -172,16 +210,17 @@ Ctrl-C stops the hive; the agents stop with it, and everything stays in {config.
 """
 
 
-async def run_up(config: Config) -> None:
-    """Run `hive-trio up` until SIGINT or SIGTERM (the CLI calls `trio.run(run_up, config)`)."""
-    config = up_config(config)
+async def run_up(config: Config, runtime: UpRuntime = "examples") -> None:
+    """Run `hive-trio up` until SIGINT or SIGTERM (the CLI calls `trio.run(run_up, config, runtime)`)."""
+    config = up_config(config, runtime=runtime)
     raise_open_file_limit()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_hive(config) as hive:
             coord = hive.coordinator
             await spawn_examples(coord)
             tune_garbage_collection()  # a long-running daemon, like `serve_daemon`
-            print(banner(coord, config, await pending_for_banner(coord)), flush=True)
+            pending = await pending_for_banner(coord, runtime=runtime)
+            print(banner(coord, config, pending, runtime=runtime), flush=True)
             async for _ in signals:
                 print("stopping the hive…", flush=True)
                 break

@@ -9,6 +9,8 @@ from typing import Any, Final, TypeAlias
 
 import attrs
 
+from hive_trio.records.bases import AboutAgent, AgentNote
+from hive_trio.records.carry import carried
 from hive_trio.records.federation import HelperUndeliverable
 from hive_trio.records.harness import (
     HelperBudgetExceeded,
@@ -47,23 +49,16 @@ class HelperApprovalResolved(Tagged, tag="approval_resolved"):
     tag: str | None = None
 
 
-@attrs.frozen
-class _AboutAgent(Tagged):
-    """A helper event that names only the agent."""
-
-    agent: str
+class HelperSpawned(AboutAgent, tag="spawned"): ...
 
 
-class HelperSpawned(_AboutAgent, tag="spawned"): ...
+class HelperKilled(AboutAgent, tag="killed"): ...
 
 
-class HelperKilled(_AboutAgent, tag="killed"): ...
+class HelperDestroyed(AboutAgent, tag="destroyed"): ...
 
 
-class HelperDestroyed(_AboutAgent, tag="destroyed"): ...
-
-
-class HelperNeedsUpdate(_AboutAgent, tag="needs_update"): ...
+class HelperNeedsUpdate(AboutAgent, tag="needs_update"): ...
 
 
 @attrs.frozen
@@ -73,10 +68,7 @@ class HelperRebuilt(Tagged, tag="rebuilt"):
     tag: str | None = None
 
 
-@attrs.frozen
-class HelperContainerCrash(Tagged, tag="container_crash"):
-    agent: str
-    note: str | None = None
+class HelperContainerCrash(AgentNote, tag="container_crash"): ...
 
 
 @attrs.frozen
@@ -90,9 +82,7 @@ class HelperQuestionAsked(Tagged, tag="question_asked"):
 
     @classmethod
     def of(cls, q: Question) -> HelperQuestionAsked:
-        return cls(
-            id=q.id, asker=q.asker, question=q.question, options=q.options, multi=q.multi, deadline_at=q.deadline_at
-        )
+        return carried(cls, q)
 
 
 @attrs.frozen
@@ -206,16 +196,7 @@ class QuestionAddedEvent(Tagged, tag="question_added"):
 
     @classmethod
     def of(cls, q: Question) -> QuestionAddedEvent:
-        return cls(
-            id=q.id,
-            asker=q.asker,
-            question=q.question,
-            options=q.options,
-            multi=q.multi,
-            asked_at=q.asked_at,
-            deadline_at=q.deadline_at,
-            default_answer=q.default_answer,
-        )
+        return carried(cls, q)
 
 
 @attrs.frozen

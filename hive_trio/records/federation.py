@@ -125,7 +125,7 @@ class RemoteAgent:
 
     @property
     def address(self) -> str:
-        return f"{self.name}@{self.hive}"
+        return str(RemoteAddress(self.name, self.hive))
 
 
 @attrs.frozen

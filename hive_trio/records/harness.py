@@ -4,7 +4,7 @@ The harness channel's tool arguments (the `harness` role, docs/AGENTS.md), the `
 transcript entries, permission requests, reminders, usage and budgets, and the new dashboard events,
 HelperEvents, host.sock verbs and dashboard actions. Re-exported by `hive_trio.records`, whose
 unions include the new members, so the one converter encodes them. Like the rest of `records`, it
-imports nothing of hive_trio's and holds shape only, never behaviour.
+imports only sibling record modules and holds shape only, never behaviour.
 """
 
 from __future__ import annotations
@@ -14,19 +14,13 @@ from typing import Any, Final, TypeAlias
 
 import attrs
 
+from hive_trio.records.bases import AboutAgent, AgentNote, ById, ByIdAction, Named, NamedAction, RequestId, doc
 from hive_trio.records.tagged import Tagged
-
-# A client-chosen dashboard request id (the same alias `records` defines for its actions).
-ActionRequestId: TypeAlias = int | str | None
 
 # hyperhive-style sentinel deciders of a permission request that no person resolved.
 TTL_DECIDER: Final = "ttl"
 RULE_DECIDER: Final = "rule"
 WITHDRAWN_DECIDER: Final = "harness"
-
-
-def _doc(text: str) -> dict[str, str]:
-    return {"doc": text}
 
 
 class TurnOutcome(enum.Enum):
@@ -68,61 +62,61 @@ class PermissionDecision(enum.Enum):
 
 @attrs.frozen(kw_only=True)
 class TurnStartedArgs:
-    turn_id: str = attrs.field(metadata=_doc("the harness's id for this turn"))
-    message_ids: list[int] = attrs.field(metadata=_doc("ids of the messages the turn handles"), factory=list)
+    turn_id: str = attrs.field(metadata=doc("the harness's id for this turn"))
+    message_ids: list[int] = attrs.field(metadata=doc("ids of the messages the turn handles"), factory=list)
 
 
 @attrs.frozen(kw_only=True)
 class TurnEventArgs:
-    turn_id: str = attrs.field(metadata=_doc("the turn this event belongs to"))
-    kind: TurnEventKind = attrs.field(metadata=_doc("text, tool_use, tool_result, error or thinking"))
-    text: str | None = attrs.field(metadata=_doc("the text (truncated when long)"), default=None)
-    tool: str | None = attrs.field(metadata=_doc("the tool used, for tool_use and tool_result"), default=None)
-    input: Any = attrs.field(metadata=_doc("the tool's input, for tool_use"), default=None)
-    is_error: bool = attrs.field(metadata=_doc("whether a tool_result is an error"), default=False)
+    turn_id: str = attrs.field(metadata=doc("the turn this event belongs to"))
+    kind: TurnEventKind = attrs.field(metadata=doc("text, tool_use, tool_result, error or thinking"))
+    text: str | None = attrs.field(metadata=doc("the text (truncated when long)"), default=None)
+    tool: str | None = attrs.field(metadata=doc("the tool used, for tool_use and tool_result"), default=None)
+    input: Any = attrs.field(metadata=doc("the tool's input, for tool_use"), default=None)
+    is_error: bool = attrs.field(metadata=doc("whether a tool_result is an error"), default=False)
 
 
 @attrs.frozen(kw_only=True)
 class TurnFinishedArgs:
-    turn_id: str = attrs.field(metadata=_doc("the turn that ended"))
-    outcome: TurnOutcome = attrs.field(metadata=_doc("ok, failed, interrupted, timeout or auth_failed"))
-    error: str | None = attrs.field(metadata=_doc("why it failed, for a person"), default=None)
-    model: str | None = attrs.field(metadata=_doc("the model the runtime really used"), default=None)
-    input_tokens: int = attrs.field(metadata=_doc("input tokens of the turn"), default=0)
-    output_tokens: int = attrs.field(metadata=_doc("output tokens of the turn"), default=0)
-    cache_read_tokens: int = attrs.field(metadata=_doc("cache-read input tokens"), default=0)
-    cache_write_tokens: int = attrs.field(metadata=_doc("cache-write input tokens"), default=0)
-    cost_usd: float | None = attrs.field(metadata=_doc("the turn's cost, where the runtime reports it"), default=None)
+    turn_id: str = attrs.field(metadata=doc("the turn that ended"))
+    outcome: TurnOutcome = attrs.field(metadata=doc("ok, failed, interrupted, timeout or auth_failed"))
+    error: str | None = attrs.field(metadata=doc("why it failed, for a person"), default=None)
+    model: str | None = attrs.field(metadata=doc("the model the runtime really used"), default=None)
+    input_tokens: int = attrs.field(metadata=doc("input tokens of the turn"), default=0)
+    output_tokens: int = attrs.field(metadata=doc("output tokens of the turn"), default=0)
+    cache_read_tokens: int = attrs.field(metadata=doc("cache-read input tokens"), default=0)
+    cache_write_tokens: int = attrs.field(metadata=doc("cache-write input tokens"), default=0)
+    cost_usd: float | None = attrs.field(metadata=doc("the turn's cost, where the runtime reports it"), default=None)
 
 
 @attrs.frozen(kw_only=True)
 class ReportStateArgs:
-    active_model: str | None = attrs.field(metadata=_doc("the model in use; null leaves it"), default=None)
+    active_model: str | None = attrs.field(metadata=doc("the model in use; null leaves it"), default=None)
     status_text: str | None = attrs.field(
-        metadata=_doc("the live status line; null leaves it, '' clears it"), default=None
+        metadata=doc("the live status line; null leaves it, '' clears it"), default=None
     )
 
 
 @attrs.frozen(kw_only=True)
 class RequestPermissionArgs:
-    tool: str = attrs.field(metadata=_doc("the tool the model wants to use"))
-    input: Any = attrs.field(metadata=_doc("the tool's input, shown to the operator"), default=None)
+    tool: str = attrs.field(metadata=doc("the tool the model wants to use"))
+    input: Any = attrs.field(metadata=doc("the tool's input, shown to the operator"), default=None)
     ttl_seconds: float | None = attrs.field(
-        metadata=_doc("seconds until the request is denied by default; null for the configured default"), default=None
+        metadata=doc("seconds until the request is denied by default; null for the configured default"), default=None
     )
 
 
 @attrs.frozen(kw_only=True)
 class WaitControlArgs:
-    wait_seconds: float = attrs.field(metadata=_doc("seconds to wait for a change (at most 180)"), default=0.0)
+    wait_seconds: float = attrs.field(metadata=doc("seconds to wait for a change (at most 180)"), default=0.0)
 
 
 @attrs.frozen(kw_only=True)
 class RemindArgs:
-    body: str = attrs.field(metadata=_doc("the text to receive later, from 'system'"))
-    delay_seconds: float | None = attrs.field(metadata=_doc("seconds from now; or give `at`"), default=None)
+    body: str = attrs.field(metadata=doc("the text to receive later, from 'system'"))
+    delay_seconds: float | None = attrs.field(metadata=doc("seconds from now; or give `at`"), default=None)
     at: float | str | None = attrs.field(
-        metadata=_doc("when: unix seconds or an RFC 3339 time (e.g. 2026-12-01T09:00:00Z); or give delay_seconds"),
+        metadata=doc("when: unix seconds or an RFC 3339 time (e.g. 2026-12-01T09:00:00Z); or give delay_seconds"),
         default=None,
     )
 
@@ -217,25 +211,16 @@ class Budget:
 # ------------------------------------------------------------------------------------ HelperEvent
 
 
-@attrs.frozen
-class HelperNeedsLogin(Tagged, tag="needs_login"):
-    agent: str
+class HelperNeedsLogin(AboutAgent, tag="needs_login"): ...
 
 
-@attrs.frozen
-class HelperLoggedIn(Tagged, tag="logged_in"):
-    agent: str
+class HelperLoggedIn(AboutAgent, tag="logged_in"): ...
 
 
-@attrs.frozen
-class HelperTurnFailed(Tagged, tag="turn_failed"):
-    agent: str
-    note: str | None = None
+class HelperTurnFailed(AgentNote, tag="turn_failed"): ...
 
 
-@attrs.frozen
-class HelperBudgetExceeded(Tagged, tag="budget_exceeded"):
-    agent: str
+class HelperBudgetExceeded(AboutAgent, tag="budget_exceeded"): ...
 
 
 # --------------------------------------------------------------------------------- DashboardEvent
@@ -329,14 +314,10 @@ class HostAllowPermission(Tagged, tag="allow_permission"):
     always: bool = False
 
 
-@attrs.frozen
-class HostDenyPermission(Tagged, tag="deny_permission"):
-    id: int
+class HostDenyPermission(ById, tag="deny_permission"): ...
 
 
-@attrs.frozen
-class HostInterrupt(Tagged, tag="interrupt"):
-    name: str
+class HostInterrupt(Named, tag="interrupt"): ...
 
 
 @attrs.frozen
@@ -348,11 +329,8 @@ class HostSetBudget(Tagged, tag="set_budget"):
     daily_usd: float | None = None
 
 
-@attrs.frozen
-class HostReminders(Tagged, tag="reminders"):
+class HostReminders(Named, tag="reminders"):
     """An agent's pending reminders."""
-
-    name: str
 
 
 # The verbs above, as one union (a member of `HostRequest`) and the tuple to test a request against.
@@ -375,62 +353,27 @@ HARNESS_HOST_REQUEST_TYPES: Final[tuple[type[Any], ...]] = HarnessHostRequest.__
 class AllowPermissionAction(Tagged, tag="allow_permission"):
     id: int
     always: bool = False
-    req: ActionRequestId = None
+    req: RequestId = None
+
+
+class DenyPermissionAction(ByIdAction, tag="deny_permission"): ...
+
+
+class InterruptAction(NamedAction, tag="interrupt"): ...
 
 
 @attrs.frozen
-class DenyPermissionAction(Tagged, tag="deny_permission"):
-    id: int
-    req: ActionRequestId = None
+class TranscriptAction(Tagged, tag="transcript"):
+    """An agent's transcript for its view, as host.sock `transcript`: the last `limit` entries, or after `since`."""
 
-
-@attrs.frozen
-class InterruptAction(Tagged, tag="interrupt"):
     name: str
-    req: ActionRequestId = None
+    limit: int = 200
+    since: int | None = None
+    req: RequestId = None
+
+
+class RemindersAction(NamedAction, tag="reminders"):
+    """An agent's pending reminders for its view, as host.sock `reminders`."""
 
 
 HARNESS_HELPER_EVENTS: Final = (HelperNeedsLogin, HelperLoggedIn, HelperTurnFailed, HelperBudgetExceeded)
-
-__all__ = [
-    "HARNESS_HOST_REQUEST_TYPES",
-    "RULE_DECIDER",
-    "TTL_DECIDER",
-    "WITHDRAWN_DECIDER",
-    "AgentUsage",
-    "AllowPermissionAction",
-    "Budget",
-    "DenyPermissionAction",
-    "HarnessHostRequest",
-    "HelperBudgetExceeded",
-    "HelperLoggedIn",
-    "HelperNeedsLogin",
-    "HelperTurnFailed",
-    "HostAllowPermission",
-    "HostDenyPermission",
-    "HostInterrupt",
-    "HostPermissions",
-    "HostReminders",
-    "HostSetBudget",
-    "HostTranscript",
-    "InterruptAction",
-    "PermissionAddedEvent",
-    "PermissionDecision",
-    "PermissionRequest",
-    "PermissionResolvedEvent",
-    "RemindArgs",
-    "Reminder",
-    "ReportStateArgs",
-    "RequestPermissionArgs",
-    "TranscriptEntry",
-    "TranscriptKind",
-    "TurnEventArgs",
-    "TurnEventEvent",
-    "TurnEventKind",
-    "TurnFinishedArgs",
-    "TurnFinishedEvent",
-    "TurnOutcome",
-    "TurnStartedArgs",
-    "TurnStartedEvent",
-    "WaitControlArgs",
-]

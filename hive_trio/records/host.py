@@ -11,6 +11,8 @@ from typing import Any, Final, TypeAlias
 
 import attrs
 
+from hive_trio.records.bases import ById, Named
+from hive_trio.records.carry import carried
 from hive_trio.records.harness import HarnessHostRequest
 from hive_trio.records.rows import Approval, ApprovalKind, ApprovalStatus
 from hive_trio.records.tagged import Tagged
@@ -67,26 +69,19 @@ class HostStop(Tagged, tag="stop"):
     graceful: bool = True
 
 
-@attrs.frozen
-class _Named(Tagged):
-    """A verb on one agent, by name."""
-
-    name: str
+class HostRestart(Named, tag="restart"): ...
 
 
-class HostRestart(_Named, tag="restart"): ...
+class HostKill(Named, tag="kill"): ...
 
 
-class HostKill(_Named, tag="kill"): ...
+class HostSpawn(Named, tag="spawn"): ...
 
 
-class HostSpawn(_Named, tag="spawn"): ...
+class HostRebuild(Named, tag="rebuild"): ...
 
 
-class HostRebuild(_Named, tag="rebuild"): ...
-
-
-class HostPurgeTombstone(_Named, tag="purge_tombstone"): ...
+class HostPurgeTombstone(Named, tag="purge_tombstone"): ...
 
 
 @attrs.frozen
@@ -142,9 +137,7 @@ class HostAnswer(Tagged, tag="answer"):
     answer: str | list[str]
 
 
-@attrs.frozen
-class HostCancelQuestion(Tagged, tag="cancel_question"):
-    id: int
+class HostCancelQuestion(ById, tag="cancel_question"): ...
 
 
 @attrs.frozen
@@ -260,17 +253,6 @@ class HostApproval:
 
     @classmethod
     def of(cls, approval: Approval) -> HostApproval:
-        return cls(
-            id=approval.id,
-            agent=approval.agent,
-            kind=approval.kind,
-            status=approval.status,
-            requested_at=rfc3339(approval.requested_at) or "",
-            commit_ref=approval.commit_ref,
-            fetched_sha=approval.fetched_sha,
-            description=approval.description,
-            diff=approval.diff,
-            note=approval.note,
-            resolved_at=rfc3339(approval.resolved_at),
-            requested_by=approval.requested_by,
+        return carried(
+            cls, approval, requested_at=rfc3339(approval.requested_at) or "", resolved_at=rfc3339(approval.resolved_at)
         )

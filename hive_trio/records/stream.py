@@ -9,8 +9,16 @@ from typing import Any, Final, TypeAlias
 
 import attrs
 
+from hive_trio.records.bases import ByIdAction, NamedAction
+from hive_trio.records.bases import RequestId as RequestId
 from hive_trio.records.events import DashboardEvent
-from hive_trio.records.harness import AllowPermissionAction, DenyPermissionAction, InterruptAction
+from hive_trio.records.harness import (
+    AllowPermissionAction,
+    DenyPermissionAction,
+    InterruptAction,
+    RemindersAction,
+    TranscriptAction,
+)
 from hive_trio.records.rows import Snapshot
 from hive_trio.records.tagged import Tagged
 
@@ -19,8 +27,7 @@ from hive_trio.records.tagged import Tagged
 # hyperhive's dashboard posts forms and streams SSE; here one socket carries both directions, so every
 # action names a client-chosen `req` that its `result` frame echoes.
 
-# A client-chosen request id: a JSON number or string (or absent). Anything else is refused.
-RequestId: TypeAlias = int | str | None
+# Every action names a client-chosen request id (`RequestId`, from `bases`); any other type is refused.
 # A multi-choice answer may come as the list of selections; the coordinator joins them with ", ".
 AnswerText: TypeAlias = str | list[str]
 
@@ -47,10 +54,7 @@ class AnswerAction(Tagged, tag="answer"):
     req: RequestId = None
 
 
-@attrs.frozen
-class CancelQuestionAction(Tagged, tag="cancel_question"):
-    id: int
-    req: RequestId = None
+class CancelQuestionAction(ByIdAction, tag="cancel_question"): ...
 
 
 @attrs.frozen
@@ -60,24 +64,16 @@ class SendAction(Tagged, tag="send"):
     req: RequestId = None
 
 
-@attrs.frozen
-class _NamedAction(Tagged):
-    """A verb on one agent, by name."""
-
-    name: str
-    req: RequestId = None
+class StartAction(NamedAction, tag="start"): ...
 
 
-class StartAction(_NamedAction, tag="start"): ...
+class RestartAction(NamedAction, tag="restart"): ...
 
 
-class RestartAction(_NamedAction, tag="restart"): ...
+class RebuildAction(NamedAction, tag="rebuild"): ...
 
 
-class RebuildAction(_NamedAction, tag="rebuild"): ...
-
-
-class CancelTransientAction(_NamedAction, tag="cancel_transient"): ...
+class CancelTransientAction(NamedAction, tag="cancel_transient"): ...
 
 
 @attrs.frozen
@@ -138,6 +134,8 @@ DashboardAction: TypeAlias = (
     | InterruptAction
     | SetPausedAction
     | LogTailAction
+    | TranscriptAction
+    | RemindersAction
 )
 DASHBOARD_ACTION_TYPES: Final[tuple[type[Any], ...]] = DashboardAction.__args__
 DASHBOARD_OPS: Final[tuple[str, ...]] = tuple(t.tag_value for t in DASHBOARD_ACTION_TYPES)

@@ -67,11 +67,7 @@ def ensure_base_dir(path: Path, mode: int, *, what: str, flag: str) -> None:
         raise UnsafePath(f"refusing {what} {path}: it is not a directory; remove it or pass another {flag}") from None
     try:
         st = os.fstat(fd)
-        if st.st_uid != _uid():
-            raise UnsafePath(
-                f"refusing {what} {path}: it is owned by uid {st.st_uid}, not by this daemon's uid {_uid()}; "
-                f"remove it or pass {flag} a directory of your own"
-            )
+        _refuse_foreign(st, f"{what} {path}", f"remove it or pass {flag} a directory of your own")
         if created:
             # systemd's RuntimeDirectory=: a dir we just made gets exactly our mode, whatever the umask.
             os.fchmod(fd, mode)
@@ -82,6 +78,13 @@ def ensure_base_dir(path: Path, mode: int, *, what: str, flag: str) -> None:
             )
     finally:
         os.close(fd)
+
+
+def _refuse_foreign(st: os.stat_result, label: str, advice: str) -> None:
+    """Refuse a directory another uid owns: the daemon keeps its state only in its own dirs."""
+    if st.st_uid != _uid():
+        owner = f"it is owned by uid {st.st_uid}, not by this daemon's uid {_uid()}"
+        raise UnsafePath(f"refusing {label}: {owner}; {advice}")
 
 
 def _refuse_link(path: Path) -> UnsafePath:
@@ -117,10 +120,7 @@ def ensure_tree(base: Path, parts: Sequence[str], mode: int) -> None:
             os.close(fd)
             fd = child
             st = os.fstat(fd)
-            if st.st_uid != _uid():
-                raise UnsafePath(
-                    f"refusing {here}: it is owned by uid {st.st_uid}, not by this daemon's uid {_uid()}; remove it"
-                )
+            _refuse_foreign(st, str(here), "remove it")
             if created:
                 os.fchmod(fd, mode)
             elif stat.S_IMODE(st.st_mode) != mode:

@@ -11,9 +11,9 @@ from typing import Final
 
 import apsw
 
-from hive_trio.errors import Conflict, NotFound
+from hive_trio.errors import Conflict
 from hive_trio.records import Approval, ApprovalDraft, ApprovalKind, ApprovalStatus
-from hive_trio.store.columns import Columns
+from hive_trio.store.columns import Columns, require_by_id
 from hive_trio.store.database import StoreFace
 
 _COLUMNS: Final = Columns(Approval, convert={"kind": ApprovalKind, "status": ApprovalStatus})
@@ -29,16 +29,8 @@ def add_tx(conn: apsw.Connection, draft: ApprovalDraft, *, now: float) -> Approv
     return _COLUMNS.read(row)
 
 
-def get(conn: apsw.Connection, approval_id: int) -> Approval | None:
-    row = conn.execute(f"SELECT {_COLUMNS.sql} FROM approvals WHERE id = ?", (approval_id,)).fetchone()
-    return _COLUMNS.read(row) if row else None
-
-
 def require(conn: apsw.Connection, approval_id: int) -> Approval:
-    found = get(conn, approval_id)
-    if found is None:
-        raise NotFound(f"no approval #{approval_id}")
-    return found
+    return require_by_id(conn, _COLUMNS, "approvals", approval_id, noun="approval")
 
 
 def set_fetched_tx(conn: apsw.Connection, *, approval_id: int, fetched_sha: str, diff: str) -> Approval:

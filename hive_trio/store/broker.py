@@ -16,6 +16,7 @@ import apsw
 
 from hive_trio.errors import TooLarge, UnknownAgent
 from hive_trio.records import MANAGER_AGENT, OPERATOR, SYSTEM_SENDER, Message
+from hive_trio.rules.snapshot_budget import within_budget
 from hive_trio.store.columns import Columns
 from hive_trio.store.database import Database, StoreFace
 
@@ -122,17 +123,8 @@ def deliver_tx(
 
 
 def _within_budget(items: Sequence[T], *, size: Callable[[T], int], max_bytes: int | None) -> list[T]:
-    """The longest prefix of `items` whose sizes fit `max_bytes`; never empty if `items` is not."""
-    if max_bytes is None:
-        return list(items)
-    kept: list[T] = []
-    total = 0
-    for item in items:
-        total += size(item)
-        if kept and total > max_bytes:
-            break
-        kept.append(item)
-    return kept
+    """The longest prefix of `items` whose sizes fit `max_bytes` (the snapshot's rule); all of them with None."""
+    return list(items) if max_bytes is None else within_budget(items, size=size, max_bytes=max_bytes)[0]
 
 
 def ack_tx(conn: apsw.Connection, *, recipient: str, now: float) -> int:

@@ -1,15 +1,21 @@
 """A table's columns read into its record: the column list comes from the record's attrs fields, written once.
 
 Before, each store wrote a `_COLUMNS` string and a positional `_row` mapper that had to be edited in step.
-Sans-IO: imports attrs and nothing of the project; it must never run SQL itself.
+`require_by_id` is the one read every id-keyed store shares (approvals, questions, permission requests).
+Imports attrs and `errors` only; apart from that one SELECT on a connection it is given, it never runs SQL.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import attrs
+
+from hive_trio.errors import NotFound
+
+if TYPE_CHECKING:
+    import apsw
 
 T = TypeVar("T")
 
@@ -37,3 +43,11 @@ class Columns(Generic[T]):
 
     def read(self, row: Sequence[Any]) -> T:
         return self._cls(**{name: v if f is None else f(v) for (name, f), v in zip(self._fields, row, strict=True)})
+
+
+def require_by_id(conn: apsw.Connection, columns: Columns[T], table: str, row_id: int, *, noun: str) -> T:
+    """Row `row_id` of `table` (trusted, the caller's literal), or `NotFound` ("no approval #3")."""
+    row = conn.execute(f"SELECT {columns.sql} FROM {table} WHERE id = ?", (row_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"no {noun} #{row_id}")
+    return columns.read(row)

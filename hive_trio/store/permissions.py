@@ -9,34 +9,19 @@ of who decided and how, never deleted. Functions of a plain APSW connection; no 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Final
+from typing import Final
 
 import apsw
 
-from hive_trio.errors import Conflict, NotFound
+from hive_trio.errors import Conflict
 from hive_trio.records.harness import RULE_DECIDER, TTL_DECIDER, PermissionDecision, PermissionRequest
+from hive_trio.store.columns import Columns, require_by_id
 
-_COLUMNS: Final = (
-    "id, agent, tool, input_json, requested_at, deadline_at, decision, decided_by, always, decided_at, reason"
+_COLUMNS: Final = Columns(
+    PermissionRequest,
+    convert={"decision": lambda v: None if v is None else PermissionDecision(v), "always": bool},
 )
 EXPIRED_REASON: Final = "nobody decided before the deadline; denied by default"
-
-
-def _row(r: Sequence[Any]) -> PermissionRequest:
-    return PermissionRequest(
-        id=r[0],
-        agent=r[1],
-        tool=r[2],
-        input_json=r[3],
-        requested_at=r[4],
-        deadline_at=r[5],
-        decision=PermissionDecision(r[6]) if r[6] is not None else None,
-        decided_by=r[7],
-        always=bool(r[8]),
-        decided_at=r[9],
-        reason=r[10],
-    )
 
 
 def has_rule(conn: apsw.Connection, *, agent: str, tool: str) -> bool:
@@ -53,17 +38,17 @@ def request_tx(
     if has_rule(conn, agent=agent, tool=tool):
         row = conn.execute(
             "INSERT INTO permissions (agent, tool, input_json, requested_at, deadline_at, decision, decided_by,"
-            f" always, decided_at, reason) VALUES (?, ?, ?, ?, ?, 'allow', ?, 1, ?, ?) RETURNING {_COLUMNS}",
+            f" always, decided_at, reason) VALUES (?, ?, ?, ?, ?, 'allow', ?, 1, ?, ?) RETURNING {_COLUMNS.sql}",
             (agent, tool, input_json, now, now, RULE_DECIDER, now, f"{tool} is always allowed for {agent}"),
         ).fetchone()
     else:
         row = conn.execute(
             "INSERT INTO permissions (agent, tool, input_json, requested_at, deadline_at)"
-            f" VALUES (?, ?, ?, ?, ?) RETURNING {_COLUMNS}",
+            f" VALUES (?, ?, ?, ?, ?) RETURNING {_COLUMNS.sql}",
             (agent, tool, input_json, now, now + ttl_seconds),
         ).fetchone()
     assert row is not None
-    return _row(row)
+    return _COLUMNS.read(row)
 
 
 def open_count(conn: apsw.Connection, *, agent: str) -> int:
@@ -71,16 +56,8 @@ def open_count(conn: apsw.Connection, *, agent: str) -> int:
     return int(row[0]) if row else 0
 
 
-def get(conn: apsw.Connection, request_id: int) -> PermissionRequest | None:
-    row = conn.execute(f"SELECT {_COLUMNS} FROM permissions WHERE id = ?", (request_id,)).fetchone()
-    return _row(row) if row else None
-
-
 def require(conn: apsw.Connection, request_id: int) -> PermissionRequest:
-    found = get(conn, request_id)
-    if found is None:
-        raise NotFound(f"no permission request #{request_id}")
-    return found
+    return require_by_id(conn, _COLUMNS, "permissions", request_id, noun="permission request")
 
 
 def decide_tx(
@@ -96,7 +73,7 @@ def decide_tx(
     """Decide an open request (compare-and-set); `always` with allow also records the rule."""
     row = conn.execute(
         "UPDATE permissions SET decision = ?, decided_by = ?, always = ?, decided_at = ?, reason = ?"
-        f" WHERE id = ? AND decision IS NULL RETURNING {_COLUMNS}",
+        f" WHERE id = ? AND decision IS NULL RETURNING {_COLUMNS.sql}",
         (decision.value, decided_by, int(always), now, reason, request_id),
     ).fetchone()
     if row is None:
@@ -105,7 +82,7 @@ def decide_tx(
         raise Conflict(
             f"permission request #{request_id} was already decided: {current.decision.value} by {current.decided_by}"
         )
-    decided = _row(row)
+    decided = _COLUMNS.read(row)
     if always and decision is PermissionDecision.ALLOW:
         conn.execute(
             "INSERT OR IGNORE INTO permission_rules (agent, tool, created_at, created_by) VALUES (?, ?, ?, ?)",
@@ -118,10 +95,10 @@ def expire_tx(conn: apsw.Connection, *, now: float) -> list[PermissionRequest]:
     """Deny every open request whose deadline has passed, decided by `ttl`."""
     rows = conn.execute(
         "UPDATE permissions SET decision = 'deny', decided_by = ?, decided_at = ?, reason = ?"
-        f" WHERE decision IS NULL AND deadline_at <= ? RETURNING {_COLUMNS}",
+        f" WHERE decision IS NULL AND deadline_at <= ? RETURNING {_COLUMNS.sql}",
         (TTL_DECIDER, now, EXPIRED_REASON, now),
     ).fetchall()
-    return sorted((_row(r) for r in rows), key=lambda p: p.id)
+    return sorted((_COLUMNS.read(r) for r in rows), key=lambda p: p.id)
 
 
 def next_deadline(conn: apsw.Connection) -> float | None:
@@ -130,12 +107,15 @@ def next_deadline(conn: apsw.Connection) -> float | None:
 
 
 def list_open_tx(conn: apsw.Connection) -> list[PermissionRequest]:
-    return [_row(r) for r in conn.execute(f"SELECT {_COLUMNS} FROM permissions WHERE decision IS NULL ORDER BY id")]
+    return [
+        _COLUMNS.read(r)
+        for r in conn.execute(f"SELECT {_COLUMNS.sql} FROM permissions WHERE decision IS NULL ORDER BY id")
+    ]
 
 
 def list_recent_tx(conn: apsw.Connection, *, limit: int) -> list[PermissionRequest]:
-    rows = conn.execute(f"SELECT {_COLUMNS} FROM permissions ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
-    return [_row(r) for r in reversed(rows)]
+    rows = conn.execute(f"SELECT {_COLUMNS.sql} FROM permissions ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+    return [_COLUMNS.read(r) for r in reversed(rows)]
 
 
 def rules_tx(conn: apsw.Connection, *, agent: str) -> list[str]:
@@ -152,7 +132,6 @@ __all__ = [
     "decide_tx",
     "expire_tx",
     "forget_agent_tx",
-    "get",
     "has_rule",
     "list_open_tx",
     "list_recent_tx",

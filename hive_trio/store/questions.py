@@ -12,9 +12,9 @@ from typing import Final
 
 import apsw
 
-from hive_trio.errors import Conflict, InvalidRequest, NotFound
+from hive_trio.errors import Conflict, InvalidRequest
 from hive_trio.records import CANCELLED_ANSWER, EXPIRED_ANSWER, TTL_ANSWERER, Question, QuestionDraft
-from hive_trio.store.columns import Columns
+from hive_trio.store.columns import Columns, require_by_id
 from hive_trio.store.database import StoreFace
 
 _COLUMNS: Final = Columns(
@@ -41,16 +41,8 @@ def ask_tx(conn: apsw.Connection, draft: QuestionDraft, *, now: float) -> Questi
     return _COLUMNS.read(row)
 
 
-def get(conn: apsw.Connection, question_id: int) -> Question | None:
-    row = conn.execute(f"SELECT {_COLUMNS.sql} FROM questions WHERE id = ?", (question_id,)).fetchone()
-    return _COLUMNS.read(row) if row else None
-
-
 def require(conn: apsw.Connection, question_id: int) -> Question:
-    found = get(conn, question_id)
-    if found is None:
-        raise NotFound(f"no question #{question_id}")
-    return found
+    return require_by_id(conn, _COLUMNS, "questions", question_id, noun="question")
 
 
 def answer_tx(

@@ -77,3 +77,53 @@ def test_banner_names_the_cli_as_the_operator_can_type_it(tmp_path: Path, monkey
     assert cli_name() == "hive-trio"
     monkeypatch.setattr("sys.argv", ["-c"])  # run_up called from Python
     assert cli_name() == "hive-trio"
+
+
+def test_up_runtime_claude_runs_the_harness_as_agents_and_manager(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hive_trio.cli import build_parser
+    from hive_trio.examples.up import claude_harness_command
+
+    monkeypatch.chdir(tmp_path)
+    harness = f"exec {sys.executable} -m hive_trio agent --runtime claude"
+    assert claude_harness_command() == harness
+    config = up_config(Config(), runtime="claude")
+    assert (config.agent_command, config.manager_command) == (harness, harness)
+    assert config.state_dir == tmp_path / "hive-state"
+    # The default stays the offline examples, and the operator's own commands win over either.
+    assert build_parser().parse_args(["up"]).runtime == "examples"
+    assert build_parser().parse_args(["up", "--runtime", "claude"]).runtime == "claude"
+    assert "hive_trio.examples.agent" in up_config(Config()).agent_command
+    chosen = up_config(Config(agent_command="exec x", manager_command="exec m"), runtime="claude")
+    assert (chosen.agent_command, chosen.manager_command) == ("exec x", "exec m")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["up", "--runtime", "codex"])
+
+
+def test_up_runtime_claude_without_the_claude_extra_refuses_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.util
+
+    from hive_trio.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "claude_agent_sdk" else real(name, *a)
+    )
+    assert main(["up", "--runtime", "claude"]) == 1
+    assert "pip install 'hive-trio[claude]'" in capsys.readouterr().err
+
+
+def test_the_claude_up_banner_promises_no_example_behaviour() -> None:
+    from types import SimpleNamespace
+    from typing import Any
+
+    from hive_trio.examples.up import Pending, banner
+
+    config = Config(state_dir=Path("/srv/h"), runtime_dir=Path("/srv/h/run"))
+    coord: Any = SimpleNamespace(dashboard_url=None)
+    text = banner(coord, config, Pending(), runtime="claude")
+    assert "Claude Code agents alice, bob, carol" in text and "hive-trio agent --runtime claude" in text
+    assert "example agents" not in text and "asks you" not in text and "Swedish" not in text

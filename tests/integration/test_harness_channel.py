@@ -172,3 +172,25 @@ async def test_harness_tools_return_structured_results_matching_their_schemas(hi
             assert not result.is_error, (name, result)
             assert result.structured_content is not None, name
             jsonschema.validate(result.structured_content, tools[name].output_schema)
+
+
+async def test_the_harness_opens_the_real_channel_when_hive_harness_fd_is_set(hive: InProcessHive) -> None:
+    import socket
+
+    from hive_trio.agent.channel import open_channel_from_env
+    from hive_trio.clients.harness import HarnessChannel
+
+    await hive.add_agent("alpha")
+    ours, theirs = socket.socketpair()
+    run_exited = trio.Event()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(hive.coordinator.reports.serve_run_channel, "alpha", ours, run_exited)
+        os.set_inheritable(theirs.fileno(), True)  # as the child inherits it
+        fd = theirs.detach()
+        async with open_channel_from_env({"HIVE_HARNESS_FD": str(fd)}) as channel:
+            assert isinstance(channel, HarnessChannel)
+            assert not os.get_inheritable(fd)  # the CLI the harness starts never holds it
+            await channel.turn_started("t-env", [])
+        run_exited.set()
+    entries = (await hive.host("transcript", name="alpha"))["entries"]
+    assert [(e["kind"], e["turn_id"]) for e in entries] == [("turn_started", "t-env")]

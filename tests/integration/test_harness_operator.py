@@ -16,6 +16,7 @@ from hive_trio.clients.harness import PermissionDecision as ClientDecision
 from hive_trio.clients.host import HostRefused
 from hive_trio.records import SYSTEM_SENDER
 from hive_trio.records.harness import PermissionAddedEvent, PermissionDecision, PermissionResolvedEvent
+from hive_trio.rules.config import Config
 from hive_trio.store import permissions as permissions_sql
 from hive_trio.testing import InProcessHive, open_test_hive
 
@@ -425,6 +426,38 @@ async def test_open_requests_per_agent_are_bounded_and_the_event_input_is_cut(hi
 
 async def ask_with(channel: HarnessChannel, out: list[ClientDecision], tool_input: dict[str, Any]) -> None:
     out.append(await channel.request_permission("Write", tool_input))
+
+
+async def test_the_dashboard_reads_an_agents_transcript_and_reminders(config: Config) -> None:
+    from dashboard_support import running_hive, url_of
+
+    from hive_trio.clients.dashboard import ActionFailed, open_dashboard_client
+
+    async with running_hive(config) as hive:
+        coord = hive.coordinator
+        await coord.record_spawn("alpha")
+        await coord.reports.remind("alpha", "look again", delay_seconds=600, at=None)
+        async with open_test_channel(coord, "alpha") as channel:
+            await channel.turn_started("t1", [7])
+            await channel.turn_event("t1", "text", text="hello")
+            await channel.turn_finished("t1", "ok")
+        async with open_dashboard_client(url_of(hive)) as client:
+            reply = await client.action("transcript", name="alpha")
+            assert [(e["kind"], e["turn_id"]) for e in reply["entries"]] == [
+                ("turn_started", "t1"),
+                ("text", "t1"),
+                ("turn_finished", "t1"),
+            ]
+            later = await client.action("transcript", name="alpha", since=reply["entries"][0]["id"])
+            assert len(later["entries"]) == 2
+            reminders = (await client.action("reminders", name="alpha"))["reminders"]
+            assert [r["body"] for r in reminders] == ["look again"]
+            with pytest.raises(ActionFailed, match="ghost"):
+                await client.action("transcript", name="ghost")
+            with pytest.raises(ActionFailed, match="limit"):
+                await client.action("transcript", name="alpha", limit=0)
+            with pytest.raises(ActionFailed, match="ghost"):
+                await client.action("reminders", name="ghost")
 
 
 async def test_permissions_allow_and_deny_as_the_queues_own_verbs(

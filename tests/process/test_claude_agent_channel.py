@@ -13,7 +13,6 @@ from hive_trio.agent import scripted_model as sm
 from hive_trio.testing import InProcessHive
 
 pytest.importorskip("claude_agent_sdk", reason="the claude extra (in the test extra) provides the CLI")
-pytest.importorskip("hive_trio.clients.harness", reason="the daemon side of the harness channel")
 
 
 async def pending_permissions(hive: InProcessHive) -> list[dict[str, object]]:

@@ -218,14 +218,17 @@ def test_up_calls_its_module_with_the_embedded_defaults(monkeypatch: pytest.Monk
     # `watch` and `dashboard-url` ask the running daemon now: tests/process/test_cli_operator.py.
     seen: dict[str, Any] = {}
 
-    async def run_up(config: Config) -> None:
-        seen["up"] = config
+    async def run_up(config: Config, runtime: str) -> None:
+        seen["up"], seen["runtime"] = config, runtime
 
-    fake_module(monkeypatch, "hive_trio.examples.up", run_up=run_up)
+    fake_module(monkeypatch, "hive_trio.examples.up", run_up=run_up, claude_runtime_missing=lambda: None)
     monkeypatch.chdir(tmp_path)
     assert main(["up"]) == 0
     assert seen["up"].state_dir == tmp_path.resolve() / "hive-state"
     assert seen["up"].runtime_dir == embedded_runtime_dir(tmp_path.resolve() / "hive-state")
+    assert seen["runtime"] == "examples"
+    assert main(["up", "--runtime", "claude"]) == 0
+    assert seen["runtime"] == "claude"
 
 
 def test_embedded_runtime_dir_keeps_socket_paths_short() -> None:

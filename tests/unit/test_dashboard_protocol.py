@@ -63,7 +63,13 @@ from hive_trio.records import (
     TransientKind,
     TransientSetEvent,
 )
-from hive_trio.records.harness import AllowPermissionAction, DenyPermissionAction, InterruptAction
+from hive_trio.records.harness import (
+    AllowPermissionAction,
+    DenyPermissionAction,
+    InterruptAction,
+    RemindersAction,
+    TranscriptAction,
+)
 from hive_trio.rules.config import Config
 
 
@@ -136,6 +142,8 @@ def test_every_op_parses_with_its_fields() -> None:
         "interrupt",
         "set_paused",
         "log_tail",
+        "transcript",
+        "reminders",
     }
     assert parse_action('{"op":"allow_permission","id":3,"always":true,"req":2}') == AllowPermissionAction(
         id=3, always=True, req=2
@@ -146,6 +154,8 @@ def test_every_op_parses_with_its_fields() -> None:
         name="alpha", paused=True
     )
     assert parse_action('{"op":"log_tail","name":"manager","offset":5}') == LogTailAction(name="manager", offset=5)
+    assert parse_action('{"op":"transcript","name":"alpha","since":4}') == TranscriptAction(name="alpha", since=4)
+    assert parse_action('{"op":"reminders","name":"alpha","req":1}') == RemindersAction(name="alpha", req=1)
 
 
 @pytest.mark.parametrize(

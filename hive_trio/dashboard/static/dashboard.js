@@ -329,7 +329,8 @@
       }
       case "turn_finished": {
         const turn = findTurn(ev.agent, ev.turn_id, ev.at);
-        turn.finished = ev;
+        const tokens = (ev.input_tokens || 0) + (ev.output_tokens || 0) + (ev.cache_read_tokens || 0) + (ev.cache_write_tokens || 0);
+        turn.finished = { outcome: ev.outcome, error: ev.error, at: ev.at, tokens, model: ev.model };
         if (view.name === ev.agent) renderAgentView();
         break;
       }
@@ -370,7 +371,7 @@
 
   // ---------------------------------------------------------------- one agent's view (#agent=NAME)
   const SVG = "http://www.w3.org/2000/svg";
-  const view = { name: null, offset: null, text: "", timer: null };
+  const view = { name: null, offset: null, text: "", timer: null, reminders: null, remindersFor: null, transcriptFor: null, logFor: null };
 
   function viewedAgent() {
     const m = /^#agent=(.+)$/.exec(location.hash);
@@ -389,7 +390,7 @@
     svg.setAttribute("class", "usage-chart");
     svg.setAttribute("role", "img");
     const max = Math.max(1, ...points.map((p) => p.value));
-    const step = width / Math.max(points.length, 1);
+    const step = width / Math.max(points.length, 12); // a few turns stay bars, not one slab
     points.forEach((p, i) => {
       const bar = document.createElementNS(SVG, "rect");
       const barHeight = Math.max(1, (p.value / max) * (height - 2));
@@ -443,7 +444,19 @@
       $("agent-view-log").textContent = "";
       if (view.timer) clearInterval(view.timer);
       view.timer = setInterval(pollLog, 2000);
+      view.logFor = null;
+      view.reminders = null;
+      view.remindersFor = null;
+      view.transcriptFor = null;
+    }
+    // Read at once when the page is live (a view opened by the URL is rendered before the first snapshot).
+    if (view.logFor !== name && isLive()) {
+      view.logFor = name;
       pollLog();
+    }
+    if (name !== "manager" && view.transcriptFor !== name && isLive()) {
+      view.transcriptFor = name;
+      loadTranscript(name);
     }
     const a = state.agents.get(name) || null;
     $("agent-view-title").textContent = name;
@@ -457,7 +470,7 @@
       badge.className = "state";
       badge.textContent = "manager";
     }
-    const flags = a ? ["needs_login", "needs_update", "paused", "failed"].filter((f) => a[f]).map((f) => f.replace("_", " ")) : [];
+    const flags = a ? ["needs_login", "needs_update", "paused", "failed", "budget_exceeded"].filter((f) => a[f]).map((f) => f.replace("_", " ")) : [];
     $("agent-view-facts").replaceChildren(
       ...(a
         ? [
@@ -476,22 +489,24 @@
     const usage = a && a.usage ? a.usage : null;
     const usageBox = $("agent-view-usage");
     usageBox.replaceChildren();
-    if (usage && (usage.turns || usage.total_tokens)) {
+    if (usage) {
       const money = (x) => `$${(x || 0).toFixed(2)}`;
       const limit = [
-        usage.daily_tokens_limit ? `limit ${usage.daily_tokens_limit} tokens/day` : null,
-        usage.daily_usd_limit ? `limit ${money(usage.daily_usd_limit)}/day` : null,
+        usage.daily_tokens_limit != null ? `${usage.daily_tokens_limit} tokens/day` : null,
+        usage.daily_usd_limit != null ? `${money(usage.daily_usd_limit)}/day` : null,
       ].filter(Boolean).join(", ");
-      usageBox.append(h("div", { class: "meta usage-line",
-        text: `today ${usage.today_tokens} tokens, ${money(usage.today_cost_usd)} · all time ${usage.total_tokens} tokens, ${money(usage.total_cost_usd)} over ${usage.turns} turns${limit ? ` · ${limit}` : ""}${a.budget_exceeded ? " · budget exceeded" : ""}` }));
+      const spent = usage.turns
+        ? `today ${usage.today_tokens} tokens, ${money(usage.today_cost_usd)} · all time ${usage.total_tokens} tokens, ${money(usage.total_cost_usd)} over ${usage.turns} turn${usage.turns === 1 ? "" : "s"}`
+        : "no turns yet";
+      usageBox.append(h("div", { class: "meta usage-line", text: `Usage: ${spent}` }));
+      usageBox.append(h("div", { class: `meta budget-line${a.budget_exceeded ? " over" : ""}`,
+        text: `Budget: ${limit || "unlimited"}${a.budget_exceeded ? " — exceeded: the agent is parked until it is raised or the UTC day turns" : ""}` }));
     }
     const finished = turnsOf(name).filter((t) => t.finished);
     if (finished.length) {
-      usageBox.append(usageChart(finished.map((t) => ({
-        label: clock(t.finished.at),
-        value: (t.finished.input_tokens || 0) + (t.finished.output_tokens || 0),
-      }))));
+      usageBox.append(usageChart(finished.map((t) => ({ label: clock(t.finished.at), value: t.finished.tokens || 0 }))));
     }
+    renderReminders(a);
     renderTranscript();
   }
 
@@ -513,6 +528,59 @@
               e.tool ? h("span", { class: "tool", text: e.tool }) : null,
               e.text ? h("span", { class: "text", text: e.text }) : null)));
       }),
+    );
+  }
+
+  // The turns before the page opened come from the durable transcript (dashboard op `transcript`);
+  // turns seen live since then are kept, and a turn in both is taken from the transcript, which is whole.
+  async function loadTranscript(name) {
+    let reply;
+    try {
+      reply = await act("transcript", { name, limit: 200 });
+    } catch (err) {
+      if (view.name === name) view.transcriptFor = null; // tried again on the next render
+      return;
+    }
+    if (view.name !== name) return;
+    const loaded = [];
+    const byId = new Map();
+    for (const e of reply.entries) {
+      let turn = byId.get(e.turn_id);
+      if (!turn) {
+        turn = { turn_id: e.turn_id, at: e.at, events: [], finished: null };
+        byId.set(e.turn_id, turn);
+        loaded.push(turn);
+      }
+      if (e.kind === "turn_started") turn.at = e.at;
+      else if (e.kind === "turn_finished") turn.finished = { outcome: e.outcome, error: e.text, at: e.at, tokens: e.tokens, model: e.model };
+      else turn.events.push({ kind: e.kind, text: e.text, tool: e.tool, is_error: e.is_error });
+    }
+    const live = turnsOf(name).filter((t) => !byId.has(t.turn_id));
+    state.turns.set(name, [...loaded, ...live]);
+    trimTurns(name);
+    renderAgentView();
+  }
+
+  // Pending reminders, re-read whenever the status row's count changes.
+  function renderReminders(a) {
+    const box = $("agent-view-reminders");
+    const count = a ? a.pending_reminders || 0 : 0;
+    if (a && view.remindersFor !== count) {
+      view.remindersFor = count;
+      const name = view.name;
+      if (count === 0) view.reminders = [];
+      else {
+        act("reminders", { name }).then((reply) => {
+          if (view.name !== name) return;
+          view.reminders = reply.reminders;
+          renderReminders(state.agents.get(name) || null);
+        }, () => { view.remindersFor = null; });
+      }
+    }
+    const items = view.reminders || [];
+    box.hidden = items.length === 0;
+    $("agent-view-reminder-list").replaceChildren(
+      ...items.map((r) => h("li", {}, h("span", { class: "when", text: `due ${new Date(r.due_at * 1000).toLocaleString()}` }), h("span", { text: r.body }))),
     );
   }
 

@@ -64,16 +64,8 @@ from hive_trio.records import (
     TransientClearedEvent,
     TransientSetEvent,
     Urls,
+    harness,
     unstructure,
-)
-from hive_trio.records.harness import (
-    HostAllowPermission,
-    HostDenyPermission,
-    HostInterrupt,
-    HostPermissions,
-    HostReminders,
-    HostSetBudget,
-    HostTranscript,
 )
 from hive_trio.rules.framing import FrameTooLarge, LineFramer
 from hive_trio.rules.paths import SOCKET_MODE
@@ -154,13 +146,13 @@ class HostCommands:
             case HostTombstones():
                 return await self._tombstones(request)
             case (
-                HostTranscript()
-                | HostPermissions()
-                | HostAllowPermission()
-                | HostDenyPermission()
-                | HostInterrupt()
-                | HostSetBudget()
-                | HostReminders()
+                harness.HostTranscript()
+                | harness.HostPermissions()
+                | harness.HostAllowPermission()
+                | harness.HostDenyPermission()
+                | harness.HostInterrupt()
+                | harness.HostSetBudget()
+                | harness.HostReminders()
             ):
                 return await run_harness_verb(self.coordinator, request)  # issue 10's verbs (harness_verbs.py)
             case HostInbox():
