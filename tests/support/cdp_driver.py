@@ -20,9 +20,9 @@ from typing import Any
 import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
-CHROMIUM = os.environ.get("HIVE_TRIO_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM = os.environ.get("HIVE_TESTS_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 # CI sets this so that a missing browser fails the run instead of skipping it (.ci/run).
-REQUIRE_BROWSER = os.environ.get("HIVE_TRIO_REQUIRE_BROWSER", "") not in ("", "0")
+REQUIRE_BROWSER = os.environ.get("HIVE_TESTS_REQUIRE_BROWSER", "") not in ("", "0")
 FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -50,10 +50,10 @@ def need_chromium() -> None:
         return
     reason = (
         f"no Chromium at {CHROMIUM}: install Debian's chromium (apt-get install chromium) "
-        "or set HIVE_TRIO_CHROMIUM to run the browser tests"
+        "or set HIVE_TESTS_CHROMIUM to run the browser tests"
     )
     if REQUIRE_BROWSER:
-        pytest.fail(f"HIVE_TRIO_REQUIRE_BROWSER is set but {reason}", pytrace=False)
+        pytest.fail(f"HIVE_TESTS_REQUIRE_BROWSER is set but {reason}", pytrace=False)
     pytest.skip(reason)
 
 
