@@ -18,7 +18,6 @@ import logging
 from collections import deque
 from collections.abc import Mapping, Sequence
 from functools import partial
-from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -38,7 +37,7 @@ from hive_trio.errors import HiveError
 from hive_trio.records import Message, dumps
 from hive_trio.rules.paths import SOCKET_MODE
 from hive_trio.sockets.mcp.tools import Toolbox, ToolSurface, UnknownTool
-from hive_trio.sockets.mcp.transport import LineWriter, open_server_lines
+from hive_trio.sockets.mcp.transport import open_server_lines
 from hive_trio.sockets.unix_listener import bind_unix_listener, serve_bound_listener
 
 log = logging.getLogger(__name__)
@@ -182,7 +181,7 @@ class InitializeFirst:
         self.server = server
         self.initialized = False
 
-    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+    async def __call__(self, ctx: ServerRequestContext[Any], call_next: Any) -> Any:
         method = ctx.method
         if method == "initialize" or method == "notifications/initialized":
             result = await call_next(ctx)
@@ -243,27 +242,15 @@ class ToolCallLane:
     handshake era, a request in the 2026 envelope is refused as the SDK's legacy loop refuses it.
     """
 
-    def __init__(
-        self,
-        toolbox: ToolSurface,
-        lease: LeaseBook,
-        connection: Connection,
-        *,
-        gate: InitializeFirst,
-        writer: LineWriter | None = None,
-    ) -> None:
+    def __init__(self, toolbox: ToolSurface, lease: LeaseBook, connection: Connection) -> None:
         self._toolbox = toolbox
         self._lease = lease
         self._connection = connection
-        # `InitializeFirst` runs inside this one middleware, only for what the lane does not answer:
-        # one link of the SDK's middleware chain per request instead of two.
-        self._gate = gate
-        self._writer = writer
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-        params = ctx.params
         if ctx.request_id is None:
-            return await self._gate(ctx, call_next)
+            return await call_next(ctx)
+        params = ctx.params
         if ctx.method != "initialize" and _has_modern_envelope(params):
             raise MCPError(
                 code=types.INVALID_REQUEST,
@@ -271,40 +258,21 @@ class ToolCallLane:
                 "requests carrying the 2026-07-28 envelope are not accepted on it",
             )
         if ctx.method != "tools/call" or not self._connection.initialize_accepted or params is None:
-            return await self._gate(ctx, call_next)
+            return await call_next(ctx)
         name = params.get("name")
         arguments = params.get("arguments")
         if not isinstance(name, str) or not (arguments is None or isinstance(arguments, dict)):
-            return await self._gate(ctx, call_next)  # the SDK's validation names what is wrong
+            return await call_next(ctx)  # the SDK's validation names what is wrong
         try:
             outcome = await run_tool(self._toolbox, self._lease, ctx.request_id, name, arguments)
         except UnknownTool as exc:
             raise MCPError(code=types.INVALID_PARAMS, message=str(exc)) from None
         # What `CallToolResult(...).model_dump(by_alias=True, exclude_none=True)` gives, built directly.
-        content = [{"type": "text", "text": outcome.text}]
-        result: dict[str, Any] = {"content": content}
+        result: dict[str, Any] = {"content": [{"type": "text", "text": outcome.text}]}
         if outcome.data is not None:
             result["structuredContent"] = outcome.data
         result["isError"] = outcome.is_error
-        if self._writer is not None:
-            encoded = _encoded_result(outcome)
-            if encoded is not None:
-                self._writer.encoded_result(ctx.request_id, result, encoded)
         return result
-
-
-def _encoded_result(outcome: ToolOutcome) -> bytes | None:
-    """The result dict `ToolCallLane` returns, as JSON, from the text it already is: the data is encoded
-    once (`structuredContent` is that same text, spliced), and the text once more as a JSON string.
-    None if the text has no UTF-8 form (a lone surrogate): the writer's own encoder escapes it."""
-    try:
-        text = outcome.text.encode()
-        quoted = encode_basestring(outcome.text).encode()
-    except UnicodeEncodeError:
-        return None
-    structured = b'"structuredContent":%b,' % text if outcome.data is not None else b""
-    flag = b"true" if outcome.is_error else b"false"
-    return b'{"content":[{"type":"text","text":%b}],%b"isError":%b}' % (quoted, structured, flag)
 
 
 async def serve_mcp_connection(toolbox: ToolSurface, stream: trio.abc.Stream, *, max_frame: int) -> None:
@@ -335,9 +303,7 @@ async def serve_mcp_connection(toolbox: ToolSurface, stream: trio.abc.Stream, *,
                 reader, writer, inline_methods=frozenset({"initialize"})
             )
             connection = Connection.for_loop(dispatcher)
-            gate = server.middleware[0]
-            assert isinstance(gate, InitializeFirst)
-            server.middleware = [ToolCallLane(toolbox, lease, connection, gate=gate, writer=writer)]
+            server.middleware = [*server.middleware, ToolCallLane(toolbox, lease, connection)]
             await serve_connection(
                 server, dispatcher, connection=connection, lifespan_state=lifespan_state, init_options=init_options
             )

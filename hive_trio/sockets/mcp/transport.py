@@ -57,12 +57,6 @@ def encode(message: types.JSONRPCMessage) -> bytes:
         return json.dumps(data, ensure_ascii=True, separators=(",", ":")).encode() + b"\n"
 
 
-def _json_id(request_id: types.RequestId) -> bytes:
-    if isinstance(request_id, int):
-        return b"%d" % request_id
-    return json.dumps(request_id, ensure_ascii=True).encode()
-
-
 class Undecodable(SessionMessage):
     """The JSON-RPC error that answers a line we could not decode (not an error the peer sent us)."""
 
@@ -323,35 +317,13 @@ class LineWriter:
         self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
         self.peer_gone = False
         self._closed = False
-        self._encoded: dict[types.RequestId, tuple[dict[str, Any], bytes]] = {}
-
-    def encoded_result(self, request_id: types.RequestId, result: dict[str, Any], encoded: bytes) -> None:
-        """`encoded` is `result` as JSON already: write the reply to `request_id` with it spliced in.
-
-        The SDK's dispatcher still builds and sends the `JSONRPCResponse`; only its encoding is shortcut,
-        and only if that response's `result` still holds exactly `result`'s values (the runner copies the
-        dict, pydantic copies it again, neither touches the values). Anything else is encoded as usual.
-        """
-        if len(self._encoded) >= MAX_IN_FLIGHT:
-            self._encoded.clear()  # ids whose replies were never written (cancelled); only a shortcut is lost
-        self._encoded[request_id] = (result, encoded)
-
-    def _encode(self, message: types.JSONRPCMessage) -> bytes:
-        if self._encoded and isinstance(message, types.JSONRPCResponse | types.JSONRPCError) and message.id is not None:
-            held = self._encoded.pop(message.id, None)
-            if held is not None and isinstance(message, types.JSONRPCResponse):
-                result, encoded = held
-                wire = message.result
-                if len(wire) == len(result) and all(wire.get(k) is v for k, v in result.items()):
-                    return b'{"jsonrpc":"2.0","id":%b,"result":%b}\n' % (_json_id(message.id), encoded)
-        return encode(message)
 
     async def send(self, item: SessionMessage, /) -> None:
         if self._closed:
             raise anyio.ClosedResourceError
         message = item.message
         try:
-            if not self.peer_gone and await self._write(self._encode(message)) and self._on_written is not None:
+            if not self.peer_gone and await self._write(encode(message)) and self._on_written is not None:
                 self._on_written(message)
         finally:
             self._window.settle_reply(message)
