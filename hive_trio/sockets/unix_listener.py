@@ -34,6 +34,26 @@ REFUSAL_TIMEOUT = 1.0
 # accept(2) errors that mean "no capacity right now" (as trio.serve_listeners treats them): wait, retry.
 ACCEPT_CAPACITY_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 ACCEPT_RETRY: Final = 0.1
+# accept(2) errors about one connection that went away before it was taken (trio's SocketListener skips
+# the same list): try the next one.
+_SKIP_NAMES: Final = (
+    "EPERM",
+    "ECONNABORTED",
+    "EPROTO",
+    "ENETDOWN",
+    "ENOPROTOOPT",
+    "EHOSTDOWN",
+    "ENONET",
+    "EHOSTUNREACH",
+    "EOPNOTSUPP",
+    "ENETUNREACH",
+    "ENOSR",
+    "ESOCKTNOSUPPORT",
+    "EPROTONOSUPPORT",
+    "ETIMEDOUT",
+    "ECONNRESET",
+)
+ACCEPT_SKIP_ERRNOS: Final = frozenset(getattr(errno, name) for name in _SKIP_NAMES if hasattr(errno, name))
 # The name of every connection's task (with the listener's `what`): tests count live connections by it.
 CONNECTION_TASK: Final = "connection to"
 # How long a probe connect may take to tell a live socket from a stale one.
@@ -212,6 +232,8 @@ async def serve_bound_listener(
                 except BlockingIOError:
                     continue  # another accept took it, or a spurious wake-up
                 except OSError as exc:
+                    if exc.errno in ACCEPT_SKIP_ERRNOS:
+                        continue
                     if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
                         raise
                     log.error("accept on %s failed: %s; retrying in %g s", what, os.strerror(exc.errno), ACCEPT_RETRY)
