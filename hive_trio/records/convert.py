@@ -228,9 +228,14 @@ def unstructure_frame(frame: StreamFrame) -> dict[str, Any]:
     return data
 
 
+# Built once: `json.dumps` with any option builds a new `JSONEncoder` per call (about a microsecond, on
+# every tool result). The same class and options, so the output is byte for byte `json.dumps`'s.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def dumps(data: Any) -> str:
     """Plain data as compact JSON, non-ASCII kept as is: the one JSON encoding of every surface."""
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(data)
 
 
 def to_json(record: Any, cls: Any = None) -> str:

@@ -4,6 +4,7 @@ that a client which stops reading stalls only its own connection."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,6 +12,7 @@ import mcp_types as types
 import pytest
 import trio
 
+from hive_trio.sockets.mcp.transport import RECEIVE_CHUNK
 from hive_trio.testing import InProcessHive
 
 HELLO = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}
@@ -156,3 +158,52 @@ async def test_a_bad_line_behind_a_parked_call_does_not_stop_the_reading(hive: I
     assert by_id[2]["result"] == {}
     assert by_id[None]["error"]["code"] == types.PARSE_ERROR
     assert 1 not in by_id  # a cancelled request is never answered
+
+
+async def test_a_pipeline_longer_than_one_read_is_answered_in_full(
+    hive: InProcessHive, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over 64 KiB of requests in one write: the reader's read-first path (after a full chunk) and its
+    wait-first path both run, and every request gets exactly one reply."""
+    raw = await open_raw(hive, "alpha")
+    reads: list[int] = []
+    real_read = os.read
+
+    def counting_read(fd: int, n: int) -> bytes:
+        data = real_read(fd, n)
+        reads.append(len(data))
+        return data
+
+    monkeypatch.setattr(os, "read", counting_read)
+    count = 3000
+    lines = b"".join(b'{"jsonrpc":"2.0","id":%d,"method":"ping"}\n' % (1000 + i) for i in range(count))
+    assert len(lines) > 2 * 65536
+    seen: list[int] = []
+
+    async def read_all() -> None:
+        while len(seen) < count:
+            reply = await raw.read()
+            assert reply["result"] == {}
+            seen.append(reply["id"])
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_all)
+            await raw.stream.send_all(lines)
+    assert sorted(seen) == list(range(1000, 1000 + count))
+    assert RECEIVE_CHUNK in reads and any(0 < n < RECEIVE_CHUNK for n in reads)
+
+
+async def test_a_connection_reset_by_its_peer_ends_only_that_connection(hive: InProcessHive) -> None:
+    import socket
+    import struct
+
+    for _ in range(3):
+        doomed = await open_raw(hive, "alpha")
+        await doomed.send({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "whoami"}})
+        # SO_LINGER 0: close sends RST, so the daemon's read (or write) fails with ECONNRESET.
+        doomed.stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        doomed.stream.socket.close()
+    other = await open_raw(hive, "alpha")
+    with trio.fail_after(10):
+        assert (await other.call(2, "tools/call", {"name": "whoami", "arguments": {}}))["result"]["isError"] is False

@@ -103,3 +103,21 @@ async def test_a_bulk_write_never_runs_on_the_loop(tmp_path: Path) -> None:
         assert [await db.write(_insert) == loop for _ in range(2)] == [False, True]  # the streak restarted
     finally:
         db.close()
+
+
+def test_the_runnable_count_is_asked_only_when_it_decides() -> None:
+    """trio's count walks every watched file descriptor: a group, a short streak or a slow disk never asks."""
+    asked: list[int] = []
+
+    def runnable() -> int:
+        asked.append(1)
+        return 0
+
+    policy = InlineCommitPolicy(streak=2, fast_seconds=0.001)
+    assert not policy.choose(5, runnable)  # a group
+    assert not policy.choose(1, runnable) and not policy.choose(1, runnable)  # the streak is being built
+    assert asked == []
+    assert policy.choose(1, runnable) and asked == [1]
+    policy.record(0.05)  # slow: inline is off until the average decays, and nobody is asked meanwhile
+    assert not any(policy.choose(1, runnable) for _ in range(3)) and asked == [1]
+    assert not InlineCommitPolicy(streak=0).choose(1, lambda: 3)

@@ -8,8 +8,17 @@ import mcp_types as types
 import trio
 import trio.testing
 from mcp.shared.message import SessionMessage
+from pydantic import ValidationError
 
-from hive_trio.sockets.mcp.transport import RequestWindow, decode_line, encode, is_reply_error, open_mcp_streams
+from hive_trio.sockets.mcp.transport import (
+    RequestWindow,
+    Undecodable,
+    decode_line,
+    decode_message,
+    encode,
+    is_reply_error,
+    open_mcp_streams,
+)
 
 
 def test_decode_good_and_bad_lines() -> None:
@@ -107,3 +116,43 @@ def test_a_lone_surrogate_is_still_encoded_as_one_json_line() -> None:
         types.JSONRPCError(jsonrpc="2.0", id="\ud800", error=types.ErrorData(code=types.INVALID_REQUEST, message="x"))
     )
     assert line.count(b"\n") == 1 and json.loads(line)["id"] == "\ud800"
+
+
+LINES = [
+    b'{"jsonrpc":"2.0","id":1,"method":"ping"}',
+    b'{"jsonrpc":"2.0","id":"a-\\u00e9","method":"tools/call","params":{"name":"send","arguments":{"to":"b"}}}',
+    b'{"id":9,"jsonrpc":"2.0","method":"tools/list","params":{"_meta":{"progressToken":1}}}',
+    b'{"jsonrpc":"2.0","id":1.0,"method":"ping"}',
+    b'{"jsonrpc":"2.0","id":1.5,"method":"ping"}',
+    b'{"jsonrpc":"2.0","id":true,"method":"ping"}',
+    b'{"jsonrpc":"2.0","id":null,"method":"ping"}',
+    b'{"jsonrpc":"2.0","id":[1],"method":"ping"}',
+    b'{"jsonrpc":"1.0","id":1,"method":"ping"}',
+    b'{"jsonrpc":"2.0","id":1,"method":"ping","result":{}}',
+    b'{"jsonrpc":"2.0","id":1,"method":"ping","params":[1]}',
+    b'{"jsonrpc":"2.0","id":1,"result":{}}',
+    b'{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"x"}}',
+    b'{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}',
+    b'{"jsonrpc":"2.0","method":"n","params":{"id":3}}',
+    b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"send","arguments":{"body":"\\ud800"}}}',
+    b'{"jsonrpc":"2.0","id":1,"method":7}',
+    b'{"id": 7, "hello": "world"}',
+]
+
+
+def test_the_request_fast_path_decodes_exactly_as_the_sdks_union() -> None:
+    taken = 0
+    for line in LINES:
+        try:
+            fast = types.JSONRPCRequest.model_validate_json(line, by_name=False)
+        except ValidationError:
+            continue  # the fast path declines: the union decides, as before
+        taken += 1
+        union = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
+        assert type(union) is types.JSONRPCRequest and union == fast, line
+        assert decode_message(line) == fast
+    assert taken >= 4
+    for line in LINES:
+        message = decode_message(line)
+        wrapped = decode_line(line)
+        assert message == wrapped if isinstance(message, Undecodable) else wrapped.message == message

@@ -187,3 +187,16 @@ def test_text_that_is_not_unicode_is_refused_by_name() -> None:
         r.structure({"id": 1, "from": "a", "body": "x\ud800", "sent_at": 1.0, "redelivered": False}, r.Delivery)
     with pytest.raises(RecordError, match=r"lone surrogate .* @ \$.answer"):
         r.structure({"id": 1, "answer": ["ok", "\udfff"]}, r.HostAnswer)
+
+
+def test_dumps_is_json_dumps_byte_for_byte() -> None:
+    """`dumps` keeps one encoder; its output must stay exactly `json.dumps`'s with the same options."""
+    samples: list[object] = [
+        {"id": 5, "ids": [5]},
+        {"body": 'hé "q" \n ☃ \ud800', "n": None, "f": 1.5, "big": 10**30, "t": True},
+        [],
+        "text",
+        {"nested": [{"a": [1, {"b": float("inf")}]}]},
+    ]
+    for data in samples:
+        assert r.dumps(data) == json.dumps(data, ensure_ascii=False, separators=(",", ":"))
