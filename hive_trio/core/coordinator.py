@@ -167,6 +167,16 @@ class AgentSlot:
     stopped: trio.Event = attrs.field(factory=trio.Event)
 
 
+@attrs.frozen
+class _Started:
+    """A `task_status` for a service awaited in the caller's own task: `started()` calls back at once."""
+
+    callback: Callable[[object], None]
+
+    def started(self, value: object = None) -> None:
+        self.callback(value)
+
+
 @attrs.define(eq=False)
 class Transient:
     kind: TransientKind
@@ -258,16 +268,23 @@ class Coordinator:
         current_agent.set(name)  # this agent's socket tasks inherit it: journald's AGENT= field
         slot = AgentSlot(name=name, path=path, scope=trio.CancelScope())
         started = False
+
+        def on_started(value: object = None) -> None:
+            nonlocal started
+            self._slots[name] = slot
+            task_status.started(slot)
+            started = True
+
         try:
             with slot.scope:
                 try:
-                    async with trio.open_nursery() as child:
-                        if self._serve_socket is not None:
-                            await child.start(self._serve_socket, self, name, path)
-                        self._slots[name] = slot
-                        task_status.started(slot)
-                        started = True
+                    if self._serve_socket is None:
+                        on_started()
                         await trio.sleep_forever()
+                    # Served in this task: the socket's own nursery (its connections) is the agent's child
+                    # nursery, inside the slot's scope. A task and a nursery of the slot's own in between
+                    # cost ~3 KiB per agent and did nothing (docs/PERFORMANCE.md).
+                    await self._serve_socket(self, name, path, task_status=_Started(on_started))
                 except Exception as exc:
                     if not started:
                         # The socket could not be served at all: `register_agent` says why.

@@ -131,6 +131,16 @@ def _non_negative(**counts: int) -> int:
     return sum(counts.values())
 
 
+def _has_data(sock: socket.socket) -> bool:
+    """After `wait_readable`: True if the peer sent bytes, False if it closed (or the socket failed)."""
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except BlockingIOError:
+        return True  # a spurious wake-up: let the session's reader wait for the bytes
+    except OSError:
+        return False
+
+
 def parse_moment(at: float | str) -> float:
     """Unix seconds from a number or an RFC 3339 string (a time without a zone is refused, not guessed)."""
     if isinstance(at, float | int):
@@ -184,38 +194,44 @@ class HarnessReports:
         self._controls.pop(name, None)
 
     # ================================================================== the channel
-    async def serve_run_channel(self, name: str, sock: socket.socket, exited: trio.Event) -> None:
+    async def serve_run_channel(self, name: str, sock: socket.socket, ended: trio.CancelScope) -> None:
         """Serve the daemon's end of one run's socketpair as `name`'s harness session, until the run ends.
 
         The session is bound to `name` by construction: this end exists only in this task, and its peer
-        only in the process that was launched for `name`.
+        only in the process that was launched for `name`. `ended` is cancelled by whoever watches the run
+        (the lifecycle, when it exits); the task enters it, so the session ends with the run.
+
+        Lazy: until the harness sends its first byte the channel is one parked `wait_readable` and the
+        socket, not an MCP session (a plain `sleep` agent never speaks on it, and a session's server,
+        reader, writer, nursery and lifespan were most of a silent run's memory; docs/PERFORMANCE.md). A
+        peer that closes first is never served. The channel counts as connected (`harness_connected`,
+        host.sock `interrupt`) from the launch, as before: the run holds its end whether or not it spoke.
         """
-        stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
         ctl = self.control(name)
         ctl.channels += 1
         try:
-            if self.serve_channel is None:
-                log.warning("no harness channel server is wired; %s's harness gets none", name)
-                await exited.wait()
-                return
-            async with trio.open_nursery() as nursery:
-
-                async def end_with_run() -> None:
-                    await exited.wait()
-                    nursery.cancel_scope.cancel()
-
-                nursery.start_soon(end_with_run)
+            with ended:
+                if self.serve_channel is None:
+                    log.warning("no harness channel server is wired; %s's harness gets none", name)
+                    await trio.sleep_forever()
+                await trio.lowlevel.wait_readable(sock)
+                if not _has_data(sock):
+                    return  # the harness closed its end (or never had one) without a word
+                stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
                 try:
                     await self.serve_channel(self.coord, name, stream)
                 except Exception:
                     # A bad harness closes its own channel only, never the supervisor.
                     log.exception("the harness channel of %s failed", name)
-                nursery.cancel_scope.cancel()
+                finally:
+                    await trio.aclose_forcefully(stream)
         finally:
             ctl.channels -= 1
             if ctl.turn_id is not None:
                 ctl.turn_id = None
-            await trio.aclose_forcefully(stream)
+            if sock.fileno() >= 0:  # never served: nothing of trio's holds it
+                trio.lowlevel.notify_closing(sock)
+                sock.close()
 
     def harness_connected(self, name: str) -> bool:
         ctl = self._controls.get(name)

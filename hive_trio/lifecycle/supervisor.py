@@ -56,6 +56,8 @@ class Supervisor:
         self._watchers: trio.Nursery | None = None
         self._watchers_scope: trio.CancelScope | None = None
         self._runs: dict[str, Run] = {}
+        # The cancel scope each run's harness channel is served in; cancelled when the run exits.
+        self._channel_ends: dict[Run, trio.CancelScope] = {}
         self._policies: dict[str, RestartPolicy] = {}
         self._repo_locks: dict[str, trio.Lock] = {}
         # Runs stopped on purpose (by an action or shutdown): their exit is not a crash.
@@ -155,12 +157,14 @@ class Supervisor:
         if self._shutting_down:
             raise LifecycleFailed("the daemon is shutting down")
         await self.coord.requeue_inflight(name)
-        run = await self.backend.launch(self.unit(name), nursery=self.watchers)
+        run = await self.backend.launch(self.unit(name), nursery=self.watchers, on_exit=partial(self._exited, name))
         self._supervise(name, run)
         harness_socket = getattr(run, "harness_socket", None)
         if harness_socket is not None:
-            # The run's harness channel (issue 10), served for as long as this run lives.
-            self.watchers.start_soon(self.coord.reports.serve_run_channel, name, harness_socket, run.exited)
+            # The run's harness channel (issue 10), served for as long as this run lives: `_exited`
+            # cancels `ended` first thing.
+            ended = self._channel_ends[run] = trio.CancelScope()
+            self.watchers.start_soon(self.coord.reports.serve_run_channel, name, harness_socket, ended)
         await self.drift.launched(self.unit(name))
         if name != MANAGER_AGENT:
             self.coord.set_running(name, True)
@@ -169,9 +173,12 @@ class Supervisor:
         return run
 
     def _supervise(self, name: str, run: Run) -> None:
-        """Track `run` as `name`'s and watch it for exits (a launch or an adopted unit)."""
+        """Track `run` as `name`'s (a launch or an adopted unit); its exit comes to `_exited`.
+
+        Called right after `launch`/`adopt` returned, with no checkpoint between: the run's own task has
+        not run yet, so it cannot have called `_exited` before the run is known here.
+        """
         self._runs[name] = run
-        self.watchers.start_soon(self._watch, name, run)
 
     async def _bring_up(self, name: str, *, kick: str) -> None:
         """The start sequence every action shares: a fresh crash budget, the socket, then the launch."""
@@ -210,9 +217,13 @@ class Supervisor:
                 if name != MANAGER_AGENT:
                     self.coord.set_running(name, False)
 
-    async def _watch(self, name: str, run: Run) -> None:
+    async def _exited(self, name: str, run: Run) -> None:
+        """`run` has exited (`exited` is set): judge it. Runs in the run's own watching task (the backend's
+        `on_exit`), so a run costs no task of the supervisor's beside it."""
+        ended = self._channel_ends.pop(run, None)
+        if ended is not None:
+            ended.cancel()
         try:
-            await run.exited.wait()
             if run in self._deliberate:
                 self._deliberate.discard(run)
                 return  # stopped on purpose; whoever stopped it owns what happens next
@@ -340,7 +351,9 @@ class Supervisor:
                 return
             try:
                 with self._action(name, TransientKind.STARTING):
-                    run = await self.backend.adopt(self.unit(name), nursery=self.watchers)
+                    run = await self.backend.adopt(
+                        self.unit(name), nursery=self.watchers, on_exit=partial(self._exited, name)
+                    )
                     if run is not None:
                         self._supervise(name, run)
                         self.coord.set_running(name, True)
@@ -364,7 +377,9 @@ class Supervisor:
         if not self.coord.is_registered(MANAGER_AGENT):
             await self.coord.register_manager()
         try:
-            run = await self.backend.adopt(self.unit(MANAGER_AGENT), nursery=self.watchers)
+            run = await self.backend.adopt(
+                self.unit(MANAGER_AGENT), nursery=self.watchers, on_exit=partial(self._exited, MANAGER_AGENT)
+            )
             if run is not None:
                 self._supervise(MANAGER_AGENT, run)
                 return

@@ -127,11 +127,11 @@ async def test_a_harness_that_sends_garbage_loses_only_its_channel(hive: InProce
 
     await hive.add_agent("alpha")
     ours, theirs = socket.socketpair()
-    run_exited = trio.Event()  # never set: the channel must end by itself
+    run_ended = trio.CancelScope()  # never cancelled: the channel must end by itself
     served = trio.Event()
 
     async def serve() -> None:
-        await hive.coordinator.reports.serve_run_channel("alpha", ours, run_exited)
+        await hive.coordinator.reports.serve_run_channel("alpha", ours, run_ended)
         served.set()
 
     async with trio.open_nursery() as nursery:
@@ -182,15 +182,15 @@ async def test_the_harness_opens_the_real_channel_when_hive_harness_fd_is_set(hi
 
     await hive.add_agent("alpha")
     ours, theirs = socket.socketpair()
-    run_exited = trio.Event()
+    run_ended = trio.CancelScope()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(hive.coordinator.reports.serve_run_channel, "alpha", ours, run_exited)
+        nursery.start_soon(hive.coordinator.reports.serve_run_channel, "alpha", ours, run_ended)
         os.set_inheritable(theirs.fileno(), True)  # as the child inherits it
         fd = theirs.detach()
         async with open_channel_from_env({"HIVE_HARNESS_FD": str(fd)}) as channel:
             assert isinstance(channel, HarnessChannel)
             assert not os.get_inheritable(fd)  # the CLI the harness starts never holds it
             await channel.turn_started("t-env", [])
-        run_exited.set()
+        run_ended.cancel()
     entries = (await hive.host("transcript", name="alpha"))["entries"]
     assert [(e["kind"], e["turn_id"]) for e in entries] == [("turn_started", "t-env")]

@@ -20,13 +20,13 @@ async def open_test_channel(coord: Coordinator, name: str) -> AsyncIterator[Harn
     """What the process backend and the lifecycle do for one launch, without the process: the daemon serves
     one end of a socketpair as `name`'s harness session; the test holds the other."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    run_exited = trio.Event()
+    run_ended = trio.CancelScope()  # what the lifecycle cancels when the run exits
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(coord.reports.serve_run_channel, name, ours, run_exited)
+        nursery.start_soon(coord.reports.serve_run_channel, name, ours, run_ended)
         stream = trio.SocketStream(trio.socket.from_stdlib_socket(theirs))
         async with open_harness_stream(stream) as channel:
             yield channel
-        run_exited.set()
+        run_ended.cancel()
 
 
 async def system_events(coord: Coordinator, name: str) -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ message, and never decides to restart anything.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -65,6 +65,11 @@ class Run(Protocol):
         ...
 
 
+# Awaited by a run's own watching task once `exited` is set (the supervisor judges the exit there), so
+# watching a run takes one task, not a second one parked on `exited`.
+OnExit = Callable[[Run], Awaitable[None]]
+
+
 class Backend(Protocol):
     kind: str
     # True when a build changes the running unit in place (nixos-container update reloads it);
@@ -89,12 +94,13 @@ class Backend(Protocol):
         """
         ...
 
-    async def launch(self, unit: Unit, *, nursery: trio.Nursery) -> Run:
-        """Start the unit from its applied repo's `main`; its watcher tasks run in `nursery`."""
+    async def launch(self, unit: Unit, *, nursery: trio.Nursery, on_exit: OnExit | None = None) -> Run:
+        """Start the unit from its applied repo's `main`; its watcher task runs in `nursery`, and awaits
+        `on_exit(run)` once the run has exited (not when that task is cancelled)."""
         ...
 
-    async def adopt(self, unit: Unit, *, nursery: trio.Nursery) -> Run | None:
-        """At daemon start: the unit's current run if it survived the daemon, else None."""
+    async def adopt(self, unit: Unit, *, nursery: trio.Nursery, on_exit: OnExit | None = None) -> Run | None:
+        """At daemon start: the unit's current run if it survived the daemon (watched as `launch`'s), else None."""
         ...
 
     async def reap_orphans(self, *, grace: float) -> list[str]:
@@ -106,4 +112,4 @@ class Backend(Protocol):
         ...
 
 
-__all__ = ["Backend", "Run", "Unit"]
+__all__ = ["Backend", "OnExit", "Run", "Unit"]

@@ -20,6 +20,7 @@ import platform
 import re
 import subprocess
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Final
 from urllib.parse import quote
@@ -27,7 +28,7 @@ from urllib.parse import quote
 import trio
 
 from hive_trio.errors import InvalidRequest, LifecycleFailed
-from hive_trio.lifecycle.backends import Run, Unit
+from hive_trio.lifecycle.backends import OnExit, Run, Unit
 from hive_trio.records import MANAGER_AGENT
 
 log = logging.getLogger(__name__)
@@ -240,7 +241,8 @@ class ContainerRun:
     def exited_cleanly(self) -> bool:
         return False  # a container that stops by itself is never asked to: judge it as a crash
 
-    async def watch(self, *, interval: float) -> None:
+    async def watch(self, *, interval: float, on_exit: OnExit | None = None) -> None:
+        """Poll until the container is not up (or `stop` ends this); then `on_exit`, in this task."""
         try:
             with self._watch_scope:
                 while True:
@@ -255,6 +257,8 @@ class ContainerRun:
                         return
         finally:
             self.exited.set()
+        if on_exit is not None:
+            await on_exit(self)
 
     async def stop(self, *, grace: float) -> None:
         if self.exited.is_set():
@@ -357,21 +361,21 @@ class NixosContainerBackend:
         except OSError as exc:
             raise LifecycleFailed(f"cannot write {conf}: {exc.strerror or exc}") from exc
 
-    async def launch(self, unit: Unit, *, nursery: trio.Nursery) -> Run:
+    async def launch(self, unit: Unit, *, nursery: trio.Nursery, on_exit: OnExit | None = None) -> Run:
         container = container_name(unit.name)
         if unit.is_manager:
             await self.set_nspawn_flags(unit)
         await _run(start_argv(self.executable, container), what=f"start {container}")
         run = ContainerRun(self, container)
-        nursery.start_soon(lambda: run.watch(interval=self.poll_interval))
+        nursery.start_soon(partial(run.watch, interval=self.poll_interval, on_exit=on_exit))
         return run
 
-    async def adopt(self, unit: Unit, *, nursery: trio.Nursery) -> Run | None:
+    async def adopt(self, unit: Unit, *, nursery: trio.Nursery, on_exit: OnExit | None = None) -> Run | None:
         container = container_name(unit.name)
         if await self.status(container) != "up":
             return None
         run = ContainerRun(self, container)
-        nursery.start_soon(lambda: run.watch(interval=self.poll_interval))
+        nursery.start_soon(partial(run.watch, interval=self.poll_interval, on_exit=on_exit))
         return run
 
     async def reap_orphans(self, *, grace: float) -> list[str]:

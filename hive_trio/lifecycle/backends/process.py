@@ -39,7 +39,7 @@ import trio
 
 from hive_trio.errors import LifecycleFailed
 from hive_trio.lifecycle import config_repos
-from hive_trio.lifecycle.backends import Run, Unit
+from hive_trio.lifecycle.backends import OnExit, Run, Unit
 from hive_trio.lifecycle.backends.agent_log import AgentLog, LogBudget
 from hive_trio.records import PidRecord, RecordError, from_json, to_json
 from hive_trio.rules.strict_dirs import UnsafePath, read_regular, write_replacing
@@ -334,11 +334,22 @@ class ProcessRun:
         self.stop_requested = True
         await terminate_group(self.pgid, exited=self.exited.wait, grace=grace, kill_group=False)
 
-    async def supervise(self, proc: trio.Process, output: AgentLog, record: Path) -> None:
-        """The one task that waits on the agent; `exited` is set however it ends."""
+    async def supervise(
+        self, proc: trio.Process, output: AgentLog, record: Path, *, nursery: trio.Nursery, on_exit: OnExit | None
+    ) -> None:
+        """The one task that waits on the agent; `exited` is set however it ends, then `on_exit` runs.
+
+        Its output pump is a sibling in `nursery` rather than a child: a nursery of its own per run cost
+        more than the pump (docs/PERFORMANCE.md). The pump ends when the pipe does, or when this task
+        closes the pipe under it.
+        """
         current_agent.set(self.name)  # journald's AGENT= field on what is logged about it
+        stdout = proc.stdout
+        assert isinstance(stdout, trio.lowlevel.FdStream)  # what open_process gives for a pipe on Unix
+        drained = trio.Event()
+        nursery.start_soon(_pump, stdout, output, drained)
         try:
-            await self._watch(proc, output)
+            await self._watch(proc, drained)
         except Exception:
             # Whatever goes wrong watching one agent must not take the supervisor down with it.
             log.exception("watching %s (pid %d) failed", self.name, self._pid)
@@ -351,35 +362,50 @@ class ProcessRun:
                     with trio.move_on_after(KILL_WAIT):
                         await proc.wait()
                 self.returncode = proc.returncode
+                # A pump still reading (a straggler kept the pipe open) stops here, before the log closes.
+                await trio.aclose_forcefully(stdout)
+                with trio.move_on_after(KILL_WAIT):
+                    await drained.wait()
                 await output.aclose()
                 await trio.to_thread.run_sync(_remove_record, record, self._pid)
                 self.exited.set()
+        if on_exit is not None:
+            await on_exit(self)
 
-    async def _watch(self, proc: trio.Process, output: AgentLog) -> None:
-        async with trio.open_nursery() as nursery:
-            drained = trio.Event()
-            assert proc.stdout is not None
-            nursery.start_soon(_pump, proc.stdout, output, drained)
-            await proc.wait()
-            self.returncode = proc.returncode
-            # Nothing in the agent's group may outlive its leader. Stragglers were already told to
-            # stop if this is a stop; either way they get a moment to flush (the pipe closes when
-            # the last of them exits), then SIGKILL.
-            if signal_group(self.pgid, signal.SIGTERM):
-                with trio.move_on_after(self.straggler_grace):
-                    await drained.wait()
-                signal_group(self.pgid, signal.SIGKILL)
-            with trio.move_on_after(0.5):
+    async def _watch(self, proc: trio.Process, drained: trio.Event) -> None:
+        await proc.wait()
+        self.returncode = proc.returncode
+        # Nothing in the agent's group may outlive its leader. Stragglers were already told to
+        # stop if this is a stop; either way they get a moment to flush (the pipe closes when
+        # the last of them exits), then SIGKILL.
+        if signal_group(self.pgid, signal.SIGTERM):
+            with trio.move_on_after(self.straggler_grace):
                 await drained.wait()
-            nursery.cancel_scope.cancel()
+            signal_group(self.pgid, signal.SIGKILL)
+        with trio.move_on_after(0.5):
+            await drained.wait()
 
 
-async def _pump(stream: trio.abc.ReceiveStream, output: AgentLog, drained: trio.Event) -> None:
+async def _pump(stream: trio.lowlevel.FdStream, output: AgentLog, drained: trio.Event) -> None:
+    """Copy the agent's output pipe to its log until the pipe ends or `supervise` closes it.
+
+    It parks in `wait_readable` on the pipe and reads it with a non-blocking read(2), rather than inside
+    `FdStream.receive_some` (whose frames cost an idle agent 0.8 KiB more). Closing the stream wakes the
+    wait with `ClosedResourceError`, as it would wake `receive_some`.
+    """
     try:
         while True:
+            # Read again each time: once `supervise` closed the stream (while a write was in its thread,
+            # say) the number is -1, never a recycled fd of someone else's.
+            fd = stream.fileno()
+            if fd < 0:
+                return
             try:
-                data = await stream.receive_some(_CHUNK)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                await trio.lowlevel.wait_readable(fd)
+                data = os.read(fd, _CHUNK)
+            except BlockingIOError:
+                continue
+            except (OSError, trio.ClosedResourceError):
                 return
             if not data:
                 return
@@ -472,7 +498,7 @@ class ProcessBackend:
         return f"{self._render(unit, spec)}\n{env}"
 
     # ------------------------------------------------------------------ run
-    async def launch(self, unit: Unit, *, nursery: trio.Nursery) -> Run:
+    async def launch(self, unit: Unit, *, nursery: trio.Nursery, on_exit: OnExit | None = None) -> Run:
         spec = await self._spec(unit)
         command = self._render(unit, spec)
         env = agent_environment(unit, spec, operator_pronouns=self.operator_pronouns, base=self.base_env)
@@ -509,7 +535,7 @@ class ProcessBackend:
                 await proc.wait()
                 await output.aclose()
             raise
-        nursery.start_soon(run.supervise, proc, output, unit.pid_record)
+        nursery.start_soon(partial(run.supervise, proc, output, unit.pid_record, nursery=nursery, on_exit=on_exit))
         return run
 
     def _record(self, unit: Unit, pid: int, command: str) -> None:
@@ -523,7 +549,7 @@ class ProcessBackend:
         )
         _write_record(unit.pid_record, record)
 
-    async def adopt(self, unit: Unit, *, nursery: trio.Nursery) -> Run | None:
+    async def adopt(self, unit: Unit, *, nursery: trio.Nursery, on_exit: OnExit | None = None) -> Run | None:
         # A child of a dead daemon cannot be waited on or have its output piped again: it is reaped
         # by `reap_orphans` and started fresh instead.
         return None
