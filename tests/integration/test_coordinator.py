@@ -301,8 +301,11 @@ async def test_snapshot_reads_seq_before_gathering(coordinator: Coordinator) -> 
 
 
 async def test_a_paused_agent_is_handed_nothing_until_unpaused(
-    coordinator: Coordinator, autojump_clock: trio.abc.Clock
+    coordinator: Coordinator, autojump_clock: trio.testing.MockClock
 ) -> None:
+    # The unpause commits through sqlite's thread; a loaded CI machine once took longer than the 50 ms
+    # threshold, and the clock leapt to the parked recv's deadline before the unpause landed.
+    autojump_clock.autojump_threshold = 1.0
     await coordinator.record_spawn("alpha")
     await coordinator.set_paused("alpha", True)
     await coordinator.send("operator", "alpha", "waits for you")
