@@ -15,13 +15,12 @@ import pytest
 import trio
 import trio.testing
 from mcp.shared.exceptions import MCPError
+from mcp_support import RawLines
 
 from hive_trio.clients.mcp import AgentClient, ToolError
 from hive_trio.records import MANAGER_AGENT
 from hive_trio.sockets.unix_listener import SocketInUse
 from hive_trio.testing import InProcessHive, open_test_hive
-
-HELLO = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}
 
 
 @pytest.fixture
@@ -33,35 +32,8 @@ async def bodies(client: AgentClient, **args: Any) -> list[str]:
     return [m["body"] for m in (await client.call("recv", **args))["messages"]]
 
 
-class RawClient:
-    """Newline-delimited JSON-RPC over a bare unix socket, for what the SDK client would never send."""
-
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-        self.buffer = b""
-
-    async def send(self, payload: dict[str, Any] | bytes) -> None:
-        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode() + b"\n"
-        await self.stream.send_all(data)
-
-    async def read(self) -> dict[str, Any]:
-        while b"\n" not in self.buffer:
-            data = await self.stream.receive_some()
-            if not data:
-                raise EOFError("socket closed")
-            self.buffer += data
-        line, self.buffer = self.buffer.split(b"\n", 1)
-        result: dict[str, Any] = json.loads(line)
-        return result
-
-    async def handshake(self) -> None:
-        await self.send({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": HELLO})
-        assert (await self.read())["id"] == 0
-        await self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
-
-
-async def open_raw(hive: InProcessHive, name: str) -> RawClient:
-    return RawClient(await trio.open_unix_socket(str(hive.socket_path(name))))
+async def open_raw(hive: InProcessHive, name: str) -> RawLines:
+    return RawLines(await trio.open_unix_socket(str(hive.socket_path(name))))
 
 
 # ------------------------------------------------------------------------------------ delivery

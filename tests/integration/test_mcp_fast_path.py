@@ -11,11 +11,11 @@ from typing import Any
 import mcp_types as types
 import pytest
 import trio
+from mcp_support import RawLines
 
 from hive_trio.sockets.mcp.transport import RECEIVE_CHUNK
 from hive_trio.testing import InProcessHive
 
-HELLO = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}
 ENVELOPE = {types.PROTOCOL_VERSION_META_KEY: "2026-07-28"}
 
 
@@ -24,34 +24,13 @@ def hive_agents() -> Sequence[str]:
     return ("alpha", "beta")
 
 
-class Raw:
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-        self.buffer = b""
-
-    async def send(self, payload: dict[str, Any]) -> None:
-        await self.stream.send_all(json.dumps(payload).encode() + b"\n")
-
-    async def read(self) -> dict[str, Any]:
-        while b"\n" not in self.buffer:
-            data = await self.stream.receive_some()
-            if not data:
-                raise EOFError("socket closed")
-            self.buffer += data
-        line, self.buffer = self.buffer.split(b"\n", 1)
-        reply: dict[str, Any] = json.loads(line)
-        return reply
-
+class Raw(RawLines):
     async def call(self, request_id: int, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
         if params is not None:
             message["params"] = params
         await self.send(message)
         return await self.read()
-
-    async def handshake(self) -> None:
-        assert "result" in await self.call(0, "initialize", HELLO)
-        await self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
 
 
 async def open_raw(hive: InProcessHive, name: str, *, handshake: bool = True) -> Raw:

@@ -11,11 +11,10 @@ import jsonschema
 import mcp_types as types
 import pytest
 import trio
+from mcp_support import RawLines
 
 from hive_trio.records import OPERATOR
 from hive_trio.testing import InProcessHive
-
-HELLO = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}
 
 
 @pytest.fixture
@@ -23,30 +22,10 @@ def hive_agents() -> Sequence[str]:
     return ("alpha", "beta")
 
 
-class Raw:
+class Raw(RawLines):
     def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-        self.buffer = b""
+        super().__init__(stream, read_timeout=10)
         self.ids = 100
-
-    async def send(self, payload: dict[str, Any] | bytes) -> None:
-        await self.stream.send_all(payload if isinstance(payload, bytes) else json.dumps(payload).encode() + b"\n")
-
-    async def read(self) -> dict[str, Any]:
-        with trio.fail_after(10):
-            while b"\n" not in self.buffer:
-                data = await self.stream.receive_some()
-                if not data:
-                    raise EOFError
-                self.buffer += data
-        line, self.buffer = self.buffer.split(b"\n", 1)
-        result: dict[str, Any] = json.loads(line)
-        return result
-
-    async def handshake(self) -> None:
-        await self.send({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": HELLO})
-        assert (await self.read())["id"] == 0
-        await self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
 
     async def call(self, tool: str, **arguments: Any) -> dict[str, Any]:
         self.ids += 1
